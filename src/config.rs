@@ -1,0 +1,312 @@
+//! Configuration: `config.toml`, then `.env` and the environment, then command-line flags,
+//! merged into one validated [`Config`]. Every problem names the key and what is wrong.
+
+use crate::discord::Snowflake;
+use serde::Deserialize;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A secret value: never printed, not even by `{:?}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The bot's application id (needed for command registration).
+    pub application_id: Option<Snowflake>,
+    /// The guild whose members are monitored.
+    pub base_guild_id: Snowflake,
+    /// Largest number of ids one bulk request may ask for.
+    pub max_bulk_get_users_size: usize,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub discord: DiscordConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// Number of shards; already resolved (0 in the file means one per available core).
+    pub shards: usize,
+    /// Time given to in-flight requests on shutdown.
+    pub shutdown_grace: Duration,
+    /// Idle keep-alive connections are closed after this long.
+    pub idle_timeout: Duration,
+    pub socket: SocketConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    /// Sent in HELLO; clients heartbeat on this interval.
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Directory holding one redb file per shard.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscordConfig {
+    pub token: Secret,
+    /// Gateway base URL (`wss://gateway.discord.gg`, or `ws://` for a loopback simulator).
+    pub gateway_url: String,
+    /// Origin whose `/api/v10/...` speaks Discord REST.
+    pub api_url: String,
+    /// CDN origin for images.
+    pub cdn_url: String,
+    /// Whether to ask for the member list with op 8 when GUILD_CREATE's list is partial.
+    pub request_members: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter directive, e.g. `info` or `lantern=debug`.
+    pub level: String,
+}
+
+/// Command-line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub port: Option<u16>,
+    pub shards: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+pub const DEFAULT_GATEWAY_URL: &str = "wss://gateway.discord.gg";
+pub const DEFAULT_API_URL: &str = "https://discord.com";
+pub const DEFAULT_CDN_URL: &str = "https://cdn.discordapp.com";
+
+// The file's shape. Unknown keys are refused so that a typo does not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    application_id: Option<String>,
+    base_guild_id: Option<String>,
+    max_bulk_get_users_size: Option<usize>,
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    storage: FileStorage,
+    #[serde(default)]
+    discord: FileDiscord,
+    #[serde(default)]
+    log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    host: Option<String>,
+    port: Option<u16>,
+    shards: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    socket: FileSocket,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSocket {
+    heartbeat_interval: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDiscord {
+    gateway_url: Option<String>,
+    api_url: Option<String>,
+    cdn_url: Option<String>,
+    request_members: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+impl Config {
+    /// Reads `.env` (if present), the config file and the environment, applies the overrides
+    /// and validates the result.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        // A missing .env is normal; a broken one is reported by the variables it fails to set.
+        let _ = dotenvy::dotenv();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let file: FileConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let token = std::env::var("DISCORD_BOT_TOKEN").ok().filter(|t| !t.trim().is_empty());
+        let token = token.ok_or_else(|| invalid("DISCORD_BOT_TOKEN", "not set (put it in the environment or in .env)"))?;
+        Config::from_parts(file, Secret::new(token.trim()), overrides)
+    }
+
+    /// Parses a config from TOML text with the given token (tests and demo).
+    pub fn from_toml(text: &str, token: Secret, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::from("<inline>"), message: e.to_string() })?;
+        Config::from_parts(file, token, overrides)
+    }
+
+    fn from_parts(file: FileConfig, token: Secret, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let base = file.base_guild_id.ok_or_else(|| invalid("base_guild_id", "missing; set it to the id of the guild to monitor"))?;
+        let base_guild_id = parse_id("base_guild_id", &base)?;
+        let application_id = match file.application_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => Some(parse_id("application_id", v)?),
+        };
+        let max_bulk = file.max_bulk_get_users_size.unwrap_or(50);
+        if max_bulk == 0 {
+            return Err(invalid("max_bulk_get_users_size", "must be at least 1"));
+        }
+        let host = match file.server.host {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(h) => h.parse().map_err(|_| invalid("server.host", format!("{h:?} is not an IP address")))?,
+        };
+        let port = overrides.port.or(file.server.port).unwrap_or(8000);
+        let shards = match overrides.shards.or(file.server.shards).unwrap_or(0) {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n if n > 256 => return Err(invalid("server.shards", format!("{n} is more than the supported 256"))),
+            n => n,
+        };
+        let heartbeat = file.server.socket.heartbeat_interval.unwrap_or(30_000);
+        if heartbeat == 0 {
+            return Err(invalid("server.socket.heartbeat_interval", "must be a positive number of milliseconds"));
+        }
+        let gateway_url = file.discord.gateway_url.unwrap_or_else(|| DEFAULT_GATEWAY_URL.to_owned());
+        if !(gateway_url.starts_with("ws://") || gateway_url.starts_with("wss://")) {
+            return Err(invalid("discord.gateway_url", format!("{gateway_url:?} must start with ws:// or wss://")));
+        }
+        let api_url = file.discord.api_url.unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+        check_http_url("discord.api_url", &api_url)?;
+        let cdn_url = file.discord.cdn_url.unwrap_or_else(|| DEFAULT_CDN_URL.to_owned());
+        check_http_url("discord.cdn_url", &cdn_url)?;
+        let format = match file.log.format.as_deref() {
+            None | Some("human") => LogFormat::Human,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(invalid("log.format", format!("{other:?} is not one of \"human\", \"json\""))),
+        };
+        if token.expose().is_empty() {
+            return Err(invalid("DISCORD_BOT_TOKEN", "is empty"));
+        }
+        Ok(Config {
+            application_id,
+            base_guild_id,
+            max_bulk_get_users_size: max_bulk,
+            server: ServerConfig {
+                host,
+                port,
+                shards,
+                shutdown_grace: Duration::from_millis(file.server.shutdown_grace_ms.unwrap_or(5_000)),
+                idle_timeout: Duration::from_millis(file.server.idle_timeout_ms.unwrap_or(60_000)),
+                socket: SocketConfig { heartbeat_interval: Duration::from_millis(heartbeat) },
+            },
+            storage: StorageConfig { dir: file.storage.dir.unwrap_or_else(|| PathBuf::from("shards")) },
+            discord: DiscordConfig {
+                token,
+                gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+                api_url: api_url.trim_end_matches('/').to_owned(),
+                cdn_url: cdn_url.trim_end_matches('/').to_owned(),
+                request_members: file.discord.request_members.unwrap_or(true),
+            },
+            log: LogConfig { format, level: file.log.level.unwrap_or_else(|| "info".to_owned()) },
+        })
+    }
+}
+
+fn parse_id(key: &'static str, value: &str) -> Result<Snowflake, ConfigError> {
+    Snowflake::parse_strict(value.trim())
+        .ok_or_else(|| invalid(key, format!("{value:?} is not a Discord id (17-19 digits)")))
+}
+
+fn check_http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{url:?} must start with http:// or https://")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Secret::new("t"), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_toml(
+            "base_guild_id = '1378135304107458560'\n[server]\nport = 9000\n",
+            Secret::new("t"),
+            &Overrides { port: Some(1234), shards: Some(3) },
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 1234);
+        assert_eq!(c.server.shards, 3);
+        assert_eq!(c.storage.dir, PathBuf::from("shards"));
+        assert_eq!(c.discord.api_url, DEFAULT_API_URL);
+        assert_eq!(format!("{:?}", c.discord.token), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load("").unwrap_err().to_string();
+        assert!(e.contains("base_guild_id"), "{e}");
+        let e = load("base_guild_id = 'abc'").unwrap_err().to_string();
+        assert_eq!(e, "invalid setting `base_guild_id`: \"abc\" is not a Discord id (17-19 digits)");
+        let e = load("base_guild_id = '1378135304107458560'\n[discord]\ngateway_url = 'http://x'").unwrap_err().to_string();
+        assert!(e.starts_with("invalid setting `discord.gateway_url`"), "{e}");
+        let e = load("base_guild_id = '1378135304107458560'\n[server]\nprot = 1").unwrap_err().to_string();
+        assert!(e.contains("unknown field `prot`"), "{e}");
+    }
+}

@@ -1,0 +1,318 @@
+//! Discord's wire types, as the gateway sends them and as the simulator produces them.
+//!
+//! These are the project's own serde types rather than twilight-model's: twilight drops fields
+//! the user object needs (an activity's `sync_id`, unknown public-flag bits, non-hex image
+//! hashes), and a single unknown value would fail a whole event. Everything here is lenient on
+//! input (missing fields default, numbers may arrive as strings) and faithful on output, so the
+//! simulator can serialize the same types the ingest path decodes.
+
+pub mod events;
+mod snowflake;
+
+pub use snowflake::Snowflake;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A Discord user (`user` object), including the fields twilight-model drops.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: Snowflake,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default = "default_discriminator")]
+    pub discriminator: String,
+    #[serde(default)]
+    pub global_name: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub bot: bool,
+    #[serde(default, deserialize_with = "lenient_u64_opt", skip_serializing_if = "Option::is_none")]
+    pub public_flags: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_guild: Option<PrimaryGuild>,
+}
+
+fn default_discriminator() -> String {
+    "0".to_owned()
+}
+
+/// The user's server tag ("primary guild" identity).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryGuild {
+    #[serde(default)]
+    pub identity_guild_id: Option<Snowflake>,
+    #[serde(default)]
+    pub identity_enabled: Option<bool>,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub badge: Option<String>,
+}
+
+/// A partial user as it appears in PRESENCE_UPDATE: only `id` is guaranteed; any other field
+/// present is a change to apply to the cached user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialUser {
+    pub id: Snowflake,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discriminator: Option<String>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub global_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<bool>,
+    #[serde(default, deserialize_with = "lenient_u64_opt", skip_serializing_if = "Option::is_none")]
+    pub public_flags: Option<u64>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub primary_guild: Option<Option<PrimaryGuild>>,
+}
+
+impl PartialUser {
+    /// Applies the fields this partial carries to a full user. Returns whether anything changed.
+    pub fn apply_to(&self, user: &mut User) -> bool {
+        let before = user.clone();
+        if let Some(v) = &self.username {
+            user.username = v.clone();
+        }
+        if let Some(v) = &self.discriminator {
+            user.discriminator = v.clone();
+        }
+        if let Some(v) = &self.global_name {
+            user.global_name = v.clone();
+        }
+        if let Some(v) = &self.avatar {
+            user.avatar = v.clone();
+        }
+        if let Some(v) = self.bot {
+            user.bot = v;
+        }
+        if let Some(v) = self.public_flags {
+            user.public_flags = Some(v);
+        }
+        if let Some(v) = &self.primary_guild {
+            user.primary_guild = v.clone();
+        }
+        *user != before
+    }
+}
+
+impl From<&User> for PartialUser {
+    fn from(u: &User) -> Self {
+        PartialUser {
+            id: u.id,
+            username: Some(u.username.clone()),
+            discriminator: Some(u.discriminator.clone()),
+            global_name: Some(u.global_name.clone()),
+            avatar: Some(u.avatar.clone()),
+            bot: Some(u.bot),
+            public_flags: u.public_flags,
+            primary_guild: Some(u.primary_guild.clone()),
+        }
+    }
+}
+
+/// A guild member (`guild member` object).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub user: User,
+    #[serde(default)]
+    pub nick: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<Snowflake>,
+    /// ISO-8601 time the member joined the guild (`monitoring_since`).
+    #[serde(default)]
+    pub joined_at: Option<String>,
+    #[serde(default)]
+    pub premium_since: Option<String>,
+    #[serde(default)]
+    pub deaf: bool,
+    #[serde(default)]
+    pub mute: bool,
+    #[serde(default)]
+    pub flags: u64,
+    #[serde(default)]
+    pub pending: bool,
+    #[serde(default)]
+    pub communication_disabled_until: Option<String>,
+}
+
+/// Online status as Discord sends it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Idle,
+    Dnd,
+    #[default]
+    Offline,
+    Invisible,
+    /// Anything Discord may add later; treated as offline.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Status {
+    /// The status Lantern reports: invisible and unknown values show as offline.
+    pub fn visible(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Idle => "idle",
+            Status::Dnd => "dnd",
+            Status::Offline | Status::Invisible | Status::Unknown => "offline",
+        }
+    }
+
+    pub fn is_offline(self) -> bool {
+        self.visible() == "offline"
+    }
+}
+
+/// Per-platform status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<Status>,
+}
+
+/// A member's presence (`presence update` object).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user: PartialUser,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<Snowflake>,
+    #[serde(default)]
+    pub status: Status,
+    #[serde(default)]
+    pub activities: Vec<Activity>,
+    #[serde(default)]
+    pub client_status: ClientStatus,
+}
+
+/// Activity types as Discord numbers them.
+pub mod activity_type {
+    pub const PLAYING: u8 = 0;
+    pub const STREAMING: u8 = 1;
+    pub const LISTENING: u8 = 2;
+    pub const WATCHING: u8 = 3;
+    pub const CUSTOM: u8 = 4;
+    pub const COMPETING: u8 = 5;
+}
+
+/// One activity of a presence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default, deserialize_with = "lenient_i64_opt", skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamps: Option<Timestamps>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<Snowflake>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<ActivityEmoji>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<Assets>,
+    /// Spotify's track id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party: Option<Party>,
+    /// Button labels (the gateway sends labels only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// Activity start and end, unix milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timestamps {
+    #[serde(default, deserialize_with = "lenient_i64_opt", skip_serializing_if = "Option::is_none")]
+    pub start: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_i64_opt", skip_serializing_if = "Option::is_none")]
+    pub end: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityEmoji {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Snowflake>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animated: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Party {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<[u64; 2]>,
+}
+
+/// Accepts a number, a numeric string or null.
+fn lenient_i64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrStr {
+        Int(i64),
+        Float(f64),
+        Str(String),
+    }
+    Ok(match Option::<NumOrStr>::deserialize(d)? {
+        None => None,
+        Some(NumOrStr::Int(v)) => Some(v),
+        Some(NumOrStr::Float(v)) => Some(v as i64),
+        Some(NumOrStr::Str(s)) => s.parse().ok(),
+    })
+}
+
+fn lenient_u64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(lenient_i64_opt(d)?.map(|v| v as u64))
+}
+
+/// Distinguishes "absent" (outer None, via `default`) from "null" (Some(None)).
+fn present_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Ok(Some(Option::<T>::deserialize(d)?))
+}

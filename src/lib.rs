@@ -1,0 +1,32 @@
+//! # lantern
+//!
+//! Live Discord presence (status, platforms, Spotify, games, custom status) over REST,
+//! WebSocket and a profile card, served by a thread-per-core runtime.
+//!
+//! ## Layout
+//!
+//! - [`runtime`]: glommio executors pinned to cores ("shards"), the stable `shard_of(user)`
+//!   placement, and the awaitable cross-shard mailboxes. Each shard owns a slice of users
+//!   outright; other shards ask it through an explicit message.
+//! - [`ingest`]: the twilight gateway connection on its own thread (tokio current-thread),
+//!   decoding each dispatch once and routing it to the owner shard.
+//! - [`discord`]: Discord's wire types, shared by ingest and the simulator.
+//! - [`presence`]: per-shard member and presence state, the Lantern user object, and its
+//!   serialized bytes cached per version.
+//! - [`http`]: the glommio↔hyper adapter, router, REST handlers, errors, CORS and compression.
+//! - [`storage`]: each shard's redb file (last seen), written off the executor thread.
+//! - [`sim`]: the Discord simulator (gateway, REST, CDN, guild generator, control API).
+//! - [`config`]: `config.toml` + `.env` + flags → one validated [`config::Config`].
+//! - [`server`]: starts and stops the whole thing; [`demo`]: the simulator and server in one process.
+
+pub mod config;
+pub mod demo;
+pub mod discord;
+pub mod http;
+pub mod ingest;
+pub mod presence;
+pub mod runtime;
+pub mod server;
+pub mod sim;
+pub mod storage;
+pub mod time_fmt;
