@@ -1,1 +1,75 @@
-fn main(){}
+//! The `lantern` command line: `serve` (default), `demo`, `sim`.
+
+use clap::{Parser, Subcommand};
+use lantern::config::{Config, LogConfig, LogFormat, Overrides};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "lantern", version, about = "Live Discord presence over REST, WebSocket and a profile card")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured guild (the default command).
+    Serve(ServeArgs),
+    /// Run the Discord simulator and the server in one process, on a synthetic guild.
+    Demo(lantern::demo::DemoArgs),
+    /// Run only the Discord simulator (gateway, REST, CDN and control API on loopback).
+    Sim(lantern::demo::SimArgs),
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Path of the configuration file.
+    #[arg(long, default_value = "config.toml")]
+    config: PathBuf,
+    /// Override `server.port`.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Override `server.shards` (0 = one per core).
+    #[arg(long)]
+    shards: Option<usize>,
+}
+
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = Config::load(&args.config, &Overrides { port: args.port, shards: args.shards }).map_err(|e| e.to_string())?;
+    init_logging(&config.log);
+    let server = lantern::server::Server::start(config).map_err(|e| e.to_string())?;
+    server.run_until_signal().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(ServeArgs { config: if args.config.as_os_str().is_empty() { "config.toml".into() } else { args.config }, ..args }),
+        Command::Demo(args) => {
+            init_logging(&LogConfig { format: LogFormat::Human, level: "info".into() });
+            lantern::demo::run_demo(args)
+        }
+        Command::Sim(args) => {
+            init_logging(&LogConfig { format: LogFormat::Human, level: "info".into() });
+            lantern::demo::run_sim(args)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lantern: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,199 @@
-//! placeholder
+//! Starting and stopping the whole server: shards, storage writers, HTTP listeners, ingest.
+
+use crate::config::Config;
+use crate::ingest::{Ingest, OtherDispatch};
+use crate::presence::ShardState;
+use crate::runtime::{mailbox, MailboxReceiver, MailboxSender, ShardContext, ShardMsg};
+use crate::storage::writer::{self, WriterHandle, WriterThread};
+use crate::storage::{self, StorageError};
+use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("shard {shard} cannot listen on {addr}: {message}")]
+    Bind { shard: usize, addr: SocketAddr, message: String },
+    #[error("cannot start shard {shard}: {message}")]
+    Executor { shard: usize, message: String },
+    #[error("cannot start the gateway thread: {0}")]
+    Ingest(std::io::Error),
+}
+
+/// A running server. Dropping it shuts it down gracefully.
+pub struct Server {
+    port: u16,
+    mailboxes: Vec<MailboxSender<ShardMsg>>,
+    executors: Vec<glommio::ExecutorJoinHandle<()>>,
+    writers: Vec<WriterThread>,
+    ingest: Option<Ingest>,
+    drained: std::sync::mpsc::Receiver<()>,
+}
+
+struct ShardSeed {
+    index: usize,
+    config: Arc<Config>,
+    rx: MailboxReceiver<ShardMsg>,
+    peers: Vec<MailboxSender<ShardMsg>>,
+    writer: WriterHandle,
+    last_seen: HashMap<crate::discord::Snowflake, i64>,
+    addr: SocketAddr,
+    drained: std::sync::mpsc::Sender<()>,
+}
+
+impl Server {
+    /// Opens storage, starts every shard listening, then connects to the gateway. Returns once
+    /// the HTTP port accepts connections (the member list may still be loading: see `/health`).
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with(config, None)
+    }
+
+    /// Like [`Server::start`], with a consumer for dispatches the presence path ignores.
+    pub fn start_with(config: Config, other: Option<OtherDispatch>) -> Result<Server, StartError> {
+        let config = Arc::new(config);
+        let n = config.server.shards;
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| mailbox::<ShardMsg>()).unzip();
+        let (drained_tx, drained) = std::sync::mpsc::channel();
+        let mut writers = Vec::with_capacity(n);
+        let mut seeds = Vec::with_capacity(n);
+        for (index, rx) in receivers.into_iter().enumerate() {
+            let db = Arc::new(storage::open(&config.storage.dir, index)?);
+            let last_seen = storage::load_last_seen(&db)?;
+            let (handle, thread) = writer::start(index, db)?;
+            writers.push(thread);
+            seeds.push(ShardSeed {
+                index,
+                config: config.clone(),
+                rx,
+                peers: senders.clone(),
+                writer: handle,
+                last_seen,
+                addr: SocketAddr::new(config.server.host, config.server.port),
+                drained: drained_tx.clone(),
+            });
+        }
+        tracing::info!(shards = n, dir = %config.storage.dir.display(), "storage opened");
+
+        // Shard 0 binds first so that a configured port of 0 becomes one concrete port that
+        // every other shard then shares through SO_REUSEPORT.
+        let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+        let mut executors = Vec::with_capacity(n);
+        let mut port = config.server.port;
+        for mut seed in seeds {
+            seed.addr.set_port(port);
+            let index = seed.index;
+            let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<u16, String>>();
+            let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cores))
+                .name(&format!("lantern-shard-{index}"))
+                .spawn(move || run_shard(seed, bound_tx))
+                .map_err(|e| StartError::Executor { shard: index, message: e.to_string() })?;
+            executors.push(handle);
+            match bound_rx.recv() {
+                Ok(Ok(p)) => port = p,
+                Ok(Err(message)) => {
+                    let addr = SocketAddr::new(config.server.host, port);
+                    stop_all(&senders, executors, writers, &drained);
+                    return Err(StartError::Bind { shard: index, addr, message });
+                }
+                Err(_) => {
+                    stop_all(&senders, executors, writers, &drained);
+                    return Err(StartError::Executor { shard: index, message: "exited during start-up".into() });
+                }
+            }
+        }
+        tracing::info!(port, shards = n, "listening");
+        let ingest = Ingest::start(config.clone(), senders.clone(), other).map_err(StartError::Ingest)?;
+        Ok(Server { port, mailboxes: senders, executors, writers, ingest: Some(ingest), drained })
+    }
+
+    /// The HTTP/WebSocket port every shard listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub fn run_until_signal(self) -> std::io::Result<()> {
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "shutting down");
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Stops ingest, lets every shard finish its in-flight requests, then flushes storage.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(ingest) = self.ingest.take() {
+            ingest.stop();
+        }
+        stop_all(&self.mailboxes, std::mem::take(&mut self.executors), std::mem::take(&mut self.writers), &self.drained);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Two phases: every shard stops accepting and drains while the mailboxes still answer each
+/// other's asks; once all have drained (or exited), the mailbox loops stop.
+fn stop_all(
+    mailboxes: &[MailboxSender<ShardMsg>],
+    executors: Vec<glommio::ExecutorJoinHandle<()>>,
+    writers: Vec<WriterThread>,
+    drained: &std::sync::mpsc::Receiver<()>,
+) {
+    let live: Vec<_> = mailboxes.iter().filter(|m| m.send(ShardMsg::Shutdown).is_ok()).collect();
+    for _ in 0..executors.len().min(live.len()) {
+        if drained.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+            break;
+        }
+    }
+    for m in mailboxes {
+        let _ = m.send(ShardMsg::Exit);
+    }
+    for e in executors {
+        let _ = e.join();
+    }
+    // The shards are gone, so every writer handle is dropped: this waits for the last commits.
+    for w in writers {
+        w.close();
+    }
+}
+
+async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, String>>) {
+    let listener = match glommio::net::TcpListener::bind(seed.addr) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = bound.send(Err(e.to_string()));
+            let _ = seed.drained.send(());
+            return;
+        }
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(seed.addr.port());
+    let (shutdown, _) = tokio::sync::watch::channel(false);
+    let ctx = Rc::new(ShardContext {
+        index: seed.index,
+        config: seed.config,
+        state: RefCell::new(ShardState::with_last_seen(seed.last_seen)),
+        peers: seed.peers,
+        gateway: Cell::new(Default::default()),
+        writer: seed.writer,
+        shutdown,
+    });
+    let mailbox = glommio::spawn_local(ctx.clone().run_mailbox(seed.rx));
+    let _ = bound.send(Ok(port));
+    crate::http::serve(ctx.clone(), listener).await;
+    let _ = seed.drained.send(());
+    mailbox.await;
+}

@@ -1,1 +1,119 @@
-//! placeholder
+//! HTTP: hyper 1 (`http1`) over glommio sockets, one accept loop per shard.
+//!
+//! Every shard binds the same port with SO_REUSEPORT, so the kernel spreads connections over
+//! the shards. A request is answered by the shard that accepted it, which asks the owner
+//! shards of the users involved through their mailboxes when it does not own them itself.
+
+pub mod io;
+pub mod response;
+pub mod router;
+pub mod users;
+
+use crate::http::response::{accepts_gzip, ApiError, Body, Reply};
+use crate::http::router::Route;
+use crate::runtime::ShardContext;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Accepts connections until shutdown, then waits (up to the grace period) for in-flight
+/// connections to finish.
+pub async fn serve(ctx: Rc<ShardContext>, listener: glommio::net::TcpListener) {
+    let active = Rc::new(Cell::new(0usize));
+    let mut shutdown = ctx.shutdown.subscribe();
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // Out of descriptors or similar: back off briefly instead of spinning.
+                tracing::warn!(shard = ctx.index, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        let active = active.clone();
+        active.set(active.get() + 1);
+        glommio::spawn_local(async move {
+            connection(ctx, stream).await;
+            active.set(active.get() - 1);
+        })
+        .detach();
+    }
+    drop(listener);
+    let deadline = std::time::Instant::now() + ctx.config.server.shutdown_grace;
+    while active.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+    // An idle keep-alive connection (or a client that stops mid-request) times out on read.
+    let _ = stream.set_read_timeout(Some(ctx.config.server.idle_timeout));
+    let svc_ctx = ctx.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = svc_ctx.clone();
+        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io::GlommioIo(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut shutdown = ctx.shutdown.subscribe();
+    let stopping = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        None
+    })
+    .await;
+    if stopping.is_none() {
+        // Finish the request in flight, then close instead of keeping the connection alive.
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }
+}
+
+/// Answers one request.
+pub async fn handle(ctx: &ShardContext, req: Request<Incoming>) -> Response<Body> {
+    let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
+    let reply = match dispatch(ctx, &req).await {
+        Ok(r) => r,
+        Err(e) => e.into_reply(),
+    };
+    reply.finish(gzip, ctx.index)
+}
+
+async fn dispatch(ctx: &ShardContext, req: &Request<Incoming>) -> Result<Reply, ApiError> {
+    let path = req.uri().path();
+    let Some(route) = router::route(path) else { return Err(ApiError::not_found()) };
+    let method = req.method();
+    if method == Method::OPTIONS {
+        return Ok(Reply::preflight());
+    }
+    if !route.allowed().contains(method) {
+        let mut reply = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("Method {method} is not allowed on this path."),
+        )
+        .into_reply();
+        if let Ok(v) = HeaderValue::from_str(&route.allow_header()) {
+            reply.headers.insert(header::ALLOW, v);
+        }
+        return Ok(reply);
+    }
+    match route {
+        Route::Info => Ok(users::info(ctx).await),
+        Route::Health => Ok(users::health(ctx).await),
+        Route::Users => users::users(ctx, req.uri().query()).await,
+        Route::User(id) => users::user(ctx, id).await,
+        Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),
+    }
+}

@@ -1,1 +1,154 @@
-//! placeholder
+//! Discord ingest: the gateway connection, decoding, and routing to owner shards.
+//!
+//! twilight-gateway owns the connection (heartbeats, identify, resume, reconnects) on a
+//! dedicated thread running a tokio current-thread runtime. Each raw text frame goes through
+//! [`decode::Dispatcher`], which decodes it once and routes it to the owner shard's mailbox.
+
+pub mod decode;
+pub mod events;
+
+use crate::config::Config;
+use crate::runtime::{MailboxSender, ShardMsg};
+use decode::{Dispatcher, Outbound};
+use events::GatewayState;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::watch;
+use twilight_gateway::{queue::InMemoryQueue, CloseFrame, ConfigBuilder, Intents, Message, Shard, ShardId};
+use futures_util::StreamExt as _;
+use twilight_model::gateway::payload::outgoing::RequestGuildMembers;
+use twilight_model::id::Id;
+
+/// Receives dispatches the presence path does not consume (the bot's INTERACTION_CREATE).
+pub type OtherDispatch = Box<dyn FnMut(&str, &str) + Send>;
+
+/// The running ingest thread.
+pub struct Ingest {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ingest {
+    /// Connects to the gateway and routes events to `shards` until [`Ingest::stop`].
+    pub fn start(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, other: Option<OtherDispatch>) -> std::io::Result<Ingest> {
+        let (stop, stop_rx) = watch::channel(false);
+        let thread = std::thread::Builder::new().name("lantern-ingest".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the ingest runtime");
+                    return;
+                }
+            };
+            rt.block_on(run(config, shards, other, stop_rx));
+        })?;
+        Ok(Ingest { stop, thread: Some(thread) })
+    }
+
+    /// Closes the gateway connection and waits for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn deliver(shards: &[MailboxSender<ShardMsg>], shard: &Shard, other: &mut Option<OtherDispatch>, actions: &mut Vec<Outbound>) {
+    for action in actions.drain(..) {
+        match action {
+            Outbound::ToShard(i, event) => {
+                let _ = shards[i].send(ShardMsg::Ingest(event));
+            }
+            Outbound::Broadcast(event) => {
+                for s in shards {
+                    let _ = s.send(ShardMsg::Ingest(event.clone()));
+                }
+            }
+            Outbound::Status(status) => {
+                tracing::info!(gateway = status.state.as_str(), members_loaded = status.members_loaded, "gateway status");
+                for s in shards {
+                    let _ = s.send(ShardMsg::Gateway(status));
+                }
+            }
+            Outbound::RequestMembers { guild_id, nonce } => {
+                tracing::info!(%guild_id, "requesting the full member list");
+                let request = RequestGuildMembers::builder(Id::new(guild_id.0.max(1))).presences(true).nonce(nonce).query("", None);
+                shard.command(&request);
+            }
+            Outbound::Other { event, text } => {
+                if let Some(f) = other.as_mut() {
+                    f(&event, &text);
+                }
+            }
+        }
+    }
+}
+
+async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut other: Option<OtherDispatch>, mut stop: watch::Receiver<bool>) {
+    // rustls needs a process-wide crypto provider for wss://; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
+    let mut builder = ConfigBuilder::new(config.discord.token.expose().to_owned(), intents);
+    if config.discord.gateway_url != crate::config::DEFAULT_GATEWAY_URL {
+        builder = builder.proxy_url(config.discord.gateway_url.clone());
+    }
+    if config.discord.gateway_url.starts_with("ws://") {
+        // A loopback gateway (simulator, proxy) has no identify rate limit to respect.
+        builder = builder.queue(InMemoryQueue::new(0, 0, Duration::ZERO, 0));
+    }
+    let mut shard = Shard::with_config(ShardId::ONE, builder.build());
+    let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.len(), config.discord.request_members);
+    let mut actions = Vec::new();
+    tracing::info!(url = %config.discord.gateway_url, "connecting to the gateway");
+    loop {
+        let item = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            item = shard.next() => item,
+        };
+        match item {
+            None => {
+                tracing::error!("the gateway closed the connection for good (check the token and the intents)");
+                dispatcher.set_state(GatewayState::Failed, &mut actions);
+                deliver(&shards, &shard, &mut other, &mut actions);
+                let _ = stop.wait_for(|s| *s).await;
+                return;
+            }
+            Some(Ok(Message::Text(text))) => {
+                if let Err(e) = dispatcher.frame(&text, &mut actions) {
+                    tracing::warn!(error = %e, "skipping an undecodable gateway event");
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                tracing::warn!(code = frame.as_ref().map(|f| f.code), "gateway connection closed; reconnecting");
+                dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "gateway receive error");
+                dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
+            }
+        }
+        deliver(&shards, &shard, &mut other, &mut actions);
+    }
+    shard.close(CloseFrame::NORMAL);
+    // Let the close handshake go out, briefly.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(item) = shard.next().await {
+            if matches!(item, Ok(Message::Close(_))) {
+                break;
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,149 @@
+//! Response building: the one error shape, JSON bodies, CORS and gzip.
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use std::io::Write as _;
+
+pub type Body = Full<Bytes>;
+
+/// Methods and headers a browser may use cross-origin (the storage API needs them).
+pub const CORS_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
+pub const CORS_HEADERS: &str = "Authorization, Content-Type";
+
+/// Bodies smaller than this are not worth compressing.
+const GZIP_MIN: usize = 1024;
+
+/// An error answer: `{"success":false,"error":<message>,"code":<code>}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "Resource not found.")
+    }
+
+    pub fn body(&self) -> Bytes {
+        #[derive(serde::Serialize)]
+        struct Shape<'a> {
+            success: bool,
+            error: &'a str,
+            code: &'a str,
+        }
+        Bytes::from(serde_json::to_vec(&Shape { success: false, error: &self.message, code: self.code }).unwrap_or_default())
+    }
+
+    pub fn into_reply(self) -> Reply {
+        Reply::json(self.status, self.body())
+    }
+}
+
+/// A handler's answer, before the common headers and compression are applied.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn new(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Reply { status, headers, body }
+    }
+
+    pub fn json(status: StatusCode, body: Bytes) -> Reply {
+        Reply::new(status, "application/json; charset=utf-8", body)
+    }
+
+    /// Answer to a CORS preflight.
+    pub fn preflight() -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(CORS_METHODS));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(CORS_HEADERS));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        Reply { status: StatusCode::NO_CONTENT, headers, body: Bytes::new() }
+    }
+
+    /// JSON and SVG compress well; anything already encoded (or binary) is left alone.
+    fn compressible(&self) -> bool {
+        self.headers.get(header::CONTENT_ENCODING).is_none()
+            && self
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("application/json") || t.starts_with("image/svg"))
+    }
+
+    /// Adds the headers every response carries and gzips when the client asked and the body
+    /// is worth it.
+    pub fn finish(mut self, gzip: bool, shard: usize) -> Response<Body> {
+        self.headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        self.headers.insert("x-lantern-shard", HeaderValue::from(shard));
+        let compressible = self.compressible();
+        let mut body = self.body;
+        if compressible {
+            self.headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            if gzip && body.len() >= GZIP_MIN {
+                if let Some(z) = gzip_bytes(&body) {
+                    self.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    body = z;
+                }
+            }
+        }
+        let mut res = Response::new(Full::new(body));
+        *res.status_mut() = self.status;
+        *res.headers_mut() = self.headers;
+        res
+    }
+}
+
+fn gzip_bytes(body: &[u8]) -> Option<Bytes> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 3 + 64), flate2::Compression::fast());
+    enc.write_all(body).ok()?;
+    enc.finish().ok().map(Bytes::from)
+}
+
+/// Whether the client accepts gzip (`Accept-Encoding` lists it without `q=0`).
+pub fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
+    let Some(v) = accept_encoding.and_then(|v| v.to_str().ok()) else { return false };
+    v.split(',').any(|part| {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim();
+        let q_zero = it.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().map(|q| q == 0.0).unwrap_or(false))
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert!(accepts_gzip(Some(&v("gzip, deflate, br"))));
+        assert!(accepts_gzip(Some(&v("br;q=1.0, gzip;q=0.8"))));
+        assert!(!accepts_gzip(Some(&v("gzip;q=0"))));
+        assert!(!accepts_gzip(Some(&v("br"))));
+        assert!(!accepts_gzip(None));
+    }
+}

@@ -1,0 +1,69 @@
+//! Request routing: path → [`Route`], with the method checked per route.
+//!
+//! Paths match case-insensitively and ignore one trailing slash; HEAD is served as GET (hyper
+//! drops the body).
+
+use crate::discord::Snowflake;
+use http::Method;
+
+/// A recognised path. Ids are kept as the raw text so that handlers can report them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Info,
+    Health,
+    Users,
+    User(&'a str),
+    Socket,
+}
+
+impl Route<'_> {
+    /// Methods this route answers (besides OPTIONS, which every route answers).
+    pub fn allowed(&self) -> &'static [Method] {
+        match self {
+            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket => &[Method::GET, Method::HEAD],
+        }
+    }
+
+    pub fn allow_header(&self) -> String {
+        let mut v: Vec<&str> = self.allowed().iter().map(Method::as_str).collect();
+        v.push("OPTIONS");
+        v.join(", ")
+    }
+}
+
+/// Matches a request path (without the query string).
+pub fn route(path: &str) -> Option<Route<'_>> {
+    let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+    let mut segs = path.split('/').skip(1);
+    let s: [Option<&str>; 6] = std::array::from_fn(|_| segs.next());
+    let eq = |seg: Option<&str>, lit: &str| seg.is_some_and(|s| s.eq_ignore_ascii_case(lit));
+    match s {
+        [Some(""), None, ..] => Some(Route::Info),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("health") => Some(Route::Health),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("socket") => Some(Route::Socket),
+        [a, b, c, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") => Some(Route::Users),
+        [a, b, c, Some(id), None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && !id.is_empty() => Some(Route::User(id)),
+        _ => None,
+    }
+}
+
+/// Parses a user id from a path segment or query value: digits only, 17-19 of them.
+pub fn parse_user_id(raw: &str) -> Option<Snowflake> {
+    Snowflake::parse_strict(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/"), Some(Route::Info));
+        assert_eq!(route("/health/"), Some(Route::Health));
+        assert_eq!(route("/API/v1/Users"), Some(Route::Users));
+        assert_eq!(route("/api/v1/users/123/"), Some(Route::User("123")));
+        assert_eq!(route("/api/v1/users/123/createSvg"), None);
+        assert_eq!(route("/api/v1/users//"), None);
+        assert_eq!(route("/nope"), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! REST handlers: `/`, `/health` and the user routes.
+
+use crate::discord::Snowflake;
+use crate::http::response::{ApiError, Reply};
+use crate::http::router::parse_user_id;
+use crate::ingest::events::GatewayState;
+use crate::runtime::ShardContext;
+use bytes::Bytes;
+use http::StatusCode;
+use std::collections::HashSet;
+
+pub const INFO: &str =
+    "Lantern provides Discord presences as an API and WebSocket. Find out more here: https://github.com/discordplace/lantern";
+pub const DISCORD_INVITE: &str = "https://invite.lantern.rest";
+
+/// `GET /`: the info sentence and how many users are monitored.
+pub async fn info(ctx: &ShardContext) -> Reply {
+    let total: usize = ctx.counts().await.into_iter().flatten().sum();
+    let body = serde_json::json!({
+        "data": { "info": INFO, "discord_invite": DISCORD_INVITE, "currently_monitoring_users": total }
+    });
+    Reply::json(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
+/// `GET /health`: 200 once the gateway is connected, the member list is loaded and every
+/// shard answers; 503 otherwise, with the same body saying what is missing.
+pub async fn health(ctx: &ShardContext) -> Reply {
+    let counts = ctx.counts().await;
+    let up = counts.iter().filter(|c| c.is_some()).count();
+    let total: usize = counts.iter().flatten().sum();
+    let gateway = ctx.gateway.get();
+    let ready = up == counts.len() && gateway.state == GatewayState::Connected && gateway.members_loaded;
+    let body = serde_json::json!({
+        "status": if ready { "ok" } else { "unavailable" },
+        "gateway": gateway.state.as_str(),
+        "members_loaded": gateway.members_loaded,
+        "shards": { "total": counts.len(), "up": up },
+        "monitored_users": total,
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Reply::json(status, Bytes::from(body.to_string()))
+}
+
+pub fn not_monitored(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "user_not_monitored", format!("User {id} is not being monitored by Lantern."))
+}
+
+/// Validates a path id with the contract's messages.
+pub fn path_user_id(raw: &str) -> Result<Snowflake, ApiError> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request("invalid_user_id", "user_id must be a number."));
+    }
+    parse_user_id(raw).ok_or_else(|| ApiError::bad_request("invalid_user_id", "user_id must be 17-19 characters long."))
+}
+
+/// `GET /api/v1/users/:id` (JSON form).
+pub async fn user(ctx: &ShardContext, raw_id: &str) -> Result<Reply, ApiError> {
+    let id = path_user_id(raw_id)?;
+    match ctx.get_users(&[id]).await.pop().flatten() {
+        Some(json) => Ok(Reply::json(StatusCode::OK, json)),
+        None => Err(not_monitored(raw_id)),
+    }
+}
+
+/// Parses the bulk query: repeated `user_ids` (also `user_ids[]`), each possibly a
+/// comma-separated list.
+pub fn bulk_ids(query: Option<&str>, max: usize) -> Result<Vec<Snowflake>, ApiError> {
+    let mut raw: Vec<String> = Vec::new();
+    let mut present = false;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == "user_ids" || k == "user_ids[]" {
+            present = true;
+            raw.extend(v.split(',').map(|s| s.trim().to_owned()));
+        }
+    }
+    if !present {
+        return Err(ApiError::bad_request("missing_user_ids", "user_ids is required."));
+    }
+    if raw.len() > max {
+        return Err(ApiError::bad_request("too_many_user_ids", format!("You can only request up to {max} users at once.")));
+    }
+    let mut ids = Vec::with_capacity(raw.len());
+    for r in &raw {
+        let id = parse_user_id(r).ok_or_else(|| {
+            ApiError::bad_request("invalid_user_ids", "user_ids must be an array of strings with 17-19 characters long.")
+        })?;
+        ids.push(id);
+    }
+    let mut seen = HashSet::with_capacity(ids.len());
+    if !ids.iter().all(|id| seen.insert(*id)) {
+        return Err(ApiError::bad_request("duplicate_user_ids", "user_ids must not contain duplicates."));
+    }
+    Ok(ids)
+}
+
+/// `GET /api/v1/users?user_ids=…`: the monitored ones, in request order.
+pub async fn users(ctx: &ShardContext, query: Option<&str>) -> Result<Reply, ApiError> {
+    let ids = bulk_ids(query, ctx.config.max_bulk_get_users_size)?;
+    let found: Vec<Bytes> = ctx.get_users(&ids).await.into_iter().flatten().collect();
+    if found.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "users_not_monitored", "Users you requested are not monitored by Lantern."));
+    }
+    let mut body = Vec::with_capacity(found.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
+    body.push(b'[');
+    for (i, user) in found.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(user);
+    }
+    body.push(b']');
+    Ok(Reply::json(StatusCode::OK, Bytes::from(body)))
+}

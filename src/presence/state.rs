@@ -1,0 +1,249 @@
+//! The users one shard owns: member data, presence, last seen, and the cached user object.
+//!
+//! Only the owner shard touches a [`ShardState`]; everything that changes it arrives as an
+//! ingest event through the shard's mailbox. Each mutation reports a [`Change`] when, and only
+//! when, the user object a reader would see is different.
+
+use crate::discord::events::GuildMemberUpdate;
+use crate::discord::{Member, PartialUser, Presence, Snowflake};
+use crate::presence::user_object::{self, UserInputs, UserJson};
+use std::collections::HashMap;
+
+/// A visible change to one user, for fan-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new member is monitored.
+    Joined(Snowflake),
+    /// The user object changed.
+    Updated(Snowflake),
+    /// The member left (or vanished from a complete member list) and is no longer monitored.
+    Left(Snowflake),
+}
+
+/// A last-seen transition to persist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastSeenWrite {
+    Set(Snowflake, i64),
+    Clear(Snowflake),
+}
+
+pub struct UserState {
+    pub member: Member,
+    pub presence: Option<Presence>,
+    pub last_seen_ms: Option<i64>,
+    /// The KV map as a JSON object (`{}` when empty).
+    pub storage_json: Vec<u8>,
+    /// Bumped on every visible change.
+    pub version: u64,
+    pub json: UserJson,
+    /// The member-list generation that last listed this user (see [`ShardState::finish_snapshot`]).
+    seen_in: u64,
+}
+
+impl UserState {
+    fn rebuild(&mut self) -> bool {
+        let json = user_object::build(&UserInputs {
+            member: &self.member,
+            presence: self.presence.as_ref(),
+            last_seen_ms: self.last_seen_ms,
+            storage_json: &self.storage_json,
+        });
+        if json == self.json {
+            return false;
+        }
+        self.json = json;
+        self.version += 1;
+        true
+    }
+
+    fn is_offline(&self) -> bool {
+        self.presence.as_ref().map(|p| p.status.is_offline()).unwrap_or(true)
+    }
+}
+
+/// All users owned by one shard.
+#[derive(Default)]
+pub struct ShardState {
+    users: HashMap<Snowflake, UserState>,
+    /// Last-seen times loaded from disk for users not (yet) listed as members.
+    last_seen: HashMap<Snowflake, i64>,
+}
+
+/// Result of applying an event: what readers must hear about and what must be persisted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub changes: Vec<Change>,
+    pub writes: Vec<LastSeenWrite>,
+}
+
+impl ShardState {
+    /// Starts with the last-seen times persisted in the shard's storage.
+    pub fn with_last_seen(last_seen: HashMap<Snowflake, i64>) -> ShardState {
+        ShardState { users: HashMap::new(), last_seen }
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    pub fn get(&self, id: Snowflake) -> Option<&UserState> {
+        self.users.get(&id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = Snowflake> + '_ {
+        self.users.keys().copied()
+    }
+
+    /// Inserts or refreshes a member, with its presence from the same snapshot (`None` means
+    /// offline), as listed by GUILD_CREATE or GUILD_MEMBERS_CHUNK of generation `generation`.
+    pub fn upsert_listed(&mut self, member: Member, presence: Option<Presence>, generation: u64, now_ms: i64, applied: &mut Applied) {
+        let id = member.user.id;
+        match self.users.get_mut(&id) {
+            Some(user) => {
+                user.seen_in = generation;
+                user.member = member;
+                Self::set_presence(user, presence, now_ms, applied);
+                if user.rebuild() {
+                    applied.changes.push(Change::Updated(id));
+                }
+            }
+            None => self.insert_new(member, presence, generation, applied),
+        }
+    }
+
+    fn insert_new(&mut self, member: Member, presence: Option<Presence>, generation: u64, applied: &mut Applied) {
+        let id = member.user.id;
+        let mut last_seen_ms = self.last_seen.remove(&id);
+        let online = presence.as_ref().is_some_and(|p| !p.status.is_offline());
+        if online && last_seen_ms.is_some() {
+            last_seen_ms = None;
+            applied.writes.push(LastSeenWrite::Clear(id));
+        }
+        let mut user = UserState {
+            member,
+            presence,
+            last_seen_ms,
+            storage_json: b"{}".to_vec(),
+            version: 0,
+            json: UserJson::empty(),
+            seen_in: generation,
+        };
+        user.rebuild();
+        self.users.insert(id, user);
+        applied.changes.push(Change::Joined(id));
+    }
+
+    /// Applies last-seen transitions and stores the new presence.
+    fn set_presence(user: &mut UserState, mut presence: Option<Presence>, now_ms: i64, applied: &mut Applied) {
+        let id = user.member.user.id;
+        let was_offline = user.is_offline();
+        if let Some(p) = presence.as_mut() {
+            // Presence updates may carry user fields; they are applied to the member.
+            p.user.apply_to(&mut user.member.user);
+        }
+        user.presence = presence;
+        let now_offline = user.is_offline();
+        if !was_offline && now_offline {
+            user.last_seen_ms = Some(now_ms);
+            applied.writes.push(LastSeenWrite::Set(id, now_ms));
+        } else if was_offline && !now_offline && user.last_seen_ms.take().is_some() {
+            applied.writes.push(LastSeenWrite::Clear(id));
+        }
+    }
+
+    /// Removes users that the complete member list of `generation` did not include: they left
+    /// while the gateway was away. Their persisted data is kept (only an explicit member-remove
+    /// deletes it).
+    pub fn finish_snapshot(&mut self, generation: u64, applied: &mut Applied) {
+        let gone: Vec<Snowflake> = self.users.iter().filter(|(_, u)| u.seen_in < generation).map(|(id, _)| *id).collect();
+        for id in gone {
+            if let Some(u) = self.users.remove(&id) {
+                if let Some(ms) = u.last_seen_ms {
+                    self.last_seen.insert(id, ms);
+                }
+            }
+            applied.changes.push(Change::Left(id));
+        }
+    }
+
+    /// PRESENCE_UPDATE. Presences of users who are not members are ignored.
+    pub fn presence_update(&mut self, presence: Presence, now_ms: i64, applied: &mut Applied) {
+        let id = presence.user.id;
+        if let Some(user) = self.users.get_mut(&id) {
+            Self::set_presence(user, Some(presence), now_ms, applied);
+            if user.rebuild() {
+                applied.changes.push(Change::Updated(id));
+            }
+        }
+    }
+
+    /// GUILD_MEMBER_ADD.
+    pub fn member_add(&mut self, member: Member, generation: u64, now_ms: i64, applied: &mut Applied) {
+        let id = member.user.id;
+        if self.users.contains_key(&id) {
+            // A repeated add (e.g. replayed on resume) refreshes the member and keeps the presence.
+            let presence = self.users[&id].presence.clone();
+            self.upsert_listed(member, presence, generation, now_ms, applied);
+        } else {
+            self.insert_new(member, None, generation, applied);
+        }
+    }
+
+    /// GUILD_MEMBER_UPDATE.
+    pub fn member_update(&mut self, update: GuildMemberUpdate, applied: &mut Applied) {
+        let id = update.user.id;
+        if let Some(user) = self.users.get_mut(&id) {
+            user.member.user = update.user;
+            user.member.nick = update.nick;
+            user.member.avatar = update.avatar;
+            user.member.roles = update.roles;
+            if update.joined_at.is_some() {
+                user.member.joined_at = update.joined_at;
+            }
+            if user.rebuild() {
+                applied.changes.push(Change::Updated(id));
+            }
+        }
+    }
+
+    /// GUILD_MEMBER_REMOVE: the member is no longer monitored and its last seen is forgotten.
+    pub fn member_remove(&mut self, id: Snowflake, applied: &mut Applied) {
+        self.last_seen.remove(&id);
+        if let Some(u) = self.users.remove(&id) {
+            if u.last_seen_ms.is_some() {
+                applied.writes.push(LastSeenWrite::Clear(id));
+            }
+            applied.changes.push(Change::Left(id));
+        }
+    }
+
+    /// USER_UPDATE (or any partial user change).
+    pub fn user_update(&mut self, partial: &PartialUser, applied: &mut Applied) {
+        if let Some(user) = self.users.get_mut(&partial.id) {
+            if partial.apply_to(&mut user.member.user) && user.rebuild() {
+                applied.changes.push(Change::Updated(partial.id));
+            }
+        }
+    }
+
+    /// Replaces the user's KV map (already serialized as a JSON object).
+    pub fn set_storage_json(&mut self, id: Snowflake, storage_json: Vec<u8>, applied: &mut Applied) {
+        if let Some(user) = self.users.get_mut(&id) {
+            user.storage_json = storage_json;
+            if user.rebuild() {
+                applied.changes.push(Change::Updated(id));
+            }
+        }
+    }
+}
+
+impl UserJson {
+    /// A placeholder that never equals a built object.
+    pub(crate) fn empty() -> UserJson {
+        UserJson::from_parts(bytes::Bytes::new(), None)
+    }
+}

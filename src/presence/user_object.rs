@@ -1,0 +1,417 @@
+//! The Lantern user object: Discord member + presence + last seen + storage → JSON bytes.
+//!
+//! The object is serialized once per change. Only one field depends on the clock — the
+//! elapsed time of a Spotify track (`time.start_human_readable`) — so the bytes are kept as a
+//! head and a tail around that field and [`UserJson::render`] splices the elapsed time in.
+
+use crate::discord::{activity_type, Activity, Member, Presence, Snowflake, Status};
+use crate::presence::flags::flag_names;
+use crate::time_fmt::{clock, iso_ms, parse_iso_ms};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+pub const CDN: &str = "https://cdn.discordapp.com";
+
+/// Everything the user object is built from.
+pub struct UserInputs<'a> {
+    pub member: &'a Member,
+    pub presence: Option<&'a Presence>,
+    /// Unix milliseconds of the last transition to offline, if the user is offline since.
+    pub last_seen_ms: Option<i64>,
+    /// The user's key-value map, already serialized as a JSON object.
+    pub storage_json: &'a [u8],
+}
+
+/// A serialized user object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserJson {
+    head: Bytes,
+    /// Present when a Spotify start time must be rendered: (start unix ms, bytes after it).
+    spliced: Option<(i64, Bytes)>,
+}
+
+impl UserJson {
+    pub(crate) fn from_parts(head: Bytes, spliced: Option<(i64, Bytes)>) -> UserJson {
+        UserJson { head, spliced }
+    }
+
+    /// The object as JSON at `now_ms`.
+    pub fn render(&self, now_ms: i64) -> Bytes {
+        match &self.spliced {
+            None => self.head.clone(),
+            Some((start, tail)) => {
+                let elapsed = clock((now_ms - start).div_euclid(1000));
+                let mut out = BytesMut::with_capacity(self.head.len() + tail.len() + elapsed.len());
+                out.put_slice(&self.head);
+                out.put_slice(elapsed.as_bytes());
+                out.put_slice(tail);
+                out.freeze()
+            }
+        }
+    }
+
+    /// Appends the object at `now_ms` to `out` (for arrays and frames, without an extra copy).
+    pub fn render_into(&self, now_ms: i64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head);
+        if let Some((start, tail)) = &self.spliced {
+            out.extend_from_slice(clock((now_ms - start).div_euclid(1000)).as_bytes());
+            out.extend_from_slice(tail);
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TimePair {
+    unix: Option<i64>,
+    raw: Option<String>,
+}
+
+impl TimePair {
+    fn from_ms(ms: Option<i64>) -> TimePair {
+        match ms {
+            Some(ms) => TimePair { unix: Some(ms.div_euclid(1000)), raw: Some(iso_ms(ms)) },
+            None => TimePair { unix: None, raw: None },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Flags {
+    human_readable: Vec<&'static str>,
+    bitfield: u64,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    id: String,
+    username: &'a str,
+    discriminator: &'a str,
+    global_name: Option<&'a str>,
+    avatar: Option<&'a str>,
+    avatar_url: Option<String>,
+    display_avatar_url: String,
+    bot: bool,
+    flags: Flags,
+    monitoring_since: TimePair,
+}
+
+#[derive(Serialize)]
+struct AssetJson<'a> {
+    hash: Option<&'a str>,
+    image_url: Option<String>,
+    text: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AssetsJson<'a> {
+    large_image: AssetJson<'a>,
+    small_image: AssetJson<'a>,
+}
+
+#[derive(Serialize)]
+struct EmojiJson<'a> {
+    name: &'a str,
+    id: Option<String>,
+    animated: bool,
+    image_url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ActivityJson<'a> {
+    id: Option<&'a str>,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    state: Option<&'a str>,
+    details: Option<&'a str>,
+    application_id: Option<String>,
+    created_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emoji: Option<Option<EmojiJson<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assets: Option<Option<AssetsJson<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<Option<TimePair>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<Option<TimePair>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Artist<'a> {
+    One(Option<&'a str>),
+    Many(Vec<&'a str>),
+}
+
+#[derive(Serialize)]
+struct ServerTag<'a> {
+    guild_id: String,
+    name: Option<&'a str>,
+    icon_url: Option<String>,
+}
+
+/// Lantern's name for a Discord activity type.
+pub fn activity_type_name(kind: u8) -> &'static str {
+    match kind {
+        activity_type::PLAYING => "PLAYING",
+        activity_type::STREAMING => "STREAMING",
+        activity_type::LISTENING => "LISTENING",
+        activity_type::WATCHING => "WATCHING",
+        activity_type::CUSTOM => "CUSTOM",
+        activity_type::COMPETING => "COMPETING",
+        _ => "UNKNOWN",
+    }
+}
+
+/// `https://cdn.discordapp.com/avatars/<id>/<hash>.<gif|png>`.
+pub fn avatar_url(id: Snowflake, hash: &str) -> String {
+    let ext = if hash.starts_with("a_") { "gif" } else { "png" };
+    format!("{CDN}/avatars/{id}/{hash}.{ext}")
+}
+
+/// The default avatar Discord shows for a user without one.
+pub fn default_avatar_url(id: Snowflake, discriminator: &str) -> String {
+    let n = match discriminator.parse::<u64>() {
+        Ok(d) if d != 0 => d % 5,
+        _ => (id.0 >> 22) % 6,
+    };
+    format!("{CDN}/embed/avatars/{n}.png")
+}
+
+/// Resolves an activity asset (`mp:`, `spotify:`, `youtube:`, `twitch:` or an application
+/// asset id) to an image URL; unknown prefixes give `None`.
+pub fn asset_url(asset: &str, application_id: Option<Snowflake>) -> Option<String> {
+    match asset.split_once(':') {
+        Some(("mp", rest)) => Some(format!("https://media.discordapp.net/{rest}")),
+        Some(("spotify", rest)) => Some(format!("https://i.scdn.co/image/{rest}")),
+        Some(("youtube", rest)) => Some(format!("https://i.ytimg.com/vi/{rest}/hqdefault_live.jpg")),
+        Some(("twitch", rest)) => Some(format!("https://static-cdn.jtvnw.net/previews-ttv/live_user_{rest}.png")),
+        Some(_) => None,
+        None => application_id.map(|app| format!("{CDN}/app-assets/{app}/{asset}.png")),
+    }
+}
+
+/// The emoji's image, for custom emoji.
+pub fn emoji_url(id: Snowflake, animated: bool) -> String {
+    format!("{CDN}/emojis/{id}.{}", if animated { "gif" } else { "png" })
+}
+
+fn is_spotify(a: &Activity) -> bool {
+    a.name == "Spotify" && a.kind == activity_type::LISTENING
+}
+
+fn assets_json(a: &Activity) -> Option<AssetsJson<'_>> {
+    let assets = a.assets.as_ref()?;
+    let image = |hash: &'_ Option<String>| hash.as_deref().and_then(|h| asset_url(h, a.application_id));
+    Some(AssetsJson {
+        large_image: AssetJson {
+            hash: assets.large_image.as_deref(),
+            image_url: image(&assets.large_image),
+            text: assets.large_text.as_deref(),
+        },
+        small_image: AssetJson {
+            hash: assets.small_image.as_deref(),
+            image_url: image(&assets.small_image),
+            text: assets.small_text.as_deref(),
+        },
+    })
+}
+
+fn activity_json(a: &Activity) -> ActivityJson<'_> {
+    let created_at = a.created_at.map(|ms| ms.div_euclid(1000));
+    if a.kind == activity_type::CUSTOM {
+        return ActivityJson {
+            id: a.id.as_deref(),
+            name: &a.name,
+            kind: "CUSTOM",
+            state: a.state.as_deref(),
+            details: None,
+            application_id: None,
+            created_at,
+            emoji: Some(a.emoji.as_ref().map(|e| EmojiJson {
+                name: &e.name,
+                id: e.id.map(|id| id.to_string()),
+                animated: e.animated.unwrap_or(false),
+                image_url: e.id.map(|id| emoji_url(id, e.animated.unwrap_or(false))),
+            })),
+            url: None,
+            assets: None,
+            start_time: None,
+            end_time: None,
+        };
+    }
+    let ts = a.timestamps.as_ref();
+    ActivityJson {
+        id: a.id.as_deref(),
+        name: &a.name,
+        kind: activity_type_name(a.kind),
+        state: a.state.as_deref(),
+        details: a.details.as_deref(),
+        application_id: a.application_id.map(|id| id.to_string()),
+        created_at,
+        emoji: None,
+        url: a.url.as_deref(),
+        assets: Some(assets_json(a)),
+        start_time: Some(ts.and_then(|t| t.start).map(|ms| TimePair::from_ms(Some(ms)))),
+        end_time: Some(ts.and_then(|t| t.end).map(|ms| TimePair::from_ms(Some(ms)))),
+    }
+}
+
+fn push_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Serializing these plain structs into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, value).expect("user object serializes");
+}
+
+/// Builds and serializes the user object.
+pub fn build(input: &UserInputs<'_>) -> UserJson {
+    let member = input.member;
+    let user = &member.user;
+    let presence = input.presence;
+    let status: Status = presence.map(|p| p.status).unwrap_or(Status::Offline);
+    let offline = status.is_offline();
+
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(b"{\"metadata\":");
+    let bits = user.public_flags.unwrap_or(0);
+    let joined = member.joined_at.as_deref().and_then(parse_iso_ms);
+    push_json(
+        &mut out,
+        &Metadata {
+            id: user.id.to_string(),
+            username: &user.username,
+            discriminator: &user.discriminator,
+            global_name: user.global_name.as_deref(),
+            avatar: user.avatar.as_deref(),
+            avatar_url: user.avatar.as_deref().map(|h| avatar_url(user.id, h)),
+            display_avatar_url: match user.avatar.as_deref() {
+                Some(h) => avatar_url(user.id, h),
+                None => default_avatar_url(user.id, &user.discriminator),
+            },
+            bot: user.bot,
+            flags: Flags { human_readable: flag_names(bits), bitfield: bits },
+            monitoring_since: match joined {
+                Some(ms) => TimePair::from_ms(Some(ms)),
+                None => TimePair { unix: Some(0), raw: None },
+            },
+        },
+    );
+
+    out.extend_from_slice(b",\"active_platforms\":{");
+    let cs = presence.map(|p| &p.client_status);
+    for (i, (key, value)) in [
+        ("desktop", cs.and_then(|c| c.desktop)),
+        ("mobile", cs.and_then(|c| c.mobile)),
+        ("web", cs.and_then(|c| c.web)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push(b',');
+        }
+        let shown = if offline { "offline" } else { value.unwrap_or(Status::Offline).visible() };
+        out.extend_from_slice(format!("\"{key}\":\"{shown}\"").as_bytes());
+    }
+    out.extend_from_slice(b",\"spotify\":");
+    let activities: &[Activity] = presence.map(|p| p.activities.as_slice()).unwrap_or(&[]);
+    let mut spliced_start = None;
+    match activities.iter().find(|a| is_spotify(a)) {
+        None => out.extend_from_slice(b"null"),
+        Some(a) => {
+            let ts = a.timestamps.as_ref();
+            let (start, end) = (ts.and_then(|t| t.start), ts.and_then(|t| t.end));
+            out.extend_from_slice(b"{\"track_id\":");
+            push_json(&mut out, &a.sync_id);
+            out.extend_from_slice(b",\"song\":");
+            push_json(&mut out, &a.details);
+            out.extend_from_slice(b",\"artist\":");
+            let artist = match a.state.as_deref() {
+                Some(s) if s.contains("; ") => Artist::Many(s.split("; ").collect()),
+                other => Artist::One(other),
+            };
+            push_json(&mut out, &artist);
+            out.extend_from_slice(b",\"album\":");
+            push_json(&mut out, &a.assets.as_ref().and_then(|x| x.large_text.as_deref()));
+            out.extend_from_slice(b",\"album_cover\":");
+            push_json(
+                &mut out,
+                &a.assets.as_ref().and_then(|x| x.large_image.as_deref()).and_then(|h| asset_url(h, a.application_id)),
+            );
+            out.extend_from_slice(b",\"start_time\":");
+            push_json(&mut out, &TimePair::from_ms(start));
+            out.extend_from_slice(b",\"end_time\":");
+            push_json(&mut out, &TimePair::from_ms(end));
+            out.extend_from_slice(b",\"time\":{\"start_human_readable\":\"");
+            match start {
+                Some(s) => spliced_start = Some(s),
+                None => out.extend_from_slice(b"00:00"),
+            }
+            // The tail starts here when the elapsed time is spliced in at render time.
+            let length = match (start, end) {
+                (Some(s), Some(e)) => clock((e - s).div_euclid(1000)),
+                _ => clock(0),
+            };
+            let tail_start = out.len();
+            out.extend_from_slice(format!("\",\"end_human_readable\":\"{length}\"}}}}").as_bytes());
+            if spliced_start.is_some() {
+                let tail = out.split_off(tail_start);
+                return finish(out, tail, spliced_start, input, activities, offline, status, user);
+            }
+        }
+    }
+    out.extend_from_slice(b"}");
+    let tail = Vec::new();
+    finish(out, tail, None, input, activities, offline, status, user)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    head: Vec<u8>,
+    mut tail: Vec<u8>,
+    spliced_start: Option<i64>,
+    input: &UserInputs<'_>,
+    activities: &[Activity],
+    offline: bool,
+    status: Status,
+    user: &crate::discord::User,
+) -> UserJson {
+    // `tail` continues the active_platforms object when a splice is present.
+    if spliced_start.is_some() {
+        tail.extend_from_slice(b"}");
+    }
+    let out = &mut tail;
+    out.extend_from_slice(b",\"activities\":[");
+    if !offline {
+        for (i, a) in activities.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_json(out, &activity_json(a));
+        }
+    }
+    out.extend_from_slice(b"],\"storage\":");
+    out.extend_from_slice(input.storage_json);
+    out.extend_from_slice(b",\"server_tag\":");
+    let tag = user.primary_guild.as_ref().filter(|g| g.identity_enabled == Some(true)).and_then(|g| {
+        let guild = g.identity_guild_id?;
+        Some(ServerTag {
+            guild_id: guild.to_string(),
+            name: g.tag.as_deref(),
+            icon_url: g.badge.as_deref().map(|b| format!("{CDN}/guild-tag-badges/{guild}/{b}.png")),
+        })
+    });
+    push_json(out, &tag);
+    out.extend_from_slice(format!(",\"status\":\"{}\",\"last_seen_at\":", status.visible()).as_bytes());
+    push_json(out, &TimePair::from_ms(if offline { input.last_seen_ms } else { None }));
+    out.push(b'}');
+    match spliced_start {
+        Some(start) => UserJson { head: Bytes::from(head), spliced: Some((start, Bytes::from(tail))) },
+        None => {
+            let mut head = head;
+            head.extend_from_slice(&tail);
+            UserJson { head: Bytes::from(head), spliced: None }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! One shard: its state, its mailbox loop, and the typed asks other shards send it.
+
+use crate::config::Config;
+use crate::discord::Snowflake;
+use crate::ingest::events::{GatewayStatus, IngestEvent};
+use crate::presence::state::{Applied, LastSeenWrite};
+use crate::presence::ShardState;
+use crate::runtime::{shard_of, MailboxReceiver, MailboxSender};
+use crate::storage::writer::{WriteOp, WriterHandle};
+use crate::time_fmt::now_ms;
+use bytes::Bytes;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::{oneshot, watch};
+
+/// A message to a shard. Cross-shard work is always one of these; no shard touches another's state.
+pub enum ShardMsg {
+    Ingest(IngestEvent),
+    Gateway(GatewayStatus),
+    /// Render these users (all owned by the receiver); `None` for users it does not monitor.
+    GetUsers { ids: Vec<Snowflake>, reply: oneshot::Sender<Vec<Option<Bytes>>> },
+    /// How many users the receiver monitors.
+    Count { reply: oneshot::Sender<usize> },
+    /// Stop accepting and finish in-flight requests (the mailbox keeps answering other shards).
+    Shutdown,
+    /// Every shard has drained: stop the mailbox loop.
+    Exit,
+}
+
+/// Everything one shard owns. Lives in an `Rc` on the shard's thread only.
+pub struct ShardContext {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub state: RefCell<ShardState>,
+    /// Mailboxes of every shard, by index (including this one's own).
+    pub peers: Vec<MailboxSender<ShardMsg>>,
+    pub gateway: Cell<GatewayStatus>,
+    pub writer: WriterHandle,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl ShardContext {
+    pub fn shards(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The user objects of `ids`, in the same order, asking each owner shard once.
+    pub async fn get_users(&self, ids: &[Snowflake]) -> Vec<Option<Bytes>> {
+        let n = self.shards();
+        let mut out: Vec<Option<Bytes>> = vec![None; ids.len()];
+        let mut per_shard: Vec<Vec<(usize, Snowflake)>> = vec![Vec::new(); n];
+        for (pos, &id) in ids.iter().enumerate() {
+            per_shard[shard_of(id, n)].push((pos, id));
+        }
+        let mut pending = Vec::new();
+        for (shard, wanted) in per_shard.into_iter().enumerate() {
+            if wanted.is_empty() {
+                continue;
+            }
+            if shard == self.index {
+                let now = now_ms();
+                let state = self.state.borrow();
+                for (pos, id) in wanted {
+                    out[pos] = state.get(id).map(|u| u.json.render(now));
+                }
+            } else {
+                let (reply, rx) = oneshot::channel();
+                let asked: Vec<Snowflake> = wanted.iter().map(|(_, id)| *id).collect();
+                if self.peers[shard].send(ShardMsg::GetUsers { ids: asked, reply }).is_ok() {
+                    pending.push((wanted, rx));
+                }
+            }
+        }
+        for (wanted, rx) in pending {
+            if let Ok(answers) = rx.await {
+                for ((pos, _), answer) in wanted.into_iter().zip(answers) {
+                    out[pos] = answer;
+                }
+            }
+        }
+        out
+    }
+
+    /// Users monitored per shard; `None` for a shard that did not answer.
+    pub async fn counts(&self) -> Vec<Option<usize>> {
+        let mut out = vec![None; self.shards()];
+        let mut pending = Vec::new();
+        for (shard, peer) in self.peers.iter().enumerate() {
+            if shard == self.index {
+                out[shard] = Some(self.state.borrow().len());
+            } else {
+                let (reply, rx) = oneshot::channel();
+                if peer.send(ShardMsg::Count { reply }).is_ok() {
+                    pending.push((shard, rx));
+                }
+            }
+        }
+        for (shard, rx) in pending {
+            out[shard] = rx.await.ok();
+        }
+        out
+    }
+
+    /// Persists what an applied event asks for. Fan-out of `applied.changes` hooks in here.
+    fn after_apply(&self, applied: Applied) {
+        let ops: Vec<WriteOp> = applied
+            .writes
+            .into_iter()
+            .map(|w| match w {
+                LastSeenWrite::Set(id, ms) => WriteOp::SetLastSeen(id, ms),
+                LastSeenWrite::Clear(id) => WriteOp::ClearLastSeen(id),
+            })
+            .collect();
+        self.writer.submit(ops);
+    }
+
+    fn apply(&self, event: IngestEvent) {
+        let now = now_ms();
+        let mut applied = Applied::default();
+        {
+            let mut state = self.state.borrow_mut();
+            match event {
+                IngestEvent::Listed { generation, members } => {
+                    for (member, presence) in members {
+                        state.upsert_listed(member, presence, generation, now, &mut applied);
+                    }
+                }
+                IngestEvent::ListComplete { generation } => state.finish_snapshot(generation, &mut applied),
+                IngestEvent::Presence(p) => state.presence_update(p, now, &mut applied),
+                IngestEvent::MemberAdd { generation, member } => state.member_add(member, generation, now, &mut applied),
+                IngestEvent::MemberUpdate(u) => state.member_update(u, &mut applied),
+                IngestEvent::MemberRemove(id) => state.member_remove(id, &mut applied),
+                IngestEvent::UserUpdate(u) => state.user_update(&u, &mut applied),
+            }
+        }
+        self.after_apply(applied);
+    }
+
+    /// Handles one message; returns false on exit.
+    fn handle(&self, msg: ShardMsg) -> bool {
+        match msg {
+            ShardMsg::Ingest(event) => self.apply(event),
+            ShardMsg::Gateway(status) => self.gateway.set(status),
+            ShardMsg::GetUsers { ids, reply } => {
+                let now = now_ms();
+                let state = self.state.borrow();
+                let _ = reply.send(ids.iter().map(|id| state.get(*id).map(|u| u.json.render(now))).collect());
+            }
+            ShardMsg::Count { reply } => {
+                let _ = reply.send(self.state.borrow().len());
+            }
+            ShardMsg::Shutdown => {
+                let _ = self.shutdown.send(true);
+            }
+            ShardMsg::Exit => return false,
+        }
+        true
+    }
+
+    /// The shard's mailbox loop: runs until [`ShardMsg::Exit`].
+    pub async fn run_mailbox(self: Rc<Self>, rx: MailboxReceiver<ShardMsg>) {
+        while let Some(msg) = rx.recv().await {
+            if !self.handle(msg) {
+                break;
+            }
+            // Drain what is already queued before yielding back to the executor.
+            let mut budget = 256;
+            while budget > 0 {
+                let Some(msg) = rx.try_recv() else { break };
+                if !self.handle(msg) {
+                    return;
+                }
+                budget -= 1;
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+}

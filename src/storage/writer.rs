@@ -1,0 +1,111 @@
+//! The group-commit writer thread of one shard's database.
+
+use super::{StorageError, LAST_SEEN};
+use crate::discord::Snowflake;
+use crossbeam_channel::{Receiver, Sender};
+use redb::{Database, Durability};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// One durable mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    SetLastSeen(Snowflake, i64),
+    ClearLastSeen(Snowflake),
+}
+
+struct Batch {
+    ops: Vec<WriteOp>,
+    ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// The sending side of a shard's writer, held by the shard. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: Sender<Batch>,
+}
+
+/// The writer thread itself, held by whoever joins the shard. [`WriterThread::close`] waits
+/// until every write queued by every handle is durable.
+pub struct WriterThread {
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Most batches merged into one transaction.
+const MAX_GROUP: usize = 1024;
+
+/// Starts the writer thread of shard `index`.
+pub fn start(index: usize, db: Arc<Database>) -> Result<(WriterHandle, WriterThread), StorageError> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name(format!("lantern-writer-{index}"))
+        .spawn(move || run(db, rx))
+        .map_err(StorageError::redb)?;
+    Ok((WriterHandle { tx }, WriterThread { thread: Some(thread) }))
+}
+
+impl WriterHandle {
+    /// Queues writes without waiting for them (e.g. last seen: nobody waits on it).
+    pub fn submit(&self, ops: Vec<WriteOp>) {
+        if !ops.is_empty() {
+            let _ = self.tx.send(Batch { ops, ack: None });
+        }
+    }
+
+    /// Queues writes and resolves once they are durable. Never blocks the calling thread.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Batch { ops, ack: Some(ack) }).map_err(|_| "storage writer stopped".to_string())?;
+        done.await.map_err(|_| "storage writer stopped".to_string())?
+    }
+}
+
+impl WriterThread {
+    /// Blocks until every handle is dropped and everything queued is committed.
+    pub fn close(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(db: Arc<Database>, rx: Receiver<Batch>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(b) => group.push(b),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&db, &group).map_err(|e| {
+            tracing::error!(error = %e, "storage commit failed");
+            e.to_string()
+        });
+        for b in group {
+            if let Some(ack) = b.ack {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+}
+
+fn commit(db: &Database, group: &[Batch]) -> Result<(), StorageError> {
+    let mut tx = db.begin_write().map_err(StorageError::redb)?;
+    tx.set_durability(Durability::Immediate).map_err(StorageError::redb)?;
+    {
+        let mut last_seen = tx.open_table(LAST_SEEN).map_err(StorageError::redb)?;
+        for op in group.iter().flat_map(|b| &b.ops) {
+            match *op {
+                WriteOp::SetLastSeen(id, ms) => {
+                    last_seen.insert(id.0, ms).map_err(StorageError::redb)?;
+                }
+                WriteOp::ClearLastSeen(id) => {
+                    last_seen.remove(id.0).map_err(StorageError::redb)?;
+                }
+            }
+        }
+    }
+    tx.commit().map_err(StorageError::redb)
+}
