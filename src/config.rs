@@ -310,3 +310,13 @@ mod tests {
         assert!(e.contains("unknown field `prot`"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod sample {
+    #[test]
+    fn the_sample_config_is_valid() {
+        let c = super::Config::from_toml(include_str!("../config.toml"), super::Secret::new("t"), &Default::default()).unwrap();
+        assert_eq!(c.server.port, 8000);
+        assert_eq!(c.application_id, None);
+    }
+}

@@ -415,3 +415,152 @@ fn finish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discord::{ActivityEmoji, Assets, ClientStatus, PartialUser, PrimaryGuild, Timestamps, User};
+    use serde_json::{json, Value};
+
+    fn member() -> Member {
+        Member {
+            user: User {
+                id: Snowflake(1_300_000_000_000_000_001),
+                username: "alice".into(),
+                discriminator: "0".into(),
+                global_name: Some("Alice <&>".into()),
+                avatar: Some("a_0123456789abcdef0123456789abcdef".into()),
+                bot: false,
+                public_flags: Some(1 | 4 | (1 << 11)),
+                primary_guild: Some(PrimaryGuild {
+                    identity_guild_id: Some(Snowflake(1_200_000_000_000_000_000)),
+                    identity_enabled: Some(true),
+                    tag: Some("LNT".into()),
+                    badge: Some("b1".into()),
+                }),
+            },
+            joined_at: Some("2021-05-03T00:00:00.000000+00:00".into()),
+            ..Default::default()
+        }
+    }
+
+    fn spotify() -> Activity {
+        Activity {
+            id: Some("spotify:1".into()),
+            name: "Spotify".into(),
+            kind: 2,
+            created_at: Some(1_700_000_000_500),
+            timestamps: Some(Timestamps { start: Some(1_700_000_000_000), end: Some(1_700_000_200_000) }),
+            details: Some("Song".into()),
+            state: Some("A; B".into()),
+            sync_id: Some("track1".into()),
+            assets: Some(Assets { large_image: Some("spotify:cover1".into()), large_text: Some("Album".into()), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn full_object_with_spotify_elapsed_spliced() {
+        let m = member();
+        let presence = Presence {
+            user: PartialUser { id: m.user.id, ..Default::default() },
+            status: Status::Dnd,
+            client_status: ClientStatus { desktop: Some(Status::Dnd), mobile: Some(Status::Idle), ..Default::default() },
+            activities: vec![
+                Activity {
+                    id: Some("custom".into()),
+                    name: "Custom Status".into(),
+                    kind: 4,
+                    created_at: Some(1_700_000_000_999),
+                    state: Some("hi".into()),
+                    emoji: Some(ActivityEmoji { name: "party".into(), id: Some(Snowflake(1_100_000_000_000_000_000)), animated: Some(true) }),
+                    ..Default::default()
+                },
+                spotify(),
+            ],
+            ..Default::default()
+        };
+        let json = build(&UserInputs { member: &m, presence: Some(&presence), last_seen_ms: Some(5), storage_json: b"{}" });
+        let v: Value = serde_json::from_slice(&json.render(1_700_000_065_400)).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "metadata": {
+                    "id": "1300000000000000001", "username": "alice", "discriminator": "0", "global_name": "Alice <&>",
+                    "avatar": "a_0123456789abcdef0123456789abcdef",
+                    "avatar_url": "https://cdn.discordapp.com/avatars/1300000000000000001/a_0123456789abcdef0123456789abcdef.gif",
+                    "display_avatar_url": "https://cdn.discordapp.com/avatars/1300000000000000001/a_0123456789abcdef0123456789abcdef.gif",
+                    "bot": false,
+                    "flags": { "human_readable": ["Staff", "Hypesquad"], "bitfield": 2053 },
+                    "monitoring_since": { "unix": 1620000000, "raw": "2021-05-03T00:00:00.000Z" }
+                },
+                "active_platforms": {
+                    "desktop": "dnd", "mobile": "idle", "web": "offline",
+                    "spotify": {
+                        "track_id": "track1", "song": "Song", "artist": ["A", "B"], "album": "Album",
+                        "album_cover": "https://i.scdn.co/image/cover1",
+                        "start_time": { "unix": 1700000000, "raw": "2023-11-14T22:13:20.000Z" },
+                        "end_time": { "unix": 1700000200, "raw": "2023-11-14T22:16:40.000Z" },
+                        "time": { "start_human_readable": "01:05", "end_human_readable": "03:20" }
+                    }
+                },
+                "activities": [
+                    { "id": "custom", "name": "Custom Status", "type": "CUSTOM", "state": "hi", "details": null,
+                      "application_id": null, "created_at": 1700000000,
+                      "emoji": { "name": "party", "id": "1100000000000000000", "animated": true,
+                                 "image_url": "https://cdn.discordapp.com/emojis/1100000000000000000.gif" } },
+                    { "id": "spotify:1", "name": "Spotify", "type": "LISTENING", "state": "A; B", "details": "Song",
+                      "application_id": null, "created_at": 1700000000,
+                      "assets": { "large_image": { "hash": "spotify:cover1", "image_url": "https://i.scdn.co/image/cover1", "text": "Album" },
+                                  "small_image": { "hash": null, "image_url": null, "text": null } },
+                      "start_time": { "unix": 1700000000, "raw": "2023-11-14T22:13:20.000Z" },
+                      "end_time": { "unix": 1700000200, "raw": "2023-11-14T22:16:40.000Z" } }
+                ],
+                "storage": {},
+                "server_tag": { "guild_id": "1200000000000000000", "name": "LNT",
+                                "icon_url": "https://cdn.discordapp.com/guild-tag-badges/1200000000000000000/b1.png" },
+                "status": "dnd",
+                "last_seen_at": { "unix": null, "raw": null }
+            })
+        );
+        // Only the elapsed time moves with the clock.
+        let later: Value = serde_json::from_slice(&json.render(1_700_003_700_000)).unwrap();
+        assert_eq!(later["active_platforms"]["spotify"]["time"]["start_human_readable"], "1:01:40");
+    }
+
+    #[test]
+    fn offline_without_presence_and_defaults() {
+        let mut m = member();
+        m.user.avatar = None;
+        m.user.global_name = None;
+        m.user.public_flags = None;
+        m.user.primary_guild = None;
+        m.joined_at = None;
+        let json = build(&UserInputs { member: &m, presence: None, last_seen_ms: Some(1_620_000_000_123), storage_json: b"{\"k\":\"v\"}" });
+        let v: Value = serde_json::from_slice(&json.render(0)).unwrap();
+        assert_eq!(v["metadata"]["avatar_url"], Value::Null);
+        // (id >> 22) % 6 for migrated usernames.
+        let n = (1_300_000_000_000_000_001u64 >> 22) % 6;
+        assert_eq!(v["metadata"]["display_avatar_url"], format!("https://cdn.discordapp.com/embed/avatars/{n}.png"));
+        assert_eq!(v["metadata"]["flags"], json!({ "human_readable": [], "bitfield": 0 }));
+        assert_eq!(v["metadata"]["monitoring_since"], json!({ "unix": 0, "raw": null }));
+        assert_eq!(v["active_platforms"], json!({ "desktop": "offline", "mobile": "offline", "web": "offline", "spotify": null }));
+        assert_eq!(v["activities"], json!([]));
+        assert_eq!(v["storage"], json!({ "k": "v" }));
+        assert_eq!(v["server_tag"], Value::Null);
+        assert_eq!(v["status"], "offline");
+        assert_eq!(v["last_seen_at"], json!({ "unix": 1620000000, "raw": "2021-05-03T00:00:00.123Z" }));
+    }
+
+    #[test]
+    fn asset_urls() {
+        let app = Some(Snowflake(1_000_000_000_000_000_000));
+        assert_eq!(asset_url("mp:external/abc/https/x.png", None).unwrap(), "https://media.discordapp.net/external/abc/https/x.png");
+        assert_eq!(asset_url("youtube:vid", None).unwrap(), "https://i.ytimg.com/vi/vid/hqdefault_live.jpg");
+        assert_eq!(asset_url("twitch:name", None).unwrap(), "https://static-cdn.jtvnw.net/previews-ttv/live_user_name.png");
+        assert_eq!(asset_url("evil:http://attacker", None), None);
+        assert_eq!(asset_url("hash", app).unwrap(), "https://cdn.discordapp.com/app-assets/1000000000000000000/hash.png");
+        assert_eq!(asset_url("hash", None), None);
+        assert_eq!(default_avatar_url(Snowflake(1), "1234"), "https://cdn.discordapp.com/embed/avatars/4.png");
+    }
+}

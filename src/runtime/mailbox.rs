@@ -106,6 +106,6 @@ mod tests {
             .join()
             .unwrap();
         sender.join().unwrap();
-        assert_eq!(sum, (0..1000u64).sum());
+        assert_eq!(sum, (0..1000u64).sum::<u64>());
     }
 }
