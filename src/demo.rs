@@ -92,4 +92,5 @@ pub fn run_sim(args: SimArgs) -> Result<(), String> {
         http_port: args.http_port,
         ..SimConfig::default()
     })
+    .map_err(|e| e.to_string())
 }

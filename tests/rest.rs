@@ -115,6 +115,7 @@ fn info_health_and_single_user() {
             "currently_monitoring_users": members
         }})
     );
+    assert!(r.text().starts_with(r#"{"data":{"info":"Lantern provides"#), "key order: {}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 

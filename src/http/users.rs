@@ -7,6 +7,7 @@ use crate::ingest::events::GatewayState;
 use crate::runtime::ShardContext;
 use bytes::Bytes;
 use http::StatusCode;
+use serde::Serialize;
 use std::collections::HashSet;
 
 pub const INFO: &str =
@@ -15,11 +16,19 @@ pub const DISCORD_INVITE: &str = "https://invite.lantern.rest";
 
 /// `GET /`: the info sentence and how many users are monitored.
 pub async fn info(ctx: &ShardContext) -> Reply {
+    #[derive(Serialize)]
+    struct Data {
+        info: &'static str,
+        discord_invite: &'static str,
+        currently_monitoring_users: usize,
+    }
+    #[derive(Serialize)]
+    struct Info {
+        data: Data,
+    }
     let total: usize = ctx.counts().await.into_iter().flatten().sum();
-    let body = serde_json::json!({
-        "data": { "info": INFO, "discord_invite": DISCORD_INVITE, "currently_monitoring_users": total }
-    });
-    Reply::json(StatusCode::OK, Bytes::from(body.to_string()))
+    let body = Info { data: Data { info: INFO, discord_invite: DISCORD_INVITE, currently_monitoring_users: total } };
+    Reply::json(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
 /// `GET /health`: 200 once the gateway is connected, the member list is loaded and every
@@ -30,15 +39,28 @@ pub async fn health(ctx: &ShardContext) -> Reply {
     let total: usize = counts.iter().flatten().sum();
     let gateway = ctx.gateway.get();
     let ready = up == counts.len() && gateway.state == GatewayState::Connected && gateway.members_loaded;
-    let body = serde_json::json!({
-        "status": if ready { "ok" } else { "unavailable" },
-        "gateway": gateway.state.as_str(),
-        "members_loaded": gateway.members_loaded,
-        "shards": { "total": counts.len(), "up": up },
-        "monitored_users": total,
-    });
+    #[derive(Serialize)]
+    struct Shards {
+        total: usize,
+        up: usize,
+    }
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        gateway: &'static str,
+        members_loaded: bool,
+        shards: Shards,
+        monitored_users: usize,
+    }
+    let body = Health {
+        status: if ready { "ok" } else { "unavailable" },
+        gateway: gateway.state.as_str(),
+        members_loaded: gateway.members_loaded,
+        shards: Shards { total: counts.len(), up },
+        monitored_users: total,
+    };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    Reply::json(status, Bytes::from(body.to_string()))
+    Reply::json(status, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
 pub fn not_monitored(id: &str) -> ApiError {
