@@ -18,6 +18,8 @@ pub enum Change {
     Updated(Snowflake),
     /// The member left (or vanished from a complete member list) and is no longer monitored.
     Left(Snowflake),
+    /// The user's key-value map changed (the user object changed with it).
+    StorageUpdated(Snowflake),
 }
 
 /// A last-seen transition to persist.
@@ -235,7 +237,7 @@ impl ShardState {
         if let Some(user) = self.users.get_mut(&id) {
             user.storage_json = storage_json;
             if user.rebuild() {
-                applied.changes.push(Change::Updated(id));
+                applied.changes.push(Change::StorageUpdated(id));
             }
         }
     }

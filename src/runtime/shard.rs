@@ -102,7 +102,16 @@ impl ShardContext {
         out
     }
 
-    /// Persists what an applied event asks for. Fan-out of `applied.changes` hooks in here.
+    /// Replaces a user's key-value map (serialized as a JSON object) on its owner shard, which
+    /// must be this one; readers see the new user object and subscribers hear about it.
+    pub fn set_storage_json(&self, id: Snowflake, storage_json: Vec<u8>) {
+        debug_assert_eq!(shard_of(id, self.shards()), self.index, "storage is set on the owner shard");
+        let mut applied = Applied::default();
+        self.state.borrow_mut().set_storage_json(id, storage_json, &mut applied);
+        self.after_apply(applied);
+    }
+
+    /// Persists what an applied event asks for, then publishes its changes.
     fn after_apply(&self, applied: Applied) {
         let ops: Vec<WriteOp> = applied
             .writes
@@ -113,6 +122,13 @@ impl ShardContext {
             })
             .collect();
         self.writer.submit(ops);
+        self.publish(&applied.changes);
+    }
+
+    /// Tells subscribers about changes to users this shard owns.
+    fn publish(&self, changes: &[crate::presence::Change]) {
+        // No subscribers exist yet: the WebSocket fan-out hooks in here.
+        let _ = changes;
     }
 
     fn apply(&self, event: IngestEvent) {
