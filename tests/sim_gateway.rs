@@ -425,3 +425,13 @@ fn rest_requires_bot_token_and_control_api_changes_the_world() {
     assert!(sim.member(user).is_none());
     assert_eq!(sim.members().len(), 5);
 }
+
+#[tokio::test]
+async fn churn_dispatches_presence_updates() {
+    let sim = Simulator::start(SimConfig { members: 30, churn_per_sec: 100.0, ..SimConfig::default() }).unwrap();
+    let mut c = Client::new(&sim, &sim.token());
+    assert!(c.until(|c| c.count("PRESENCE_UPDATE") >= 5).await);
+    for p in c.dispatches("PRESENCE_UPDATE") {
+        assert_eq!(p["d"]["guild_id"], sim.guild_id().to_string());
+    }
+}

@@ -29,7 +29,7 @@ pub fn png_for(path: &str) -> Vec<u8> {
             if dx * dx + dy * dy < (c / 2) * (c / 2) {
                 raw.extend_from_slice(&[255 - a[0], 255 - a[1], 255 - a[2]]);
             } else {
-                let t = (x + y) as u32;
+                let t = x + y;
                 for i in 0..3 {
                     let v = (a[i] as u32 * (2 * SIZE - t) + b[i] as u32 * t) / (2 * SIZE);
                     raw.push(v as u8);
