@@ -1,6 +1,7 @@
 //! The simulator, black-box over real TCP: twilight-gateway 0.18 as the gateway client,
 //! twilight-http 0.18 against the REST API, and plain HTTP for the CDN and control API.
 
+use futures_util::StreamExt;
 use lantern::discord::{Member, PartialUser, Presence, Snowflake, Status};
 use lantern::sim::{Fault, SimConfig, Simulator};
 use serde_json::Value;
@@ -9,14 +10,18 @@ use std::io::Read;
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
 use twilight_gateway::queue::InMemoryQueue;
-use futures_util::StreamExt;
 use twilight_gateway::{ConfigBuilder, EventTypeFlags, Intents, Message, Shard, ShardId};
 use twilight_model::id::Id;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn sim(members: usize, heartbeat_ms: u64) -> Simulator {
-    Simulator::start(SimConfig { members, heartbeat_interval_ms: heartbeat_ms, ..SimConfig::default() }).unwrap()
+    Simulator::start(SimConfig {
+        members,
+        heartbeat_interval_ms: heartbeat_ms,
+        ..SimConfig::default()
+    })
+    .unwrap()
 }
 
 /// A twilight shard plus every frame it has yielded so far.
@@ -36,7 +41,12 @@ impl Client {
         .proxy_url(sim.gateway_url())
         .queue(InMemoryQueue::new(0, 0, Duration::ZERO, 0))
         .build();
-        Client { shard: Shard::with_config(ShardId::ONE, config), frames: Vec::new(), closes: Vec::new(), ended: false }
+        Client {
+            shard: Shard::with_config(ShardId::ONE, config),
+            frames: Vec::new(),
+            closes: Vec::new(),
+            ended: false,
+        }
     }
 
     /// Reads frames until `pred` holds; false at the deadline or when the stream ends.
@@ -52,7 +62,11 @@ impl Client {
     }
 
     /// Waits for a condition outside the shard (simulator stats) while keeping it polled.
-    async fn until_sim(&mut self, sim: &Simulator, pred: impl Fn(&lantern::sim::SimStats) -> bool) -> bool {
+    async fn until_sim(
+        &mut self,
+        sim: &Simulator,
+        pred: impl Fn(&lantern::sim::SimStats) -> bool,
+    ) -> bool {
         let end = Instant::now() + DEADLINE;
         while !pred(&sim.stats()) {
             if self.ended || Instant::now() >= end {
@@ -69,7 +83,8 @@ impl Client {
             Ok(None) => self.ended = true,
             Ok(Some(Ok(Message::Text(t)))) => {
                 // Everything the simulator sends must also decode as twilight's typed events.
-                twilight_gateway::parse(t.clone(), EventTypeFlags::all()).expect("twilight parses the frame");
+                twilight_gateway::parse(t.clone(), EventTypeFlags::all())
+                    .expect("twilight parses the frame");
                 self.frames.push(serde_json::from_str(&t).unwrap());
             }
             Ok(Some(Ok(Message::Close(frame)))) => self.closes.push(frame.map(|f| f.code)),
@@ -78,7 +93,10 @@ impl Client {
     }
 
     fn dispatches(&self, t: &str) -> Vec<&Value> {
-        self.frames.iter().filter(|f| f["op"] == 0 && f["t"] == t).collect()
+        self.frames
+            .iter()
+            .filter(|f| f["op"] == 0 && f["t"] == t)
+            .collect()
     }
 
     fn count(&self, t: &str) -> usize {
@@ -88,7 +106,10 @@ impl Client {
 
 fn presence_of(user: Snowflake, status: Status, state: &str) -> Presence {
     Presence {
-        user: PartialUser { id: user, ..PartialUser::default() },
+        user: PartialUser {
+            id: user,
+            ..PartialUser::default()
+        },
         guild_id: None,
         status,
         activities: vec![lantern::discord::Activity {
@@ -97,13 +118,20 @@ fn presence_of(user: Snowflake, status: Status, state: &str) -> Presence {
             state: Some(state.into()),
             ..Default::default()
         }],
-        client_status: lantern::discord::ClientStatus { desktop: Some(status), ..Default::default() },
+        client_status: lantern::discord::ClientStatus {
+            desktop: Some(status),
+            ..Default::default()
+        },
     }
 }
 
 /// A generated (non-bot) member of the simulator.
 fn some_member(sim: &Simulator) -> Member {
-    sim.members().into_iter().map(|(m, _)| m).find(|m| m.user.id != sim.application_id()).unwrap()
+    sim.members()
+        .into_iter()
+        .map(|(m, _)| m)
+        .find(|m| m.user.id != sim.application_id())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -126,12 +154,24 @@ async fn identify_gets_ready_and_full_guild_create() {
     assert_eq!(d["large"], false);
     let world = sim.members();
     let members: Vec<Member> = serde_json::from_value(d["members"].clone()).unwrap();
-    assert_eq!(members, world.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        members,
+        world.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>()
+    );
     let presences: Vec<Presence> = serde_json::from_value(d["presences"].clone()).unwrap();
-    assert_eq!(presences, world.iter().filter_map(|(_, p)| p.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        presences,
+        world
+            .iter()
+            .filter_map(|(_, p)| p.clone())
+            .collect::<Vec<_>>()
+    );
 
     let s = sim.stats();
-    assert_eq!((s.connections, s.identifies, s.resumes, s.sessions), (1, 1, 0, 1));
+    assert_eq!(
+        (s.connections, s.identifies, s.resumes, s.sessions),
+        (1, 1, 0, 1)
+    );
 }
 
 #[tokio::test]
@@ -143,7 +183,10 @@ async fn large_guild_is_chunked_on_request() {
     assert_eq!(d["large"], true);
     assert_eq!(d["member_count"], 2501);
     assert_eq!(d["members"].as_array().unwrap().len(), 1);
-    assert_eq!(d["members"][0]["user"]["id"], sim.application_id().to_string());
+    assert_eq!(
+        d["members"][0]["user"]["id"],
+        sim.application_id().to_string()
+    );
 
     let guild = Id::new(sim.guild_id().0);
     c.shard.command(
@@ -166,7 +209,13 @@ async fn large_guild_is_chunked_on_request() {
         presences += ch["d"]["presences"].as_array().unwrap().len();
     }
     let world = sim.members();
-    assert_eq!(ids, world.iter().map(|(m, _)| m.user.id.to_string()).collect::<BTreeSet<_>>());
+    assert_eq!(
+        ids,
+        world
+            .iter()
+            .map(|(m, _)| m.user.id.to_string())
+            .collect::<BTreeSet<_>>()
+    );
     assert_eq!(presences, world.iter().filter(|(_, p)| p.is_some()).count());
     assert_eq!(sim.stats().member_requests, 1);
 
@@ -199,7 +248,10 @@ async fn presence_update_reaches_the_client_and_the_world() {
     assert_eq!(p["d"]["user"], serde_json::json!({"id": user.to_string()}));
     assert_eq!(p["d"]["guild_id"], sim.guild_id().to_string());
     assert_eq!(p["d"]["status"], "dnd");
-    assert_eq!(p["d"]["client_status"], serde_json::json!({"desktop": "dnd"}));
+    assert_eq!(
+        p["d"]["client_status"],
+        serde_json::json!({"desktop": "dnd"})
+    );
     assert_eq!(p["d"]["activities"][0]["state"], "busy");
     assert_eq!(sim.member(user).unwrap().1.unwrap().status, Status::Dnd);
 }
@@ -283,7 +335,9 @@ async fn missing_heartbeat_acks_trigger_zombie_reconnect() {
 #[tokio::test]
 async fn twilight_http_commands_and_interaction_callback() {
     use twilight_model::application::command::{Command, CommandType};
-    use twilight_model::http::interaction::{InteractionResponse, InteractionResponseData, InteractionResponseType};
+    use twilight_model::http::interaction::{
+        InteractionResponse, InteractionResponseData, InteractionResponseType,
+    };
 
     let sim = sim(5, 41250);
     let client = twilight_http::Client::builder()
@@ -311,7 +365,13 @@ async fn twilight_http_commands_and_interaction_callback() {
         version: Id::new(1),
     };
     let ic = client.interaction(app);
-    let set = ic.set_global_commands(&[cmd]).await.unwrap().models().await.unwrap();
+    let set = ic
+        .set_global_commands(&[cmd])
+        .await
+        .unwrap()
+        .models()
+        .await
+        .unwrap();
     assert_eq!(set.len(), 1);
     assert_eq!(set[0].name, "presence");
     assert!(set[0].id.is_some());
@@ -319,29 +379,45 @@ async fn twilight_http_commands_and_interaction_callback() {
 
     let resp = InteractionResponse {
         kind: InteractionResponseType::ChannelMessageWithSource,
-        data: Some(InteractionResponseData { content: Some("alice is online".into()), ..Default::default() }),
+        data: Some(InteractionResponseData {
+            content: Some("alice is online".into()),
+            ..Default::default()
+        }),
     };
-    ic.create_response(Id::new(1234567890123456789), "itoken", &resp).await.unwrap();
+    ic.create_response(Id::new(1234567890123456789), "itoken", &resp)
+        .await
+        .unwrap();
 
     let reqs = sim.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].method, "PUT");
-    assert_eq!(reqs[0].path, format!("/api/v10/applications/{}/commands", sim.application_id()));
+    assert_eq!(
+        reqs[0].path,
+        format!("/api/v10/applications/{}/commands", sim.application_id())
+    );
     assert_eq!(reqs[0].authorization.as_deref(), Some("Bot sim-token"));
     let body: Value = serde_json::from_str(&reqs[0].body).unwrap();
     assert_eq!(body[0]["name"], "presence");
     assert_eq!(reqs[1].method, "POST");
-    assert!(reqs[1].path.starts_with("/api/v10/interactions/1234567890123456789/itoken/callback"));
+    assert!(reqs[1]
+        .path
+        .starts_with("/api/v10/interactions/1234567890123456789/itoken/callback"));
     assert_eq!(reqs[1].authorization, None);
     let body: Value = serde_json::from_str(&reqs[1].body).unwrap();
-    assert_eq!(body, serde_json::json!({"type": 4, "data": {"content": "alice is online"}}));
+    assert_eq!(
+        body,
+        serde_json::json!({"type": 4, "data": {"content": "alice is online"}})
+    );
 
     let listed = ic.global_commands().await.unwrap().models().await.unwrap();
     assert_eq!(listed, set);
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 /// Checks the PNG structure (signature, chunk CRCs, IHDR, inflated size) and returns (w, h).
@@ -359,7 +435,10 @@ fn decode_png(bytes: &[u8]) -> (u32, u32) {
         assert_eq!(c.sum(), crc);
         match kind {
             b"IHDR" => {
-                size = (u32::from_be_bytes(data[..4].try_into().unwrap()), u32::from_be_bytes(data[4..8].try_into().unwrap()));
+                size = (
+                    u32::from_be_bytes(data[..4].try_into().unwrap()),
+                    u32::from_be_bytes(data[4..8].try_into().unwrap()),
+                );
                 assert_eq!(&data[8..10], &[8, 2]);
             }
             b"IDAT" => idat.extend_from_slice(data),
@@ -369,7 +448,9 @@ fn decode_png(bytes: &[u8]) -> (u32, u32) {
         pos += 12 + len;
     }
     let mut raw = Vec::new();
-    flate2::read::ZlibDecoder::new(&idat[..]).read_to_end(&mut raw).unwrap();
+    flate2::read::ZlibDecoder::new(&idat[..])
+        .read_to_end(&mut raw)
+        .unwrap();
     assert_eq!(raw.len() as u32, size.1 * (size.0 * 3 + 1));
     size
 }
@@ -378,15 +459,27 @@ fn decode_png(bytes: &[u8]) -> (u32, u32) {
 fn cdn_serves_generated_pngs() {
     let sim = sim(5, 41250);
     let a = agent();
-    let mut r = a.get(format!("{}/avatars/1234567890123456789/a_0123456789abcdef0123456789abcdef.gif", sim.cdn_url())).call().unwrap();
+    let mut r = a
+        .get(format!(
+            "{}/avatars/1234567890123456789/a_0123456789abcdef0123456789abcdef.gif",
+            sim.cdn_url()
+        ))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers().get("content-type").unwrap(), "image/png");
     let png = r.body_mut().read_to_vec().unwrap();
     assert_eq!(decode_png(&png), (64, 64));
 
-    let r = a.get(format!("{}/embed/avatars/3.png", sim.cdn_url())).call().unwrap();
+    let r = a
+        .get(format!("{}/embed/avatars/3.png", sim.cdn_url()))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = a.get(format!("{}/nothing/here.png", sim.cdn_url())).call().unwrap();
+    let r = a
+        .get(format!("{}/nothing/here.png", sim.cdn_url()))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(
         sim.cdn_hits(),
@@ -402,12 +495,22 @@ fn cdn_serves_generated_pngs() {
 fn rest_requires_bot_token_and_control_api_changes_the_world() {
     let sim = sim(5, 41250);
     let a = agent();
-    let mut r = a.get(format!("{}/api/v10/users/@me", sim.api_url())).call().unwrap();
+    let mut r = a
+        .get(format!("{}/api/v10/users/@me", sim.api_url()))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-    assert_eq!(body, serde_json::json!({"message": "401: Unauthorized", "code": 0}));
+    assert_eq!(
+        body,
+        serde_json::json!({"message": "401: Unauthorized", "code": 0})
+    );
 
-    let mut r = a.get(format!("{}/api/v10/gateway/bot", sim.api_url())).header("authorization", "Bot sim-token").call().unwrap();
+    let mut r = a
+        .get(format!("{}/api/v10/gateway/bot", sim.api_url()))
+        .header("authorization", "Bot sim-token")
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let body: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
     assert_eq!(body["url"], sim.gateway_url());
@@ -415,12 +518,18 @@ fn rest_requires_bot_token_and_control_api_changes_the_world() {
 
     let user = some_member(&sim).user.id;
     let p = serde_json::to_string(&presence_of(user, Status::Online, "via control")).unwrap();
-    let r = a.post(format!("{}/_sim/presence", sim.api_url())).send(p).unwrap();
+    let r = a
+        .post(format!("{}/_sim/presence", sim.api_url()))
+        .send(p)
+        .unwrap();
     assert_eq!(r.status(), 204);
     let stored = sim.member(user).unwrap().1.unwrap();
     assert_eq!(stored.activities[0].state.as_deref(), Some("via control"));
 
-    let r = a.delete(format!("{}/_sim/members/{user}", sim.api_url())).call().unwrap();
+    let r = a
+        .delete(format!("{}/_sim/members/{user}", sim.api_url()))
+        .call()
+        .unwrap();
     assert_eq!(r.status(), 204);
     assert!(sim.member(user).is_none());
     assert_eq!(sim.members().len(), 5);
@@ -428,7 +537,12 @@ fn rest_requires_bot_token_and_control_api_changes_the_world() {
 
 #[tokio::test]
 async fn churn_dispatches_presence_updates() {
-    let sim = Simulator::start(SimConfig { members: 30, churn_per_sec: 100.0, ..SimConfig::default() }).unwrap();
+    let sim = Simulator::start(SimConfig {
+        members: 30,
+        churn_per_sec: 100.0,
+        ..SimConfig::default()
+    })
+    .unwrap();
     let mut c = Client::new(&sim, &sim.token());
     assert!(c.until(|c| c.count("PRESENCE_UPDATE") >= 5).await);
     for p in c.dispatches("PRESENCE_UPDATE") {
