@@ -65,16 +65,30 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
     // Any path and query are accepted; twilight asks for `/?v=10&encoding=json`.
-    let Ok(Ok(ws)) = timeout(Duration::from_secs(10), async_tungstenite::tokio::accept_async(tcp)).await else {
+    let Ok(Ok(ws)) = timeout(
+        Duration::from_secs(10),
+        async_tungstenite::tokio::accept_async(tcp),
+    )
+    .await
+    else {
         return;
     };
     bump(&shared.counters.connections);
     let (tx, rx) = unbounded_channel();
     let conn_id = shared.world().register_conn(tx.clone());
     let interval = Duration::from_millis(shared.cfg.heartbeat_interval_ms.max(1));
-    let mut conn = Conn { ws, shared: shared.clone(), conn_id, tx, session: None, interval };
+    let mut conn = Conn {
+        ws,
+        shared: shared.clone(),
+        conn_id,
+        tx,
+        session: None,
+        interval,
+    };
     conn.run(rx).await;
-    shared.world().unregister_conn(conn_id, conn.session.as_deref());
+    shared
+        .world()
+        .unregister_conn(conn_id, conn.session.as_deref());
 }
 
 /// Why the read side ends the connection.
@@ -102,7 +116,10 @@ impl Conn {
     }
 
     async fn run(&mut self, mut rx: UnboundedReceiver<Out>) {
-        let hello = format!(r#"{{"op":10,"d":{{"heartbeat_interval":{}}},"s":null,"t":null}}"#, self.interval.as_millis());
+        let hello = format!(
+            r#"{{"op":10,"d":{{"heartbeat_interval":{}}},"s":null,"t":null}}"#,
+            self.interval.as_millis()
+        );
         if self.ws.send(Message::text(hello)).await.is_err() {
             return;
         }
@@ -147,27 +164,41 @@ impl Conn {
 
     /// Sends a close frame, then drains until the client's reply (or a short timeout).
     async fn close(&mut self, code: u16) {
-        let frame = CloseFrame { code: CloseCode::from(code), reason: close_reason(code).into() };
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: close_reason(code).into(),
+        };
         if self.ws.close(Some(frame)).await.is_err() {
             return;
         }
-        let _ = timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = self.ws.next().await {} }).await;
+        let _ = timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
     }
 
     async fn send_raw(&mut self, frame: String) -> Result<(), End> {
-        self.ws.send(Message::text(frame)).await.map_err(|_| End::Drop)
+        self.ws
+            .send(Message::text(frame))
+            .await
+            .map_err(|_| End::Drop)
     }
 
     async fn handle(&mut self, text: &str, deadline: &mut Instant) -> Result<(), End> {
-        let Ok(v) = serde_json::from_str::<Value>(text) else { return Err(End::Close(4002)) };
-        let Some(op) = v.get("op").and_then(Value::as_u64) else { return Err(End::Close(4002)) };
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            return Err(End::Close(4002));
+        };
+        let Some(op) = v.get("op").and_then(Value::as_u64) else {
+            return Err(End::Close(4002));
+        };
         let d = v.get("d").unwrap_or(&Value::Null);
         match op {
             1 => {
                 bump(&self.shared.counters.heartbeats);
                 *deadline = self.heartbeat_deadline();
                 if !self.shared.stop_acks.load(Ordering::Relaxed) {
-                    self.send_raw(r#"{"op":11,"d":null,"s":null,"t":null}"#.into()).await?;
+                    self.send_raw(r#"{"op":11,"d":null,"s":null,"t":null}"#.into())
+                        .await?;
                     bump(&self.shared.counters.heartbeat_acks_sent);
                 }
                 Ok(())
@@ -197,7 +228,10 @@ impl Conn {
     }
 
     fn check_token(&self, d: &Value) -> Result<(), End> {
-        let token = d.get("token").and_then(Value::as_str).ok_or(End::Close(4002))?;
+        let token = d
+            .get("token")
+            .and_then(Value::as_str)
+            .ok_or(End::Close(4002))?;
         if token.strip_prefix("Bot ") == Some(self.shared.cfg.token.as_str()) {
             Ok(())
         } else {
@@ -213,24 +247,44 @@ impl Conn {
             return Err(End::Close(4002));
         }
         self.check_token(d)?;
-        let intents = d.get("intents").and_then(Value::as_u64).ok_or(End::Close(4002))?;
+        let intents = d
+            .get("intents")
+            .and_then(Value::as_u64)
+            .ok_or(End::Close(4002))?;
         if intents & !KNOWN_INTENTS != 0 {
             return Err(End::Close(4013));
         }
         let shard = match d.get("shard") {
             None | Some(Value::Null) => None,
             Some(s) => {
-                let pair = s.as_array().filter(|a| a.len() == 2).ok_or(End::Close(4002))?;
-                let (id, n) = (pair[0].as_u64().ok_or(End::Close(4002))?, pair[1].as_u64().ok_or(End::Close(4002))?);
+                let pair = s
+                    .as_array()
+                    .filter(|a| a.len() == 2)
+                    .ok_or(End::Close(4002))?;
+                let (id, n) = (
+                    pair[0].as_u64().ok_or(End::Close(4002))?,
+                    pair[1].as_u64().ok_or(End::Close(4002))?,
+                );
                 if n == 0 || id >= n {
                     return Err(End::Close(4010));
                 }
                 Some([id, n])
             }
         };
-        let large_threshold = d.get("large_threshold").and_then(Value::as_u64).unwrap_or(50).clamp(50, 250);
-        let ident = Identify { intents, large_threshold, shard };
-        let id = self.shared.world().identify(self.conn_id, self.tx.clone(), &ident);
+        let large_threshold = d
+            .get("large_threshold")
+            .and_then(Value::as_u64)
+            .unwrap_or(50)
+            .clamp(50, 250);
+        let ident = Identify {
+            intents,
+            large_threshold,
+            shard,
+        };
+        let id = self
+            .shared
+            .world()
+            .identify(self.conn_id, self.tx.clone(), &ident);
         self.session = Some(id);
         bump(&self.shared.counters.identifies);
         Ok(())
@@ -241,18 +295,26 @@ impl Conn {
             return Err(End::Close(4005));
         }
         self.check_token(d)?;
-        let session_id = d.get("session_id").and_then(Value::as_str).ok_or(End::Close(4002))?.to_owned();
+        let session_id = d
+            .get("session_id")
+            .and_then(Value::as_str)
+            .ok_or(End::Close(4002))?
+            .to_owned();
         let seq = match d.get("seq") {
             None | Some(Value::Null) => 0,
             Some(s) => s.as_u64().ok_or(End::Close(4002))?,
         };
-        let ok = self.shared.world().resume(self.conn_id, self.tx.clone(), &session_id, seq);
+        let ok = self
+            .shared
+            .world()
+            .resume(self.conn_id, self.tx.clone(), &session_id, seq);
         if ok {
             self.session = Some(session_id);
             bump(&self.shared.counters.resumes);
         } else {
             // The client answers by closing and identifying again.
-            self.send_raw(r#"{"op":9,"d":false,"s":null,"t":null}"#.into()).await?;
+            self.send_raw(r#"{"op":9,"d":false,"s":null,"t":null}"#.into())
+                .await?;
         }
         Ok(())
     }
@@ -261,8 +323,13 @@ impl Conn {
 /// A snowflake or a list of them (op 8 accepts both for `guild_id` and `user_ids`).
 fn ids(v: &Value) -> Option<Vec<Snowflake>> {
     match v {
-        Value::Array(a) => a.iter().map(|x| serde_json::from_value(x.clone()).ok()).collect(),
-        other => serde_json::from_value(other.clone()).ok().map(|id| vec![id]),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| serde_json::from_value(x.clone()).ok())
+            .collect(),
+        other => serde_json::from_value(other.clone())
+            .ok()
+            .map(|id| vec![id]),
     }
 }
 
@@ -272,11 +339,18 @@ fn parse_member_request(d: &Value) -> Option<MemberRequest> {
         None | Some(Value::Null) => None,
         Some(v) => Some(ids(v)?),
     };
-    let query = d.get("query").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let query = d
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     if user_ids.is_none() && d.get("query").is_none() {
         return None;
     }
-    let nonce = d.get("nonce").and_then(Value::as_str).map(|n| n.chars().take(32).collect());
+    let nonce = d
+        .get("nonce")
+        .and_then(Value::as_str)
+        .map(|n| n.chars().take(32).collect());
     Some(MemberRequest {
         guild_ids,
         query,

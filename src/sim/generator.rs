@@ -5,8 +5,8 @@
 //! the caller passes in (Spotify tracks and games must look current to be realistic).
 
 use crate::discord::{
-    activity_type, Activity, ActivityEmoji, Assets, ClientStatus, Member, PartialUser, Party, Presence, PrimaryGuild,
-    Snowflake, Status, Timestamps, User,
+    activity_type, Activity, ActivityEmoji, Assets, ClientStatus, Member, PartialUser, Party,
+    Presence, PrimaryGuild, Snowflake, Status, Timestamps, User,
 };
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -19,16 +19,18 @@ const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 pub(crate) const ROLE_NAMES: [&str; 4] = ["Moderator", "Regular", "Artist", "Gamer"];
 
 const ADJECTIVES: [&str; 24] = [
-    "quiet", "rapid", "lucky", "sleepy", "cosmic", "amber", "frozen", "lunar", "neon", "velvet", "wild", "brave", "misty",
-    "crimson", "golden", "silent", "tiny", "electric", "mellow", "stormy", "hollow", "witty", "sunny", "arctic",
+    "quiet", "rapid", "lucky", "sleepy", "cosmic", "amber", "frozen", "lunar", "neon", "velvet",
+    "wild", "brave", "misty", "crimson", "golden", "silent", "tiny", "electric", "mellow",
+    "stormy", "hollow", "witty", "sunny", "arctic",
 ];
 const NOUNS: [&str; 24] = [
-    "fox", "otter", "pixel", "comet", "maple", "falcon", "ember", "river", "panda", "raven", "lantern", "cactus", "badger",
-    "nebula", "walrus", "koi", "sparrow", "dune", "moth", "tiger", "quartz", "fern", "yeti", "orca",
+    "fox", "otter", "pixel", "comet", "maple", "falcon", "ember", "river", "panda", "raven",
+    "lantern", "cactus", "badger", "nebula", "walrus", "koi", "sparrow", "dune", "moth", "tiger",
+    "quartz", "fern", "yeti", "orca",
 ];
 const GLOBAL_NAMES: [&str; 16] = [
-    "Alex", "Sam ✨", "Mika", "Jordan", "Noor", "Kai", "Léa", "Ren", "Ava 🌙", "Theo", "Yuki", "Priya", "Max", "Zoë",
-    "Ines", "Oli",
+    "Alex", "Sam ✨", "Mika", "Jordan", "Noor", "Kai", "Léa", "Ren", "Ava 🌙", "Theo", "Yuki",
+    "Priya", "Max", "Zoë", "Ines", "Oli",
 ];
 const SONGS: [(&str, &str, &str); 10] = [
     ("Midnight City", "M83", "Hurry Up, We're Dreaming"),
@@ -40,24 +42,60 @@ const SONGS: [(&str, &str, &str); 10] = [
     ("Breathe Deeper", "Tame Impala", "The Slow Rush"),
     ("Nights", "Frank Ocean", "Blonde"),
     ("Feel Good Inc.", "Gorillaz; De La Soul", "Demon Days"),
-    ("Get Lucky", "Daft Punk; Pharrell Williams; Nile Rodgers", "Random Access Memories"),
+    (
+        "Get Lucky",
+        "Daft Punk; Pharrell Williams; Nile Rodgers",
+        "Random Access Memories",
+    ),
 ];
 /// (name, application id, details, state)
 const GAMES: [(&str, u64, &str, &str); 6] = [
-    ("Minecraft", 356875570916753438, "Survival", "Building a base"),
+    (
+        "Minecraft",
+        356875570916753438,
+        "Survival",
+        "Building a base",
+    ),
     ("Valorant", 700136079562375258, "Competitive", "In Queue"),
-    ("Stardew Valley", 1014181373066932304, "Year 2 - Spring", "Farming"),
-    ("Factorio", 1072583404924817509, "Freeplay", "Launching rockets"),
+    (
+        "Stardew Valley",
+        1014181373066932304,
+        "Year 2 - Spring",
+        "Farming",
+    ),
+    (
+        "Factorio",
+        1072583404924817509,
+        "Freeplay",
+        "Launching rockets",
+    ),
     ("Celeste", 1066079917117415474, "Chapter 7", "The Summit"),
     ("Hades", 1105541488574152825, "Escaping", "Tartarus"),
 ];
 const CUSTOM_STATES: [&str; 8] = [
-    "touching grass", "brb coffee", "debugging prod", "on vacation 🌴", "do not disturb pls", "learning rust",
-    "streaming later", "🎧",
+    "touching grass",
+    "brb coffee",
+    "debugging prod",
+    "on vacation 🌴",
+    "do not disturb pls",
+    "learning rust",
+    "streaming later",
+    "🎧",
 ];
 
 /// Discord user flag bits, plus a few high bits Discord does not document.
-const FLAG_BITS: [u64; 10] = [1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 6, 1 << 7, 1 << 8, 1 << 17, 1 << 22, 1 << 18];
+const FLAG_BITS: [u64; 10] = [
+    1 << 0,
+    1 << 1,
+    1 << 2,
+    1 << 3,
+    1 << 6,
+    1 << 7,
+    1 << 8,
+    1 << 17,
+    1 << 22,
+    1 << 18,
+];
 const UNKNOWN_FLAG_BITS: [u64; 3] = [1 << 33, 1 << 40, 1 << 45];
 
 /// 2016-01-01 and 2025-01-01 in unix ms: the range of generated account creation times.
@@ -88,7 +126,11 @@ pub(crate) fn discord_iso(ms: i64) -> String {
 
 /// The generated guild's members and presences (offline members have `None`), in generation
 /// order. Deterministic for a given `(members, seed, guild_id)` apart from activity timestamps.
-pub fn generate_guild(members: usize, seed: u64, guild_id: Snowflake) -> Vec<(Member, Option<Presence>)> {
+pub fn generate_guild(
+    members: usize,
+    seed: u64,
+    guild_id: Snowflake,
+) -> Vec<(Member, Option<Presence>)> {
     generate_guild_at(members, seed, guild_id, crate::time_fmt::now_ms())
 }
 
@@ -113,15 +155,23 @@ pub fn generate_guild_at(
             .map(|n| Snowflake(guild_id.0 + n))
             .collect();
         let member = Member {
-            nick: rng.random_bool(0.1).then(|| format!("{} (nick)", user.username)),
+            nick: rng
+                .random_bool(0.1)
+                .then(|| format!("{} (nick)", user.username)),
             avatar: rng.random_bool(0.03).then(|| hex_hash(&mut rng)),
             roles,
             joined_at: Some(discord_iso(joined)),
-            premium_since: rng.random_bool(0.05).then(|| discord_iso(joined + 86_400_000)),
+            premium_since: rng
+                .random_bool(0.05)
+                .then(|| discord_iso(joined + 86_400_000)),
             user,
             ..Member::default()
         };
-        let presence = if rng.random_bool(0.6) { Some(generate_presence(&mut rng, &member.user, now_ms)) } else { None };
+        let presence = if rng.random_bool(0.6) {
+            Some(generate_presence(&mut rng, &member.user, now_ms))
+        } else {
+            None
+        };
         out.push((member, presence));
     }
     out
@@ -130,7 +180,12 @@ pub fn generate_guild_at(
 fn generate_user(rng: &mut StdRng, index: usize, guild_id: Snowflake) -> User {
     let id = old_snowflake(rng);
     // The index suffix keeps usernames unique, as Discord's are.
-    let username = format!("{}_{}{}", ADJECTIVES.choose(rng).unwrap(), NOUNS.choose(rng).unwrap(), index);
+    let username = format!(
+        "{}_{}{}",
+        ADJECTIVES.choose(rng).unwrap(),
+        NOUNS.choose(rng).unwrap(),
+        index
+    );
     let bot = rng.random_bool(0.02);
     let avatar = match rng.random_range(0..10) {
         0 | 1 => None,
@@ -152,14 +207,24 @@ fn generate_user(rng: &mut StdRng, index: usize, guild_id: Snowflake) -> User {
     let primary_guild = rng.random_bool(0.08).then(|| PrimaryGuild {
         identity_guild_id: Some(guild_id),
         identity_enabled: Some(true),
-        tag: Some(["LMP", "RUST", "GG", "ZZZ"].choose(rng).unwrap().to_string()),
+        tag: Some(
+            ["LMP", "RUST", "GG", "ZZZ"]
+                .choose(rng)
+                .unwrap()
+                .to_string(),
+        ),
         badge: Some(hex_hash(rng)),
     });
     User {
         id,
         username,
-        discriminator: if bot { format!("{:04}", rng.random_range(1..10000)) } else { "0".into() },
-        global_name: (!bot && rng.random_bool(0.7)).then(|| GLOBAL_NAMES.choose(rng).unwrap().to_string()),
+        discriminator: if bot {
+            format!("{:04}", rng.random_range(1..10000))
+        } else {
+            "0".into()
+        },
+        global_name: (!bot && rng.random_bool(0.7))
+            .then(|| GLOBAL_NAMES.choose(rng).unwrap().to_string()),
         avatar,
         bot,
         public_flags: Some(flags),
@@ -169,7 +234,15 @@ fn generate_user(rng: &mut StdRng, index: usize, guild_id: Snowflake) -> User {
 
 /// A random online/idle/dnd presence for `user`.
 pub(crate) fn generate_presence(rng: &mut impl Rng, user: &User, now_ms: i64) -> Presence {
-    let status = *[Status::Online, Status::Online, Status::Online, Status::Idle, Status::Dnd].choose(rng).unwrap();
+    let status = *[
+        Status::Online,
+        Status::Online,
+        Status::Online,
+        Status::Idle,
+        Status::Dnd,
+    ]
+    .choose(rng)
+    .unwrap();
     let mut client_status = ClientStatus::default();
     match rng.random_range(0..6) {
         0 | 1 => client_status.desktop = Some(status),
@@ -204,13 +277,26 @@ pub(crate) fn generate_presence(rng: &mut impl Rng, user: &User, now_ms: i64) ->
             ..Activity::default()
         });
     }
-    Presence { user: PartialUser { id: user.id, ..PartialUser::default() }, guild_id: None, status, activities, client_status }
+    Presence {
+        user: PartialUser {
+            id: user.id,
+            ..PartialUser::default()
+        },
+        guild_id: None,
+        status,
+        activities,
+        client_status,
+    }
 }
 
 fn custom_status(rng: &mut impl Rng, now_ms: i64) -> Activity {
     let emoji = match rng.random_range(0..3) {
         0 => None,
-        1 => Some(ActivityEmoji { name: ["🔥", "☕", "🌙", "🎮"].choose(rng).unwrap().to_string(), id: None, animated: None }),
+        1 => Some(ActivityEmoji {
+            name: ["🔥", "☕", "🌙", "🎮"].choose(rng).unwrap().to_string(),
+            id: None,
+            animated: None,
+        }),
         _ => Some(ActivityEmoji {
             name: "blobwave".into(),
             id: Some(old_snowflake(rng)),
@@ -233,23 +319,38 @@ pub(crate) fn spotify(rng: &mut impl Rng, user: Snowflake, now_ms: i64) -> Activ
     let (song, artist, album) = *SONGS.choose(rng).unwrap();
     let length = rng.random_range(120_000..360_000);
     let start = now_ms - rng.random_range(0..length);
-    let track: String = (0..22).map(|_| *b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".choose(rng).unwrap() as char).collect();
+    let track: String = (0..22)
+        .map(|_| {
+            *b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                .choose(rng)
+                .unwrap() as char
+        })
+        .collect();
     Activity {
         id: Some("spotify:1".into()),
         name: "Spotify".into(),
         kind: activity_type::LISTENING,
         created_at: Some(start),
-        timestamps: Some(Timestamps { start: Some(start), end: Some(start + length) }),
+        timestamps: Some(Timestamps {
+            start: Some(start),
+            end: Some(start + length),
+        }),
         details: Some(song.into()),
         state: Some(artist.into()),
         assets: Some(Assets {
-            large_image: Some(format!("spotify:ab67616d0000b273{:024x}", rng.random::<u128>() >> 32)),
+            large_image: Some(format!(
+                "spotify:ab67616d0000b273{:024x}",
+                rng.random::<u128>() >> 32
+            )),
             large_text: Some(album.into()),
             ..Assets::default()
         }),
         sync_id: Some(track),
         session_id: Some(format!("{:032x}", rng.random::<u128>())),
-        party: Some(Party { id: Some(format!("spotify:{user}")), size: None }),
+        party: Some(Party {
+            id: Some(format!("spotify:{user}")),
+            size: None,
+        }),
         flags: Some(48),
         ..Activity::default()
     }
@@ -262,13 +363,20 @@ pub(crate) fn game(rng: &mut impl Rng, now_ms: i64) -> Activity {
     let large_image = if rng.random_bool(0.5) {
         hex_hash(rng)
     } else {
-        format!("mp:external/{:x}/https/cdn.example.com/{}.png", rng.random::<u64>(), name.to_lowercase().replace(' ', "-"))
+        format!(
+            "mp:external/{:x}/https/cdn.example.com/{}.png",
+            rng.random::<u64>(),
+            name.to_lowercase().replace(' ', "-")
+        )
     };
     Activity {
         name: name.into(),
         kind: activity_type::PLAYING,
         created_at: Some(start),
-        timestamps: Some(Timestamps { start: Some(start), end: None }),
+        timestamps: Some(Timestamps {
+            start: Some(start),
+            end: None,
+        }),
         application_id: Some(Snowflake(app)),
         details: Some(details.into()),
         state: Some(state.into()),
@@ -278,8 +386,15 @@ pub(crate) fn game(rng: &mut impl Rng, now_ms: i64) -> Activity {
             small_image: rng.random_bool(0.5).then(|| hex_hash(rng)),
             small_text: Some("Level 42".into()),
         }),
-        party: rng.random_bool(0.3).then(|| Party { id: Some(format!("{:x}", rng.random::<u64>())), size: Some([2, 4]) }),
-        buttons: if rng.random_bool(0.2) { vec!["Join".into()] } else { Vec::new() },
+        party: rng.random_bool(0.3).then(|| Party {
+            id: Some(format!("{:x}", rng.random::<u64>())),
+            size: Some([2, 4]),
+        }),
+        buttons: if rng.random_bool(0.2) {
+            vec!["Join".into()]
+        } else {
+            Vec::new()
+        },
         platform: rng.random_bool(0.5).then(|| "desktop".into()),
         ..Activity::default()
     }
@@ -290,11 +405,17 @@ fn streaming(rng: &mut impl Rng, now_ms: i64) -> Activity {
     Activity {
         name: "Twitch".into(),
         kind: activity_type::STREAMING,
-        url: Some(format!("https://www.twitch.tv/{}", NOUNS.choose(rng).unwrap())),
+        url: Some(format!(
+            "https://www.twitch.tv/{}",
+            NOUNS.choose(rng).unwrap()
+        )),
         created_at: Some(now_ms - rng.random_range(0..3_600_000)),
         details: Some(format!("{name} speedrun")),
         state: Some(name.into()),
-        assets: Some(Assets { large_image: Some(format!("twitch:{}", NOUNS.choose(rng).unwrap())), ..Assets::default() }),
+        assets: Some(Assets {
+            large_image: Some(format!("twitch:{}", NOUNS.choose(rng).unwrap())),
+            ..Assets::default()
+        }),
         ..Activity::default()
     }
 }
@@ -305,12 +426,22 @@ fn watching_or_competing(rng: &mut impl Rng, now_ms: i64) -> Activity {
     } else {
         ("Arena Championship", activity_type::COMPETING)
     };
-    Activity { name: name.into(), kind, created_at: Some(now_ms - rng.random_range(0..3_600_000)), ..Activity::default() }
+    Activity {
+        name: name.into(),
+        kind,
+        created_at: Some(now_ms - rng.random_range(0..3_600_000)),
+        ..Activity::default()
+    }
 }
 
 /// One churn step for a member: returns the member's new presence (status `Offline` means
 /// they went offline).
-pub(crate) fn churn(rng: &mut impl Rng, user: &User, current: Option<&Presence>, now_ms: i64) -> Presence {
+pub(crate) fn churn(
+    rng: &mut impl Rng,
+    user: &User,
+    current: Option<&Presence>,
+    now_ms: i64,
+) -> Presence {
     let Some(current) = current else {
         return generate_presence(rng, user, now_ms);
     };
@@ -318,22 +449,32 @@ pub(crate) fn churn(rng: &mut impl Rng, user: &User, current: Option<&Presence>,
     match rng.random_range(0..5) {
         0 => {
             return Presence {
-                user: PartialUser { id: user.id, ..PartialUser::default() },
+                user: PartialUser {
+                    id: user.id,
+                    ..PartialUser::default()
+                },
                 status: Status::Offline,
                 ..Presence::default()
             }
         }
         1 => {
-            let status = *[Status::Online, Status::Idle, Status::Dnd].choose(rng).unwrap();
+            let status = *[Status::Online, Status::Idle, Status::Dnd]
+                .choose(rng)
+                .unwrap();
             next.status = status;
-            for s in [&mut next.client_status.desktop, &mut next.client_status.mobile, &mut next.client_status.web] {
+            for s in [
+                &mut next.client_status.desktop,
+                &mut next.client_status.mobile,
+                &mut next.client_status.web,
+            ] {
                 if s.is_some() {
                     *s = Some(status);
                 }
             }
         }
         2 if !user.bot => {
-            next.activities.retain(|a| a.kind != activity_type::LISTENING);
+            next.activities
+                .retain(|a| a.kind != activity_type::LISTENING);
             next.activities.push(spotify(rng, user.id, now_ms));
         }
         3 if !user.bot => {

@@ -11,7 +11,9 @@ pub const SIZE: u32 = 64;
 
 /// FNV-1a, for a stable colour per path.
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A 64×64 PNG for `path`: a diagonal gradient between two colours taken from the path's hash,
@@ -29,7 +31,7 @@ pub fn png_for(path: &str) -> Vec<u8> {
             if dx * dx + dy * dy < (c / 2) * (c / 2) {
                 raw.extend_from_slice(&[255 - a[0], 255 - a[1], 255 - a[2]]);
             } else {
-                let t = (x + y) as u32;
+                let t = x + y;
                 for i in 0..3 {
                     let v = (a[i] as u32 * (2 * SIZE - t) + b[i] as u32 * t) / (2 * SIZE);
                     raw.push(v as u8);
@@ -49,8 +51,13 @@ fn encode_rgb(width: u32, height: u32, scanlines: &[u8]) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // bit depth 8, colour type RGB, deflate, filter 0, no interlace
     chunk(&mut out, b"IHDR", &ihdr);
     let mut z = ZlibEncoder::new(Vec::new(), Compression::default());
-    z.write_all(scanlines).expect("writing to a Vec cannot fail");
-    chunk(&mut out, b"IDAT", &z.finish().expect("writing to a Vec cannot fail"));
+    z.write_all(scanlines)
+        .expect("writing to a Vec cannot fail");
+    chunk(
+        &mut out,
+        b"IDAT",
+        &z.finish().expect("writing to a Vec cannot fail"),
+    );
     chunk(&mut out, b"IEND", &[]);
     out
 }

@@ -208,28 +208,38 @@ impl Simulator {
             requests: Mutex::new(Vec::new()),
             cdn_hits: Mutex::new(Vec::new()),
         });
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sh = shared.clone();
-        let thread = std::thread::Builder::new().name("lantern-sim".into()).spawn(move || {
-            rt.block_on(async move {
-                let (Ok(gw), Ok(http)) = (tokio::net::TcpListener::from_std(gw), tokio::net::TcpListener::from_std(http))
-                else {
-                    tracing::error!("simulator: cannot register listeners with tokio");
-                    return;
-                };
-                tokio::spawn(gateway::serve(gw, sh.clone()));
-                tokio::spawn(rest::serve(http, sh.clone()));
-                tokio::spawn(world::housekeeping(sh.clone()));
-                if sh.cfg.churn_per_sec > 0.0 {
-                    tokio::spawn(world::churn(sh.clone()));
-                }
-                let _ = rx.await;
-            });
-            // Dropping the runtime cancels every task, which closes their sockets.
-            drop(rt);
-        })?;
-        Ok(Simulator { shared, shutdown: Some(tx), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("lantern-sim".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let (Ok(gw), Ok(http)) = (
+                        tokio::net::TcpListener::from_std(gw),
+                        tokio::net::TcpListener::from_std(http),
+                    ) else {
+                        tracing::error!("simulator: cannot register listeners with tokio");
+                        return;
+                    };
+                    tokio::spawn(gateway::serve(gw, sh.clone()));
+                    tokio::spawn(rest::serve(http, sh.clone()));
+                    tokio::spawn(world::housekeeping(sh.clone()));
+                    if sh.cfg.churn_per_sec > 0.0 {
+                        tokio::spawn(world::churn(sh.clone()));
+                    }
+                    let _ = rx.await;
+                });
+                // Dropping the runtime cancels every task, which closes their sockets.
+                drop(rt);
+            })?;
+        Ok(Simulator {
+            shared,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// `ws://127.0.0.1:PORT`, no trailing slash (twilight appends `/?v=10&encoding=json`).
@@ -291,7 +301,9 @@ impl Simulator {
 
     /// Sends any dispatch to every session, as is.
     pub fn dispatch(&self, event_name: &str, d: serde_json::Value) {
-        self.shared.world().broadcast(event_name, &d.to_string(), world::Scope::Any);
+        self.shared
+            .world()
+            .broadcast(event_name, &d.to_string(), world::Scope::Any);
     }
 
     pub fn fault(&self, f: Fault) {
@@ -303,17 +315,27 @@ impl Simulator {
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every CDN response waits this long first.
     pub fn set_cdn_delay(&self, d: Duration) {
-        self.shared.cdn_delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+        self.shared
+            .cdn_delay_ms
+            .store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Paths requested from the CDN (below the `/cdn` prefix), in order.
     pub fn cdn_hits(&self) -> Vec<String> {
-        self.shared.cdn_hits.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .cdn_hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Polls `f` on the stats every few milliseconds until it holds or `deadline` passes.
@@ -349,7 +371,12 @@ pub fn run_cli(cfg: SimConfig) -> std::io::Result<()> {
     println!("api      {}/api/v10", sim.api_url());
     println!("cdn      {}", sim.cdn_url());
     println!("control  {}/_sim/members", sim.api_url());
-    println!("guild    {}  application {}  token {}", sim.guild_id(), sim.application_id(), sim.token());
+    println!(
+        "guild    {}  application {}  token {}",
+        sim.guild_id(),
+        sim.application_id(),
+        sim.token()
+    );
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;

@@ -38,7 +38,9 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&shared, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
         });
     }
 }
@@ -56,33 +58,54 @@ fn json_resp(status: StatusCode, v: &Value) -> Resp {
 }
 
 fn no_content() -> Resp {
-    Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("valid")
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Full::new(Bytes::new()))
+        .expect("valid")
 }
 
 fn not_found() -> Resp {
-    json_resp(StatusCode::NOT_FOUND, &json!({"message": "404: Not Found", "code": 0}))
+    json_resp(
+        StatusCode::NOT_FOUND,
+        &json!({"message": "404: Not Found", "code": 0}),
+    )
 }
 
 fn bad_request(msg: &str) -> Resp {
-    json_resp(StatusCode::BAD_REQUEST, &json!({"message": msg, "code": 50035}))
+    json_resp(
+        StatusCode::BAD_REQUEST,
+        &json!({"message": msg, "code": 50035}),
+    )
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
     let method = req.method().clone();
-    let path_q = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
     let path = req.uri().path().to_owned();
-    let auth = req.headers().get("authorization").and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return bad_request("unreadable body"),
     };
     if let Some(rest) = path.strip_prefix("/api/v10/") {
-        shared.requests.lock().unwrap_or_else(|e| e.into_inner()).push(RecordedRequest {
-            method: method.to_string(),
-            path: path_q.clone(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-            authorization: auth.clone(),
-        });
+        shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(RecordedRequest {
+                method: method.to_string(),
+                path: path_q.clone(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                authorization: auth.clone(),
+            });
         let segs: Vec<&str> = rest.split('/').collect();
         let query = path_q.split_once('?').map(|(_, q)| q).unwrap_or("");
         return api(shared, &method, &segs, query, auth.as_deref(), &body);
@@ -104,9 +127,21 @@ fn needs_auth(segs: &[&str]) -> bool {
     !matches!(segs, ["interactions", ..] | ["webhooks", ..] | ["gateway"])
 }
 
-fn api(shared: &Shared, method: &Method, segs: &[&str], query: &str, auth: Option<&str>, body: &[u8]) -> Resp {
-    if needs_auth(segs) && auth.and_then(|a| a.strip_prefix("Bot ")) != Some(shared.cfg.token.as_str()) {
-        return json_resp(StatusCode::UNAUTHORIZED, &json!({"message": "401: Unauthorized", "code": 0}));
+fn api(
+    shared: &Shared,
+    method: &Method,
+    segs: &[&str],
+    query: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> Resp {
+    if needs_auth(segs)
+        && auth.and_then(|a| a.strip_prefix("Bot ")) != Some(shared.cfg.token.as_str())
+    {
+        return json_resp(
+            StatusCode::UNAUTHORIZED,
+            &json!({"message": "401: Unauthorized", "code": 0}),
+        );
     }
     let app = shared.cfg.application_id.to_string();
     let gw = shared.gateway_url();
@@ -119,7 +154,8 @@ fn api(shared: &Shared, method: &Method, segs: &[&str], query: &str, auth: Optio
         ),
         (&Method::GET, ["users", "@me"]) => json_resp(StatusCode::OK, &bot_user(shared)),
         (&Method::GET, ["applications", "@me"]) => json_resp(StatusCode::OK, &application(shared)),
-        (_, ["applications", a, "commands", rest @ ..]) | (_, ["applications", a, "guilds", _, "commands", rest @ ..])
+        (_, ["applications", a, "commands", rest @ ..])
+        | (_, ["applications", a, "guilds", _, "commands", rest @ ..])
             if *a == app =>
         {
             let guild = match segs {
@@ -137,12 +173,17 @@ fn api(shared: &Shared, method: &Method, segs: &[&str], query: &str, auth: Optio
             }
             if query.split('&').any(|kv| kv == "with_response=true") {
                 let id = shared.world().new_id();
-                json_resp(StatusCode::OK, &json!({"interaction": {"id": id, "type": 2}, "resource": null}))
+                json_resp(
+                    StatusCode::OK,
+                    &json!({"interaction": {"id": id, "type": 2}, "resource": null}),
+                )
             } else {
                 no_content()
             }
         }
-        (&Method::POST, ["webhooks", a, _token]) if *a == app => json_resp(StatusCode::OK, &message(shared, body)),
+        (&Method::POST, ["webhooks", a, _token]) if *a == app => {
+            json_resp(StatusCode::OK, &message(shared, body))
+        }
         (&Method::GET | &Method::PATCH, ["webhooks", a, _token, "messages", _msg]) if *a == app => {
             json_resp(StatusCode::OK, &message(shared, body))
         }
@@ -196,17 +237,31 @@ fn complete_command(shared: &Shared, mut cmd: Value, guild: Option<Snowflake>) -
     cmd
 }
 
-fn commands(shared: &Shared, method: &Method, guild: Option<Snowflake>, rest: &[&str], body: &[u8]) -> Resp {
+fn commands(
+    shared: &Shared,
+    method: &Method,
+    guild: Option<Snowflake>,
+    rest: &[&str],
+    body: &[u8],
+) -> Resp {
     match (method, rest) {
         (&Method::GET, []) => {
-            let list = shared.world().commands.get(&guild).cloned().unwrap_or_default();
+            let list = shared
+                .world()
+                .commands
+                .get(&guild)
+                .cloned()
+                .unwrap_or_default();
             json_resp(StatusCode::OK, &Value::Array(list))
         }
         (&Method::PUT, []) => {
             let Ok(Value::Array(list)) = serde_json::from_slice::<Value>(body) else {
                 return bad_request("Invalid Form Body");
             };
-            let list: Vec<Value> = list.into_iter().map(|c| complete_command(shared, c, guild)).collect();
+            let list: Vec<Value> = list
+                .into_iter()
+                .map(|c| complete_command(shared, c, guild))
+                .collect();
             shared.world().commands.insert(guild, list.clone());
             json_resp(StatusCode::OK, &Value::Array(list))
         }
@@ -224,7 +279,11 @@ fn commands(shared: &Shared, method: &Method, guild: Option<Snowflake>, rest: &[
         }
         (&Method::GET, [id]) => {
             let world = shared.world();
-            match world.commands.get(&guild).and_then(|l| l.iter().find(|c| c["id"] == *id)) {
+            match world
+                .commands
+                .get(&guild)
+                .and_then(|l| l.iter().find(|c| c["id"] == *id))
+            {
                 Some(c) => json_resp(StatusCode::OK, c),
                 None => not_found(),
             }
@@ -268,11 +327,16 @@ fn message(shared: &Shared, body: &[u8]) -> Value {
 /// Whether `path` (below `/cdn/`) is one of the image routes Discord's CDNs serve.
 fn cdn_route(path: &str) -> bool {
     let segs: Vec<&str> = path.split('/').collect();
-    let ext_in = |file: &str, exts: &[&str]| file.rsplit_once('.').is_some_and(|(stem, e)| !stem.is_empty() && exts.contains(&e));
+    let ext_in = |file: &str, exts: &[&str]| {
+        file.rsplit_once('.')
+            .is_some_and(|(stem, e)| !stem.is_empty() && exts.contains(&e))
+    };
     match segs.as_slice() {
         ["avatars", _user, file] => ext_in(file, &["png", "gif", "webp", "jpg"]),
         ["guilds", _g, "users", _u, "avatars", file] => ext_in(file, &["png", "gif", "webp"]),
-        ["embed", "avatars", file] => file.strip_suffix(".png").is_some_and(|n| n.parse::<u8>().is_ok_and(|n| n < 6)),
+        ["embed", "avatars", file] => file
+            .strip_suffix(".png")
+            .is_some_and(|n| n.parse::<u8>().is_ok_and(|n| n < 6)),
         ["app-assets", _app, file] => ext_in(file, &["png", "webp", "jpg"]),
         ["emojis", file] => ext_in(file, &["png", "gif", "webp"]),
         ["guild-tag-badges", _g, file] => ext_in(file, &["png", "webp"]),
@@ -283,7 +347,11 @@ fn cdn_route(path: &str) -> bool {
 }
 
 async fn cdn(shared: &Shared, method: &Method, path: &str) -> Resp {
-    shared.cdn_hits.lock().unwrap_or_else(|e| e.into_inner()).push(format!("/{path}"));
+    shared
+        .cdn_hits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(format!("/{path}"));
     let delay = shared.cdn_delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -292,7 +360,10 @@ async fn cdn(shared: &Shared, method: &Method, path: &str) -> Resp {
         return respond(StatusCode::NOT_FOUND, "text/plain", "404: Not Found");
     }
     let mut r = respond(StatusCode::OK, "image/png", images::png_for(path));
-    r.headers_mut().insert("cache-control", "public, max-age=31536000".parse().expect("valid header"));
+    r.headers_mut().insert(
+        "cache-control",
+        "public, max-age=31536000".parse().expect("valid header"),
+    );
     r
 }
 
@@ -303,12 +374,18 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Resp {
     let parsed = || serde_json::from_slice::<Value>(body);
     match (method, segs.as_slice()) {
         (&Method::GET, ["members"]) => {
-            let list: Vec<Value> =
-                shared.world().members().into_iter().map(|(m, p)| json!({"member": m, "presence": p})).collect();
+            let list: Vec<Value> = shared
+                .world()
+                .members()
+                .into_iter()
+                .map(|(m, p)| json!({"member": m, "presence": p}))
+                .collect();
             json_resp(StatusCode::OK, &Value::Array(list))
         }
         (&Method::POST, ["members"]) => {
-            let Ok(v) = parsed() else { return bad_request("invalid JSON") };
+            let Ok(v) = parsed() else {
+                return bad_request("invalid JSON");
+            };
             let Ok(member) = serde_json::from_value::<Member>(v["member"].clone()) else {
                 return bad_request("member: invalid member object");
             };
@@ -337,31 +414,45 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Resp {
             Err(_) => bad_request("invalid presence object"),
         },
         (&Method::POST, ["dispatch"]) => {
-            let Ok(v) = parsed() else { return bad_request("invalid JSON") };
-            let Some(t) = v.get("t").and_then(Value::as_str) else { return bad_request("t: string required") };
+            let Ok(v) = parsed() else {
+                return bad_request("invalid JSON");
+            };
+            let Some(t) = v.get("t").and_then(Value::as_str) else {
+                return bad_request("t: string required");
+            };
             let d = v.get("d").cloned().unwrap_or(Value::Null);
             shared.world().broadcast(t, &d.to_string(), Scope::Any);
             no_content()
         }
         (&Method::POST, ["fault"]) => {
-            let Ok(v) = parsed() else { return bad_request("invalid JSON") };
+            let Ok(v) = parsed() else {
+                return bad_request("invalid JSON");
+            };
             let fault = match v.get("kind").and_then(Value::as_str) {
                 Some("drop") => Fault::DropConnections,
                 Some("stop_acks") => Fault::StopHeartbeatAcks(true),
                 Some("resume_acks") => Fault::StopHeartbeatAcks(false),
-                Some("close") => Fault::Close(v.get("code").and_then(Value::as_u64).unwrap_or(4000) as u16),
-                Some("reconnect") => Fault::Reconnect,
-                Some("invalid_session") => {
-                    Fault::InvalidSession { resumable: v.get("resumable").and_then(Value::as_bool).unwrap_or(false) }
+                Some("close") => {
+                    Fault::Close(v.get("code").and_then(Value::as_u64).unwrap_or(4000) as u16)
                 }
-                _ => return bad_request("kind: one of drop, stop_acks, resume_acks, close, reconnect, invalid_session"),
+                Some("reconnect") => Fault::Reconnect,
+                Some("invalid_session") => Fault::InvalidSession {
+                    resumable: v.get("resumable").and_then(Value::as_bool).unwrap_or(false),
+                },
+                _ => return bad_request(
+                    "kind: one of drop, stop_acks, resume_acks, close, reconnect, invalid_session",
+                ),
             };
             shared.fault(fault);
             no_content()
         }
         (&Method::GET, ["stats"]) => json_resp(StatusCode::OK, &json!(shared.stats())),
         (&Method::GET, ["requests"]) => {
-            let reqs = shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let reqs = shared
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             json_resp(StatusCode::OK, &json!(reqs))
         }
         _ => not_found(),

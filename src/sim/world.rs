@@ -112,13 +112,19 @@ pub(crate) struct World {
 impl World {
     pub fn new(cfg: &SimConfig, gateway_port: u16) -> World {
         let generated = generator::generate_guild(cfg.members, cfg.seed, cfg.guild_id);
-        let owner_id = generated.first().map(|(m, _)| m.user.id).unwrap_or(cfg.application_id);
+        let owner_id = generated
+            .first()
+            .map(|(m, _)| m.user.id)
+            .unwrap_or(cfg.application_id);
         let bot = User {
             id: cfg.application_id,
             username: "Lantern".into(),
             discriminator: "0".into(),
             global_name: None,
-            avatar: Some(format!("{:032x}", cfg.application_id.0 as u128 * 0x9e37_79b9)),
+            avatar: Some(format!(
+                "{:032x}",
+                cfg.application_id.0 as u128 * 0x9e37_79b9
+            )),
             bot: true,
             public_flags: Some(1 << 19), // BOT_HTTP_INTERACTIONS
             primary_guild: None,
@@ -131,7 +137,10 @@ impl World {
             joined_at: Some(guild_joined_at.clone()),
             ..Member::default()
         };
-        let mut members: BTreeMap<_, _> = generated.into_iter().map(|(m, p)| (m.user.id, (m, p))).collect();
+        let mut members: BTreeMap<_, _> = generated
+            .into_iter()
+            .map(|(m, p)| (m.user.id, (m, p)))
+            .collect();
         members.insert(bot.id, (bot_member, None));
         World {
             guild_id: cfg.guild_id,
@@ -194,7 +203,9 @@ impl World {
     pub fn identify(&mut self, conn_id: u64, tx: UnboundedSender<Out>, ident: &Identify) -> String {
         let session_id = format!("{:032x}", self.rng.random::<u128>());
         // Discord places a guild on shard (guild_id >> 22) % num_shards.
-        let has_guild = ident.shard.is_none_or(|[id, n]| (self.guild_id.0 >> 22) % n == id);
+        let has_guild = ident
+            .shard
+            .is_none_or(|[id, n]| (self.guild_id.0 >> 22) % n == id);
         let mut session = Session {
             seq: 0,
             log: VecDeque::new(),
@@ -203,8 +214,11 @@ impl World {
             intents: ident.intents,
             has_guild,
         };
-        let guilds: Vec<Value> =
-            if has_guild { vec![json!({"id": self.guild_id, "unavailable": true})] } else { Vec::new() };
+        let guilds: Vec<Value> = if has_guild {
+            vec![json!({"id": self.guild_id, "unavailable": true})]
+        } else {
+            Vec::new()
+        };
         let mut ready = json!({
             "v": 10,
             "user_settings": {},
@@ -239,8 +253,16 @@ impl World {
 
     /// RESUME: reattaches the session, replays what the client missed and sends RESUMED.
     /// Returns false when the session cannot be resumed (the caller sends op 9).
-    pub fn resume(&mut self, conn_id: u64, tx: UnboundedSender<Out>, session_id: &str, seq: u64) -> bool {
-        let Some(s) = self.sessions.get_mut(session_id) else { return false };
+    pub fn resume(
+        &mut self,
+        conn_id: u64,
+        tx: UnboundedSender<Out>,
+        session_id: &str,
+        seq: u64,
+    ) -> bool {
+        let Some(s) = self.sessions.get_mut(session_id) else {
+            return false;
+        };
         let oldest = s.log.front().map(|(n, _)| *n).unwrap_or(s.seq + 1);
         if seq > s.seq || seq + 1 < oldest {
             return false;
@@ -255,12 +277,18 @@ impl World {
             }
         }
         s.conn = Some((conn_id, tx));
-        s.push("RESUMED", r#"{"_trace":["[\"gateway-sim\",{\"micros\":0}]"]}"#);
+        s.push(
+            "RESUMED",
+            r#"{"_trace":["[\"gateway-sim\",{\"micros\":0}]"]}"#,
+        );
         true
     }
 
     pub fn session_intents(&self, session_id: &str) -> u64 {
-        self.sessions.get(session_id).map(|s| s.intents).unwrap_or(0)
+        self.sessions
+            .get(session_id)
+            .map(|s| s.intents)
+            .unwrap_or(0)
     }
 
     /// Applies a connection-level fault to every live connection. Sessions are detached here,
@@ -270,7 +298,9 @@ impl World {
             Fault::DropConnections => Out::Drop,
             Fault::Close(code) => Out::Close(code),
             Fault::Reconnect => Out::Raw(r#"{"op":7,"d":null,"s":null,"t":null}"#.into()),
-            Fault::InvalidSession { resumable } => Out::Raw(format!(r#"{{"op":9,"d":{resumable},"s":null,"t":null}}"#)),
+            Fault::InvalidSession { resumable } => {
+                Out::Raw(format!(r#"{{"op":9,"d":{resumable},"s":null,"t":null}}"#))
+            }
             Fault::StopHeartbeatAcks(_) => unreachable!("handled by Shared::fault"),
         };
         for tx in self.conns.values() {
@@ -286,7 +316,8 @@ impl World {
 
     /// Forgets sessions that have had no connection for [`SESSION_TTL`].
     fn expire_sessions(&mut self) {
-        self.sessions.retain(|_, s| s.conn.is_some() || s.detached_at.elapsed() < SESSION_TTL);
+        self.sessions
+            .retain(|_, s| s.conn.is_some() || s.detached_at.elapsed() < SESSION_TTL);
     }
 
     // ---- dispatches ----
@@ -311,10 +342,21 @@ impl World {
         // A large guild carries only the bot's own member and no presences: the client
         // must request the rest with op 8.
         let (members, presences): (Vec<&Member>, Vec<Value>) = if large {
-            (self.members.get(&self.bot.id).map(|(m, _)| m).into_iter().collect(), Vec::new())
+            (
+                self.members
+                    .get(&self.bot.id)
+                    .map(|(m, _)| m)
+                    .into_iter()
+                    .collect(),
+                Vec::new(),
+            )
         } else {
             let presences = if presences_on {
-                self.members.values().filter_map(|(_, p)| p.as_ref()).map(presence_in_list).collect()
+                self.members
+                    .values()
+                    .filter_map(|(_, p)| p.as_ref())
+                    .map(presence_in_list)
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -331,7 +373,13 @@ impl World {
         };
         let mut roles = vec![role(0, "@everyone", 0, "2248473465835073", false)];
         for (i, name) in generator::ROLE_NAMES.iter().enumerate() {
-            roles.push(role(i as u64 + 1, name, [0xe67e22, 0x3498db, 0x9b59b6, 0x2ecc71][i], "0", i == 0));
+            roles.push(role(
+                i as u64 + 1,
+                name,
+                [0xe67e22, 0x3498db, 0x9b59b6, 0x2ecc71][i],
+                "0",
+                i == 0,
+            ));
         }
         let mut guild = json!({
             "id": self.guild_id,
@@ -389,7 +437,8 @@ impl World {
         if req.guild_ids.iter().all(|g| *g != self.guild_id) {
             return;
         }
-        let presences_on = req.presences && self.session_intents(session_id) & INTENT_GUILD_PRESENCES != 0;
+        let presences_on =
+            req.presences && self.session_intents(session_id) & INTENT_GUILD_PRESENCES != 0;
         let mut not_found = Vec::new();
         let selected: Vec<&(Member, Option<Presence>)> = if let Some(ids) = &req.user_ids {
             ids.iter()
@@ -403,19 +452,28 @@ impl World {
                 .collect()
         } else {
             let q = req.query.to_lowercase();
-            let limit = if req.limit == 0 { usize::MAX } else { req.limit as usize };
+            let limit = if req.limit == 0 {
+                usize::MAX
+            } else {
+                req.limit as usize
+            };
             self.members
                 .values()
                 .filter(|(m, _)| {
                     q.is_empty()
                         || m.user.username.to_lowercase().starts_with(&q)
-                        || m.nick.as_deref().is_some_and(|n| n.to_lowercase().starts_with(&q))
+                        || m.nick
+                            .as_deref()
+                            .is_some_and(|n| n.to_lowercase().starts_with(&q))
                 })
                 .take(limit)
                 .collect()
         };
-        let chunks: Vec<&[&(Member, Option<Presence>)]> =
-            if selected.is_empty() { vec![&[]] } else { selected.chunks(CHUNK_SIZE).collect() };
+        let chunks: Vec<&[&(Member, Option<Presence>)]> = if selected.is_empty() {
+            vec![&[]]
+        } else {
+            selected.chunks(CHUNK_SIZE).collect()
+        };
         let count = chunks.len() as u32;
         let frames: Vec<String> = chunks
             .iter()
@@ -431,7 +489,11 @@ impl World {
                 };
                 let mut v = serde_json::to_value(&body).unwrap_or(Value::Null);
                 if presences_on {
-                    v["presences"] = chunk.iter().filter_map(|(_, p)| p.as_ref()).map(presence_in_list).collect();
+                    v["presences"] = chunk
+                        .iter()
+                        .filter_map(|(_, p)| p.as_ref())
+                        .map(presence_in_list)
+                        .collect();
                 } else if let Some(o) = v.as_object_mut() {
                     o.remove("presences");
                 }
@@ -452,7 +514,10 @@ impl World {
         if let Some((member, stored)) = self.members.get_mut(&p.user.id) {
             p.user.apply_to(&mut member.user);
             *stored = (!p.status.is_offline()).then(|| Presence {
-                user: PartialUser { id: p.user.id, ..PartialUser::default() },
+                user: PartialUser {
+                    id: p.user.id,
+                    ..PartialUser::default()
+                },
                 guild_id: None,
                 ..p.clone()
             });
@@ -469,7 +534,11 @@ impl World {
 
     pub fn add_member(&mut self, m: Member, p: Option<Presence>) {
         let id = m.user.id;
-        let d = serde_json::to_string(&GuildMemberAdd { guild_id: self.guild_id, member: m.clone() }).unwrap_or_default();
+        let d = serde_json::to_string(&GuildMemberAdd {
+            guild_id: self.guild_id,
+            member: m.clone(),
+        })
+        .unwrap_or_default();
         self.members.insert(id, (m, None));
         self.broadcast("GUILD_MEMBER_ADD", &d, Scope::Guild(INTENT_GUILD_MEMBERS));
         if let Some(mut p) = p {
@@ -480,23 +549,42 @@ impl World {
 
     pub fn update_member(&mut self, m: Member) {
         // GUILD_MEMBER_UPDATE carries the whole member; the add shape (member + guild_id) is it.
-        let d = serde_json::to_string(&GuildMemberAdd { guild_id: self.guild_id, member: m.clone() }).unwrap_or_default();
+        let d = serde_json::to_string(&GuildMemberAdd {
+            guild_id: self.guild_id,
+            member: m.clone(),
+        })
+        .unwrap_or_default();
         match self.members.get_mut(&m.user.id) {
             Some((stored, _)) => *stored = m,
             None => {
                 self.members.insert(m.user.id, (m, None));
             }
         }
-        self.broadcast("GUILD_MEMBER_UPDATE", &d, Scope::Guild(INTENT_GUILD_MEMBERS));
+        self.broadcast(
+            "GUILD_MEMBER_UPDATE",
+            &d,
+            Scope::Guild(INTENT_GUILD_MEMBERS),
+        );
     }
 
     pub fn remove_member(&mut self, id: Snowflake) {
         let user = match self.members.remove(&id) {
             Some((m, _)) => PartialUser::from(&m.user),
-            None => PartialUser { id, ..PartialUser::default() },
+            None => PartialUser {
+                id,
+                ..PartialUser::default()
+            },
         };
-        let d = serde_json::to_string(&GuildMemberRemove { guild_id: self.guild_id, user }).unwrap_or_default();
-        self.broadcast("GUILD_MEMBER_REMOVE", &d, Scope::Guild(INTENT_GUILD_MEMBERS));
+        let d = serde_json::to_string(&GuildMemberRemove {
+            guild_id: self.guild_id,
+            user,
+        })
+        .unwrap_or_default();
+        self.broadcast(
+            "GUILD_MEMBER_REMOVE",
+            &d,
+            Scope::Guild(INTENT_GUILD_MEMBERS),
+        );
     }
 
     /// One random presence change (churn).
@@ -506,11 +594,18 @@ impl World {
             return;
         }
         let idx = self.rng.random_range(0..n);
-        let Some((member, current)) = self.members.values().nth(idx) else { return };
+        let Some((member, current)) = self.members.values().nth(idx) else {
+            return;
+        };
         if member.user.id == self.bot.id {
             return;
         }
-        let next = generator::churn(&mut self.rng, &member.user, current.as_ref(), crate::time_fmt::now_ms());
+        let next = generator::churn(
+            &mut self.rng,
+            &member.user,
+            current.as_ref(),
+            crate::time_fmt::now_ms(),
+        );
         self.set_presence(next);
     }
 }
