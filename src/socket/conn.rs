@@ -110,6 +110,10 @@ pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAd
     let mut initialized = false;
     let mut deadline = Instant::now() + cfg.init_timeout;
     let mut closing_since: Option<Instant> = None;
+    // After a frame tungstenite could not read, the rest of the client's bytes are unreadable
+    // WebSocket data: they are read and dropped so that closing the socket does not reset it
+    // before the client has read the DISCONNECT.
+    let mut discard_rest = false;
     loop {
         if closing_since.is_none() && out.is_closing() {
             closing_since = Some(Instant::now());
@@ -153,6 +157,7 @@ pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAd
                 if closing {
                     break;
                 }
+                discard_rest = true;
                 match e {
                     tungstenite::Error::Capacity(_) => {
                         hub::close(&ctx, id, CloseReason::MessageTooLarge, &too_large(cfg.max_frame_bytes));
@@ -160,7 +165,10 @@ pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAd
                     tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
                         hub::close(&ctx, id, CloseReason::ProtocolError, "WebSocket protocol error.");
                     }
-                    _ => break,
+                    _ => {
+                        discard_rest = false;
+                        break;
+                    }
                 }
             }
             Wake::Message(Some(Ok(msg))) => {
@@ -191,12 +199,24 @@ pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAd
         }
     }
     hub::remove(&ctx, id);
-    out.finish();
-    let _ = glommio::timer::timeout(cfg.close_timeout, async {
-        writer.await;
-        Ok(())
-    })
-    .await;
+    if !discard_rest {
+        out.finish();
+    }
+    let sink = glommio::timer::timeout(cfg.close_timeout, async { Ok(writer.await) }).await.ok().flatten();
+    if let (true, Some(sink)) = (discard_rest, sink) {
+        if let Ok(ws) = WebSocketStream::reunite(sink, rx) {
+            let mut tcp = ws.into_inner();
+            let until = Instant::now() + cfg.close_timeout;
+            let mut buf = [0u8; 4096];
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                match glommio::timer::timeout(left, async { Ok(futures_lite::AsyncReadExt::read(&mut tcp, &mut buf).await) }).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+    }
 }
 
 fn too_large(max: usize) -> String {
@@ -300,25 +320,25 @@ fn too_many(max: usize) -> String {
 }
 
 /// Drains the outbox into the socket: several queued frames go out in one write, then one flush.
-async fn write_loop(mut sink: async_tungstenite::WebSocketSender<Stream>, out: Rc<Outbox>) {
+/// Gives the sink back after a clean close (`None` when the socket failed).
+async fn write_loop(mut sink: async_tungstenite::WebSocketSender<Stream>, out: Rc<Outbox>) -> Option<async_tungstenite::WebSocketSender<Stream>> {
     loop {
         match poll_fn(|cx| out.poll_next(cx, WRITE_BATCH)).await {
             Next::Frames(frames) => {
                 for f in frames {
                     if sink.feed(Message::Text(f)).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
                 if sink.flush().await.is_err() {
-                    return;
+                    return None;
                 }
             }
             Next::Close(reason) => {
                 let frame = CloseFrame { code: CloseCode::from(reason.code()), reason: "".into() };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                return;
+                return sink.send(Message::Close(Some(frame))).await.ok().map(|()| sink);
             }
-            Next::Stop => return,
+            Next::Stop => return Some(sink),
         }
     }
 }
