@@ -6,6 +6,9 @@ use crate::ingest::events::{GatewayStatus, IngestEvent};
 use crate::presence::state::{Applied, LastSeenWrite};
 use crate::presence::ShardState;
 use crate::runtime::{shard_of, MailboxReceiver, MailboxSender};
+use crate::storage::kv::{KvError, KvShard};
+use crate::storage::service::{StorageAnswer, StorageRequest};
+use crate::storage::token::TokenCipher;
 use crate::storage::writer::{WriteOp, WriterHandle};
 use crate::time_fmt::now_ms;
 use bytes::Bytes;
@@ -22,6 +25,9 @@ pub enum ShardMsg {
     GetUsers { ids: Vec<Snowflake>, reply: oneshot::Sender<Vec<Option<Bytes>>> },
     /// How many users the receiver monitors.
     Count { reply: oneshot::Sender<usize> },
+    /// A read or write of the storage of `id` (owned by the receiver). Writes are answered once
+    /// durable.
+    Storage { id: Snowflake, req: StorageRequest, reply: oneshot::Sender<Result<StorageAnswer, KvError>> },
     /// Stop accepting and finish in-flight requests (the mailbox keeps answering other shards).
     Shutdown,
     /// Every shard has drained: stop the mailbox loop.
@@ -38,6 +44,9 @@ pub struct ShardContext {
     pub gateway: Cell<GatewayStatus>,
     pub writer: WriterHandle,
     pub shutdown: watch::Sender<bool>,
+    /// The key-value storage of the users this shard owns (committed state in memory).
+    pub kv: RefCell<KvShard>,
+    pub cipher: Arc<TokenCipher>,
 }
 
 impl ShardContext {
@@ -134,6 +143,10 @@ impl ShardContext {
     fn apply(&self, event: IngestEvent) {
         let now = now_ms();
         let mut applied = Applied::default();
+        let removed = match &event {
+            IngestEvent::MemberRemove(id) => Some(*id),
+            _ => None,
+        };
         {
             let mut state = self.state.borrow_mut();
             match event {
@@ -150,11 +163,15 @@ impl ShardContext {
                 IngestEvent::UserUpdate(u) => state.user_update(&u, &mut applied),
             }
         }
+        // An explicit member-remove deletes the member's storage and token, as Lantern does.
+        if let Some(op) = removed.and_then(|id| self.kv.borrow_mut().forget(id)) {
+            self.writer.submit(vec![op]);
+        }
         self.after_apply(applied);
     }
 
     /// Handles one message; returns false on exit.
-    fn handle(&self, msg: ShardMsg) -> bool {
+    fn handle(self: &Rc<Self>, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Ingest(event) => self.apply(event),
             ShardMsg::Gateway(status) => self.gateway.set(status),
@@ -165,6 +182,13 @@ impl ShardContext {
             }
             ShardMsg::Count { reply } => {
                 let _ = reply.send(self.state.borrow().len());
+            }
+            ShardMsg::Storage { id, req, reply } => {
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(ctx.storage_local(id, req).await);
+                })
+                .detach();
             }
             ShardMsg::Shutdown => {
                 let _ = self.shutdown.send(true);
