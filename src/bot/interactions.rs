@@ -244,7 +244,8 @@ impl Context {
             }
             _ => return,
         };
-        let response = response(reply, interaction.ephemeral());
+        // `/ping` answers publicly, as Lantern's does; everything else is private in guilds.
+        let response = response(reply, interaction.ephemeral() && what != "ping");
         let app = self.application_id.unwrap_or(interaction.application_id);
         let (Some(app), Some(id)) = (Id::new_checked(app.0), Id::new_checked(interaction.id.0)) else { return };
         let sent = self.client.interaction(app).create_response(id, &interaction.token, &response).await;
