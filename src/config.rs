@@ -39,6 +39,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub discord: DiscordConfig,
     pub log: LogConfig,
+    /// `KV_TOKEN_ENCRYPTION_SECRET`: 64 hex characters, the AES-256 key of storage tokens.
+    pub kv_secret: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +211,12 @@ impl Config {
     /// Reads `.env` (if present), the config file and the environment, applies the overrides
     /// and validates the result.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::load_with(path, overrides, true)
+    }
+
+    /// Like [`Config::load`]; with `require_kv_secret` false (commands that never touch
+    /// storage), a missing `KV_TOKEN_ENCRYPTION_SECRET` is replaced by a random one.
+    pub fn load_with(path: &Path, overrides: &Overrides, require_kv_secret: bool) -> Result<Config, ConfigError> {
         // A missing .env is normal; a broken one is reported by the variables it fails to set.
         let _ = dotenvy::dotenv();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
@@ -216,10 +224,23 @@ impl Config {
             toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         let token = std::env::var("DISCORD_BOT_TOKEN").ok().filter(|t| !t.trim().is_empty());
         let token = token.ok_or_else(|| invalid("DISCORD_BOT_TOKEN", "not set (put it in the environment or in .env)"))?;
-        Config::from_parts(file, Secret::new(token.trim()), overrides)
+        let mut config = Config::from_parts(file, Secret::new(token.trim()), overrides)?;
+        match std::env::var(crate::storage::token::SECRET_ENV) {
+            Ok(v) => config.kv_secret = parse_kv_secret(&v)?,
+            Err(_) if !require_kv_secret => {}
+            Err(_) => {
+                return Err(invalid(
+                    "KV_TOKEN_ENCRYPTION_SECRET",
+                    "not set (put 64 hex characters, a 256-bit key, in the environment or in .env; e.g. `openssl rand -hex 32`)",
+                ))
+            }
+        }
+        Ok(config)
     }
 
-    /// Parses a config from TOML text with the given token (tests and demo).
+    /// Parses a config from TOML text with the given token (tests and demo). The storage
+    /// token secret is a fresh random one: set [`Config::kv_secret`] to keep tokens readable
+    /// across restarts.
     pub fn from_toml(text: &str, token: Secret, overrides: &Overrides) -> Result<Config, ConfigError> {
         let file: FileConfig =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::from("<inline>"), message: e.to_string() })?;
@@ -285,6 +306,7 @@ impl Config {
                 request_members: file.discord.request_members.unwrap_or(true),
             },
             log: LogConfig { format, level: file.log.level.unwrap_or_else(|| "info".to_owned()) },
+            kv_secret: Secret::new(crate::storage::token::generate_secret()),
         })
     }
 }
@@ -313,6 +335,12 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
         max_connections_per_ip: at_least("server.socket.max_connections_per_ip", f.max_connections_per_ip, 256, 1)?,
         max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, 1 << 20, 1024)?,
     })
+}
+
+/// Validates a `KV_TOKEN_ENCRYPTION_SECRET` value (never echoing it).
+pub fn parse_kv_secret(value: &str) -> Result<Secret, ConfigError> {
+    crate::storage::token::parse_secret(value).map_err(|e| invalid("KV_TOKEN_ENCRYPTION_SECRET", e.to_string()))?;
+    Ok(Secret::new(value.trim()))
 }
 
 fn parse_id(key: &'static str, value: &str) -> Result<Snowflake, ConfigError> {
@@ -361,6 +389,17 @@ mod tests {
         assert!(e.starts_with("invalid setting `discord.gateway_url`"), "{e}");
         let e = load("base_guild_id = '1378135304107458560'\n[server]\nprot = 1").unwrap_err().to_string();
         assert!(e.contains("unknown field `prot`"), "{e}");
+    }
+
+    #[test]
+    fn kv_secret_must_be_64_hex_characters() {
+        assert!(parse_kv_secret(&"0f".repeat(32)).is_ok());
+        let e = parse_kv_secret("short-secret").unwrap_err().to_string();
+        assert!(e.starts_with("invalid setting `KV_TOKEN_ENCRYPTION_SECRET`: must be 64 hexadecimal characters"), "{e}");
+        assert!(!e.contains("short-secret"), "the value is not echoed: {e}");
+        let e = parse_kv_secret(&"xy".repeat(32)).unwrap_err().to_string();
+        assert!(e.contains("non-hex"), "{e}");
+        assert_eq!(load("base_guild_id = '1378135304107458560'").unwrap().kv_secret.expose().len(), 64);
     }
 }
 

@@ -55,7 +55,30 @@ pub fn config_for(sim: &Simulator, data_dir: &std::path::Path, port: u16, shards
         api = sim.api_url(),
         cdn = sim.cdn_url(),
     );
-    Config::from_toml(&toml, Secret::new(sim.token()), &Overrides::default()).map_err(|e| e.to_string())
+    let mut config = Config::from_toml(&toml, Secret::new(sim.token()), &Overrides::default()).map_err(|e| e.to_string())?;
+    config.kv_secret = demo_kv_secret(data_dir)?;
+    Ok(config)
+}
+
+/// The storage token secret of a demo data directory: generated on first use and kept in
+/// `<dir>/demo-kv-secret` (owner-only), so tokens stay valid across restarts on the same data.
+/// Only demo mode and tests use this; `serve` takes `KV_TOKEN_ENCRYPTION_SECRET`.
+pub fn demo_kv_secret(data_dir: &std::path::Path) -> Result<Secret, String> {
+    let path = data_dir.join("demo-kv-secret");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(secret) = crate::config::parse_kv_secret(&text) {
+            return Ok(secret);
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let secret = crate::storage::token::generate_secret();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(Secret::new(secret))
 }
 
 pub fn run_demo(args: DemoArgs) -> Result<(), String> {

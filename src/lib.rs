@@ -15,11 +15,14 @@
 //!   serialized bytes cached per version.
 //! - [`http`]: the glommio↔hyper adapter, router, REST handlers, errors, CORS and compression.
 //! - [`socket`]: the WebSocket `/socket` protocol and its fan-out across shards.
-//! - [`storage`]: each shard's redb file (last seen), written off the executor thread.
+//! - [`storage`]: each shard's redb file (last seen, key-value pairs, encrypted tokens), written
+//!   off the executor thread; tokens; start-up repartitioning; the owner-shard storage service.
+//! - [`bot`]: the Discord bot (slash commands, autocomplete, buttons) on the ingest thread.
 //! - [`sim`]: the Discord simulator (gateway, REST, CDN, guild generator, control API).
 //! - [`config`]: `config.toml` + `.env` + flags → one validated [`config::Config`].
 //! - [`server`]: starts and stops the whole thing; [`demo`]: the simulator and server in one process.
 
+pub mod bot;
 pub mod config;
 pub mod demo;
 pub mod discord;

@@ -1,4 +1,4 @@
-//! The `lantern` command line: `serve` (default), `demo`, `sim`.
+//! The `lantern` command line: `serve` (default), `demo`, `sim`, `commands`.
 
 use clap::{Parser, Subcommand};
 use lantern::config::{Config, LogConfig, LogFormat, Overrides};
@@ -20,6 +20,25 @@ enum Command {
     Demo(lantern::demo::DemoArgs),
     /// Run only the Discord simulator (gateway, REST, CDN and control API on loopback).
     Sim(lantern::demo::SimArgs),
+    /// Register or remove the bot's global slash commands (needs `application_id`).
+    Commands(CommandsArgs),
+}
+
+#[derive(clap::Args)]
+struct CommandsArgs {
+    #[command(subcommand)]
+    action: CommandsAction,
+    /// Path of the configuration file.
+    #[arg(long, default_value = "config.toml", global = true)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum CommandsAction {
+    /// Set the global commands (`/ping`, `/storage …`).
+    Register,
+    /// Remove every global command.
+    Unregister,
 }
 
 #[derive(clap::Args, Default)]
@@ -52,6 +71,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     server.run_until_signal().map_err(|e| e.to_string())
 }
 
+fn commands(args: CommandsArgs) -> Result<(), String> {
+    let config = Config::load_with(&args.config, &Overrides::default(), false).map_err(|e| e.to_string())?;
+    init_logging(&config.log);
+    let register = matches!(args.action, CommandsAction::Register);
+    let names = lantern::bot::commands::run(&config, register)?;
+    if register {
+        println!("registered {} global commands: {}", names.len(), names.join(", "));
+    } else {
+        println!("removed every global command");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
@@ -60,6 +92,7 @@ fn main() -> ExitCode {
             init_logging(&LogConfig { format: LogFormat::Human, level: "info".into() });
             lantern::demo::run_demo(args)
         }
+        Command::Commands(args) => commands(args),
         Command::Sim(args) => {
             init_logging(&LogConfig { format: LogFormat::Human, level: "info".into() });
             lantern::demo::run_sim(args)

@@ -5,7 +5,9 @@ use crate::ingest::{Ingest, OtherDispatch};
 use crate::presence::ShardState;
 use crate::runtime::{mailbox, MailboxReceiver, MailboxSender, ShardContext, ShardMsg};
 use crate::storage::writer::{self, WriterHandle, WriterThread};
-use crate::storage::{self, StorageError};
+use crate::storage::kv::KvShard;
+use crate::storage::token::TokenCipher;
+use crate::storage::{self, repartition, StorageError};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -23,6 +25,8 @@ pub enum StartError {
     Executor { shard: usize, message: String },
     #[error("cannot start the gateway thread: {0}")]
     Ingest(std::io::Error),
+    #[error("invalid setting `KV_TOKEN_ENCRYPTION_SECRET`: {0}")]
+    Secret(#[from] crate::storage::token::SecretError),
 }
 
 /// A running server. Dropping it shuts it down gracefully.
@@ -42,6 +46,9 @@ struct ShardSeed {
     peers: Vec<MailboxSender<ShardMsg>>,
     writer: WriterHandle,
     last_seen: HashMap<crate::discord::Snowflake, i64>,
+    kv: KvShard,
+    storage_json: HashMap<crate::discord::Snowflake, Vec<u8>>,
+    cipher: Arc<TokenCipher>,
     addr: SocketAddr,
     drained: std::sync::mpsc::Sender<()>,
 }
@@ -59,11 +66,25 @@ impl Server {
         let n = config.server.shards;
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| mailbox::<ShardMsg>()).unzip();
         let (drained_tx, drained) = std::sync::mpsc::channel();
+        let cipher = Arc::new(TokenCipher::from_hex(config.kv_secret.expose())?);
+        let dir = &config.storage.dir;
+        // Before any shard runs: rows written under another shard count move to their owner.
+        if let Some(r) = repartition::repartition(dir, n)? {
+            let from = r.from.map(|f| f.to_string()).unwrap_or_else(|| "an unknown number of".into());
+            tracing::info!(dir = %dir.display(), from = %from, to = r.to, moved_rows = r.moved, removed_files = r.removed_files,
+                "repartitioned storage from {from} to {} shards", r.to);
+        }
         let mut writers = Vec::with_capacity(n);
         let mut seeds = Vec::with_capacity(n);
+        let (mut users_with_storage, mut unreadable_tokens) = (0, 0);
         for (index, rx) in receivers.into_iter().enumerate() {
-            let db = Arc::new(storage::open(&config.storage.dir, index)?);
-            let last_seen = storage::load_last_seen(&db)?;
+            let db = Arc::new(storage::open(dir, index)?);
+            repartition::mark(&db, n)?;
+            let loaded = storage::load(&db)?;
+            let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher);
+            users_with_storage += kv.len();
+            unreadable_tokens += unreadable;
+            let storage_json = kv.storage_jsons();
             let (handle, thread) = writer::start(index, db)?;
             writers.push(thread);
             seeds.push(ShardSeed {
@@ -72,12 +93,19 @@ impl Server {
                 rx,
                 peers: senders.clone(),
                 writer: handle,
-                last_seen,
+                last_seen: loaded.last_seen,
+                kv,
+                storage_json,
+                cipher: cipher.clone(),
                 addr: SocketAddr::new(config.server.host, config.server.port),
                 drained: drained_tx.clone(),
             });
         }
-        tracing::info!(shards = n, dir = %config.storage.dir.display(), "storage opened");
+        tracing::info!(shards = n, dir = %dir.display(), users_with_storage, "storage opened");
+        if unreadable_tokens > 0 {
+            tracing::warn!(count = unreadable_tokens,
+                "storage tokens cannot be decrypted with this KV_TOKEN_ENCRYPTION_SECRET; their owners must create new tokens");
+        }
 
         // Shard 0 binds first so that a configured port of 0 becomes one concrete port that
         // every other shard then shares through SO_REUSEPORT.
@@ -193,12 +221,14 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
     let ctx = Rc::new(ShardContext {
         index: seed.index,
         config: seed.config,
-        state: RefCell::new(ShardState::with_last_seen(seed.last_seen)),
+        state: RefCell::new(ShardState::with_last_seen(seed.last_seen).with_storage(seed.storage_json)),
         peers: seed.peers,
         gateway: Cell::new(Default::default()),
         writer: seed.writer,
         shutdown,
         socket: Default::default(),
+        kv: RefCell::new(seed.kv),
+        cipher: seed.cipher,
     });
     let mailbox = glommio::spawn_local(ctx.clone().run_mailbox(seed.rx));
     let _ = bound.send(Ok(port));

@@ -7,6 +7,7 @@
 pub mod io;
 pub mod response;
 pub mod router;
+pub mod storage;
 pub mod users;
 
 use crate::http::response::{accepts_gzip, ApiError, Body, Reply};
@@ -72,8 +73,9 @@ async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
         let ctx = svc_ctx.clone();
         let flag = flag.clone();
         Box::pin(async move {
-            if let Some(resp) = crate::socket::upgrade::accept(&req) {
+            if let Some(mut resp) = crate::socket::upgrade::accept(&req) {
                 flag.set(true);
+                resp.headers_mut().insert("x-lantern-shard", HeaderValue::from(ctx.index));
                 return Ok(resp);
             }
             Ok::<_, Infallible>(handle(&ctx, req).await)
@@ -101,19 +103,20 @@ async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
 }
 
 /// Answers one request.
-pub async fn handle(ctx: &ShardContext, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(ctx: &ShardContext, mut req: Request<Incoming>) -> Response<Body> {
     let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
-    let reply = match dispatch(ctx, &req).await {
+    let reply = match dispatch(ctx, &mut req).await {
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
     reply.finish(gzip, ctx.index)
 }
 
-async fn dispatch(ctx: &ShardContext, req: &Request<Incoming>) -> Result<Reply, ApiError> {
-    let path = req.uri().path();
-    let Some(route) = router::route(path) else { return Err(ApiError::not_found()) };
-    let method = req.method();
+async fn dispatch(ctx: &ShardContext, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
+    // The route borrows the path while a handler may read the body; a `Uri` clone is cheap.
+    let uri = req.uri().clone();
+    let Some(route) = router::route(uri.path()) else { return Err(ApiError::not_found()) };
+    let method = &req.method().clone();
     if method == Method::OPTIONS {
         return Ok(Reply::preflight());
     }
@@ -134,6 +137,8 @@ async fn dispatch(ctx: &ShardContext, req: &Request<Incoming>) -> Result<Reply, 
         Route::Health => Ok(users::health(ctx).await),
         Route::Users => users::users(ctx, req.uri().query()).await,
         Route::User(id) => users::user(ctx, id).await,
+        Route::Storage(id) => storage::storage(ctx, id, req).await,
+        Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
         Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),
     }
 }

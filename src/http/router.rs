@@ -13,6 +13,10 @@ pub enum Route<'a> {
     Health,
     Users,
     User(&'a str),
+    /// `/api/v1/users/:id/storage`
+    Storage(&'a str),
+    /// `/api/v1/users/:id/storage/:key` (the key still percent-encoded)
+    StorageKey(&'a str, &'a str),
     Socket,
 }
 
@@ -21,6 +25,8 @@ impl Route<'_> {
     pub fn allowed(&self) -> &'static [Method] {
         match self {
             Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket => &[Method::GET, Method::HEAD],
+            Route::Storage(_) => &[Method::GET, Method::HEAD, Method::DELETE],
+            Route::StorageKey(..) => &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE],
         }
     }
 
@@ -35,7 +41,7 @@ impl Route<'_> {
 pub fn route(path: &str) -> Option<Route<'_>> {
     let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
     let mut segs = path.split('/').skip(1);
-    let s: [Option<&str>; 6] = std::array::from_fn(|_| segs.next());
+    let s: [Option<&str>; 7] = std::array::from_fn(|_| segs.next());
     let eq = |seg: Option<&str>, lit: &str| seg.is_some_and(|s| s.eq_ignore_ascii_case(lit));
     match s {
         [Some(""), None, ..] => Some(Route::Info),
@@ -43,6 +49,12 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         [Some(h), None, ..] if h.eq_ignore_ascii_case("socket") => Some(Route::Socket),
         [a, b, c, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") => Some(Route::Users),
         [a, b, c, Some(id), None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && !id.is_empty() => Some(Route::User(id)),
+        [a, b, c, Some(id), d, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "storage") && !id.is_empty() => {
+            Some(Route::Storage(id))
+        }
+        [a, b, c, Some(id), d, Some(key), None] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "storage") && !id.is_empty() => {
+            Some(Route::StorageKey(id, key))
+        }
         _ => None,
     }
 }
@@ -64,6 +76,10 @@ mod tests {
         assert_eq!(route("/api/v1/users/123/"), Some(Route::User("123")));
         assert_eq!(route("/api/v1/users/123/createSvg"), None);
         assert_eq!(route("/api/v1/users//"), None);
+        assert_eq!(route("/api/v1/users/123/Storage/"), Some(Route::Storage("123")));
+        assert_eq!(route("/api/v1/users/123/storage/myKey"), Some(Route::StorageKey("123", "myKey")));
+        assert_eq!(route("/api/v1/users/123/storage/"), Some(Route::Storage("123")));
+        assert_eq!(route("/api/v1/users/123/storage/a/b"), None);
         assert_eq!(route("/nope"), None);
     }
 }

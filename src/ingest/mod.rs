@@ -20,7 +20,8 @@ use futures_util::StreamExt as _;
 use twilight_model::gateway::payload::outgoing::RequestGuildMembers;
 use twilight_model::id::Id;
 
-/// Receives dispatches the presence path does not consume (the bot's INTERACTION_CREATE).
+/// Receives dispatches the presence path does not consume (INTERACTION_CREATE goes to the
+/// bot first, then here too).
 pub type OtherDispatch = Box<dyn FnMut(&str, &str) + Send>;
 
 /// The running ingest thread.
@@ -65,7 +66,13 @@ impl Drop for Ingest {
     }
 }
 
-fn deliver(shards: &[MailboxSender<ShardMsg>], shard: &Shard, other: &mut Option<OtherDispatch>, actions: &mut Vec<Outbound>) {
+fn deliver(
+    shards: &[MailboxSender<ShardMsg>],
+    shard: &Shard,
+    bot: &crate::bot::Bot,
+    other: &mut Option<OtherDispatch>,
+    actions: &mut Vec<Outbound>,
+) {
     for action in actions.drain(..) {
         match action {
             Outbound::ToShard(i, event) => {
@@ -88,6 +95,9 @@ fn deliver(shards: &[MailboxSender<ShardMsg>], shard: &Shard, other: &mut Option
                 shard.command(&request);
             }
             Outbound::Other { event, text } => {
+                if event == "INTERACTION_CREATE" {
+                    bot.dispatch(&text, shard.latency().average());
+                }
                 if let Some(f) = other.as_mut() {
                     f(&event, &text);
                 }
@@ -110,6 +120,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut othe
     }
     let mut shard = Shard::with_config(ShardId::ONE, builder.build());
     let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.len(), config.discord.request_members);
+    let bot = crate::bot::Bot::new(&config, shards.clone());
     let mut actions = Vec::new();
     tracing::info!(url = %config.discord.gateway_url, "connecting to the gateway");
     loop {
@@ -121,7 +132,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut othe
             None => {
                 tracing::error!("the gateway closed the connection for good (check the token and the intents)");
                 dispatcher.set_state(GatewayState::Failed, &mut actions);
-                deliver(&shards, &shard, &mut other, &mut actions);
+                deliver(&shards, &shard, &bot, &mut other, &mut actions);
                 let _ = stop.wait_for(|s| *s).await;
                 return;
             }
@@ -139,7 +150,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut othe
                 dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
             }
         }
-        deliver(&shards, &shard, &mut other, &mut actions);
+        deliver(&shards, &shard, &bot, &mut other, &mut actions);
     }
     shard.close(CloseFrame::NORMAL);
     // Let the close handshake go out, briefly.

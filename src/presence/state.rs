@@ -69,6 +69,8 @@ pub struct ShardState {
     users: HashMap<Snowflake, UserState>,
     /// Last-seen times loaded from disk for users not (yet) listed as members.
     last_seen: HashMap<Snowflake, i64>,
+    /// KV maps (JSON objects) of users with stored pairs who are not (yet) listed as members.
+    storage: HashMap<Snowflake, Vec<u8>>,
 }
 
 /// Result of applying an event: what readers must hear about and what must be persisted.
@@ -81,7 +83,13 @@ pub struct Applied {
 impl ShardState {
     /// Starts with the last-seen times persisted in the shard's storage.
     pub fn with_last_seen(last_seen: HashMap<Snowflake, i64>) -> ShardState {
-        ShardState { users: HashMap::new(), last_seen }
+        ShardState { users: HashMap::new(), last_seen, storage: HashMap::new() }
+    }
+
+    /// Also starts with the persisted KV maps (JSON objects) of the shard's users.
+    pub fn with_storage(mut self, storage: HashMap<Snowflake, Vec<u8>>) -> ShardState {
+        self.storage = storage;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -129,7 +137,7 @@ impl ShardState {
             member,
             presence,
             last_seen_ms,
-            storage_json: b"{}".to_vec(),
+            storage_json: self.storage.remove(&id).unwrap_or_else(|| b"{}".to_vec()),
             version: 0,
             json: UserJson::empty(),
             seen_in: generation,
@@ -166,6 +174,9 @@ impl ShardState {
             if let Some(u) = self.users.remove(&id) {
                 if let Some(ms) = u.last_seen_ms {
                     self.last_seen.insert(id, ms);
+                }
+                if u.storage_json != b"{}" {
+                    self.storage.insert(id, u.storage_json);
                 }
             }
             applied.changes.push(Change::Left(id));
@@ -215,6 +226,7 @@ impl ShardState {
     /// GUILD_MEMBER_REMOVE: the member is no longer monitored and its last seen is forgotten.
     pub fn member_remove(&mut self, id: Snowflake, applied: &mut Applied) {
         self.last_seen.remove(&id);
+        self.storage.remove(&id);
         if let Some(u) = self.users.remove(&id) {
             if u.last_seen_ms.is_some() {
                 applied.writes.push(LastSeenWrite::Clear(id));
@@ -232,14 +244,24 @@ impl ShardState {
         }
     }
 
-    /// Replaces the user's KV map (already serialized as a JSON object).
+    /// Replaces the user's KV map (already serialized as a JSON object). For a user who is not
+    /// a member now, the map is kept for when they are listed again.
     pub fn set_storage_json(&mut self, id: Snowflake, storage_json: Vec<u8>, applied: &mut Applied) {
         if let Some(user) = self.users.get_mut(&id) {
             user.storage_json = storage_json;
             if user.rebuild() {
                 applied.changes.push(Change::StorageUpdated(id));
             }
+        } else if storage_json == b"{}" {
+            self.storage.remove(&id);
+        } else {
+            self.storage.insert(id, storage_json);
         }
+    }
+
+    /// Whether the user is a monitored member.
+    pub fn contains(&self, id: Snowflake) -> bool {
+        self.users.contains_key(&id)
     }
 }
 

@@ -6,6 +6,9 @@ use crate::ingest::events::{GatewayStatus, IngestEvent};
 use crate::presence::state::{Applied, LastSeenWrite};
 use crate::presence::ShardState;
 use crate::runtime::{shard_of, MailboxReceiver, MailboxSender};
+use crate::storage::kv::{KvError, KvShard};
+use crate::storage::service::{StorageAnswer, StorageRequest};
+use crate::storage::token::TokenCipher;
 use crate::storage::writer::{WriteOp, WriterHandle};
 use crate::time_fmt::now_ms;
 use bytes::Bytes;
@@ -26,6 +29,9 @@ pub enum ShardMsg {
     SetStorage { id: Snowflake, storage_json: Vec<u8> },
     /// WebSocket subscriptions and fan-out (see [`crate::socket`]).
     Socket(crate::socket::SocketMsg),
+    /// A read or write of the storage of `id` (owned by the receiver). Writes are answered once
+    /// durable.
+    Storage { id: Snowflake, req: StorageRequest, reply: oneshot::Sender<Result<StorageAnswer, KvError>> },
     /// Stop accepting and finish in-flight requests (the mailbox keeps answering other shards).
     Shutdown,
     /// Every shard has drained: stop the mailbox loop.
@@ -44,6 +50,9 @@ pub struct ShardContext {
     pub shutdown: watch::Sender<bool>,
     /// WebSocket connections on this shard and fan-out interest in its users.
     pub socket: RefCell<crate::socket::Hub>,
+    /// The key-value storage of the users this shard owns (committed state in memory).
+    pub kv: RefCell<KvShard>,
+    pub cipher: Arc<TokenCipher>,
 }
 
 impl ShardContext {
@@ -139,6 +148,10 @@ impl ShardContext {
     fn apply(&self, event: IngestEvent) {
         let now = now_ms();
         let mut applied = Applied::default();
+        let removed = match &event {
+            IngestEvent::MemberRemove(id) => Some(*id),
+            _ => None,
+        };
         {
             let mut state = self.state.borrow_mut();
             match event {
@@ -155,11 +168,15 @@ impl ShardContext {
                 IngestEvent::UserUpdate(u) => state.user_update(&u, &mut applied),
             }
         }
+        // An explicit member-remove deletes the member's storage and token, as Lantern does.
+        if let Some(op) = removed.and_then(|id| self.kv.borrow_mut().forget(id)) {
+            self.writer.submit(vec![op]);
+        }
         self.after_apply(applied);
     }
 
     /// Handles one message; returns false on exit.
-    fn handle(&self, msg: ShardMsg) -> bool {
+    fn handle(self: &Rc<Self>, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Ingest(event) => self.apply(event),
             ShardMsg::Gateway(status) => self.gateway.set(status),
@@ -173,6 +190,13 @@ impl ShardContext {
             }
             ShardMsg::SetStorage { id, storage_json } => self.set_storage_json(id, storage_json),
             ShardMsg::Socket(msg) => crate::socket::handle(self, msg),
+            ShardMsg::Storage { id, req, reply } => {
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(ctx.storage_local(id, req).await);
+                })
+                .detach();
+            }
             ShardMsg::Shutdown => {
                 let _ = self.shutdown.send(true);
             }

@@ -1,9 +1,9 @@
 //! The group-commit writer thread of one shard's database.
 
-use super::{StorageError, LAST_SEEN};
+use super::{StorageError, KV, LAST_SEEN, TOKENS};
 use crate::discord::Snowflake;
 use crossbeam_channel::{Receiver, Sender};
-use redb::{Database, Durability};
+use redb::{Database, Durability, ReadableTable};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -13,6 +13,16 @@ use tokio::sync::oneshot;
 pub enum WriteOp {
     SetLastSeen(Snowflake, i64),
     ClearLastSeen(Snowflake),
+    /// Creates or replaces one key-value pair.
+    PutKv(Snowflake, String, String),
+    /// Removes one key-value pair.
+    DeleteKv(Snowflake, String),
+    /// Removes every key-value pair of the user (the token stays).
+    ClearKv(Snowflake),
+    /// Stores the user's encrypted token, replacing any previous one.
+    SetToken(Snowflake, Vec<u8>),
+    /// Removes the user's pairs and token (the member left the guild).
+    DeleteStorage(Snowflake),
 }
 
 struct Batch {
@@ -96,16 +106,52 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), StorageError> {
     tx.set_durability(Durability::Immediate).map_err(StorageError::redb)?;
     {
         let mut last_seen = tx.open_table(LAST_SEEN).map_err(StorageError::redb)?;
+        let mut kv = tx.open_table(KV).map_err(StorageError::redb)?;
+        let mut tokens = tx.open_table(TOKENS).map_err(StorageError::redb)?;
         for op in group.iter().flat_map(|b| &b.ops) {
-            match *op {
+            match op {
                 WriteOp::SetLastSeen(id, ms) => {
-                    last_seen.insert(id.0, ms).map_err(StorageError::redb)?;
+                    last_seen.insert(id.0, *ms).map_err(StorageError::redb)?;
                 }
                 WriteOp::ClearLastSeen(id) => {
                     last_seen.remove(id.0).map_err(StorageError::redb)?;
+                }
+                WriteOp::PutKv(id, key, value) => {
+                    kv.insert((id.0, key.as_str()), value.as_str()).map_err(StorageError::redb)?;
+                }
+                WriteOp::DeleteKv(id, key) => {
+                    kv.remove((id.0, key.as_str())).map_err(StorageError::redb)?;
+                }
+                WriteOp::ClearKv(id) => clear_user(&mut kv, *id)?,
+                WriteOp::SetToken(id, sealed) => {
+                    tokens.insert(id.0, sealed.as_slice()).map_err(StorageError::redb)?;
+                }
+                WriteOp::DeleteStorage(id) => {
+                    clear_user(&mut kv, *id)?;
+                    tokens.remove(id.0).map_err(StorageError::redb)?;
                 }
             }
         }
     }
     tx.commit().map_err(StorageError::redb)
+}
+
+/// Removes every `kv` row of one user (its rows are contiguous: `(id, "")..(id + 1, "")`).
+pub(crate) fn clear_user(kv: &mut redb::Table<(u64, &'static str), &'static str>, id: Snowflake) -> Result<(), StorageError> {
+    let keys: Vec<String> = {
+        let mut keys = Vec::new();
+        for row in kv.range((id.0, "")..).map_err(StorageError::redb)? {
+            let (k, _) = row.map_err(StorageError::redb)?;
+            let (user, key) = k.value();
+            if user != id.0 {
+                break;
+            }
+            keys.push(key.to_owned());
+        }
+        keys
+    };
+    for key in keys {
+        kv.remove((id.0, key.as_str())).map_err(StorageError::redb)?;
+    }
+    Ok(())
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod kv;
+
 use lantern::config::Config;
 use lantern::server::Server;
 use lantern::sim::{SimConfig, Simulator};

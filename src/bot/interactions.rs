@@ -1,0 +1,468 @@
+//! Interactions: decoding, the command handlers, and the replies (Lantern's texts).
+
+use crate::discord::{Snowflake, User};
+use crate::runtime::{MailboxSender, ShardMsg};
+use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp, MAX_PAIRS};
+use crate::storage::service::{ask_owner, StorageAnswer, StorageRequest};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use twilight_http::Client;
+use twilight_model::application::command::{CommandOptionChoice, CommandOptionChoiceValue};
+use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle, Component};
+use twilight_model::channel::message::{AllowedMentions, MessageFlags};
+use twilight_model::http::attachment::Attachment;
+use twilight_model::http::interaction::{InteractionResponse, InteractionResponseData, InteractionResponseType};
+use twilight_model::id::Id;
+
+/// Longest message content Discord accepts.
+pub const MAX_CONTENT: usize = 2000;
+/// Most autocomplete choices Discord accepts.
+pub const MAX_CHOICES: usize = 25;
+/// Longest autocomplete choice name and value.
+pub const MAX_CHOICE_LEN: usize = 100;
+/// Inline `/storage list` output longer than this goes out as an attachment (Lantern's cut-off).
+pub const LIST_INLINE_MAX: usize = 1800;
+/// The attachment's name.
+pub const LIST_FILE: &str = "kv-storage.json";
+
+pub const NO_STORAGE: &str = "We could not find your key-value storage data. Please create a storage first using `/storage create token`.";
+pub const NO_USER: &str = "We could not find your user data. This generally means you are not in our Discord server.";
+pub const NO_TOKEN: &str = "We could not find your token. Please create a new token using `/storage create token`.";
+pub const FAILED: &str = "Something went wrong while accessing your key-value storage. Please try again later.";
+pub const EMPTY_LIST: &str = "There is no data in your key-value storage.";
+pub const LIST_ATTACHED: &str = "Here is the list of all the data in your key-value storage:";
+pub const RESET_QUESTION: &str = "Are you sure you want to reset your key-value storage?";
+pub const RESET_DONE: &str = "Your key-value storage has been reset.";
+pub const RESET_CANCELLED: &str = "Your key-value storage reset has been cancelled.";
+pub const NOT_YOUR_BUTTON: &str = "Only the member who ran this command can use these buttons.";
+pub const CONFIRM_RESET: &str = "confirmResetStorage";
+pub const CANCEL_RESET: &str = "cancelResetStorage";
+
+#[derive(Debug, Deserialize)]
+struct Frame {
+    d: Interaction,
+}
+
+/// The parts of an interaction the bot uses.
+#[derive(Debug, Deserialize)]
+pub struct Interaction {
+    pub id: Snowflake,
+    pub application_id: Snowflake,
+    #[serde(rename = "type")]
+    pub kind: u8,
+    pub token: String,
+    #[serde(default)]
+    pub guild_id: Option<Snowflake>,
+    #[serde(default)]
+    pub member: Option<InteractionMember>,
+    #[serde(default)]
+    pub user: Option<User>,
+    #[serde(default)]
+    pub data: Option<InteractionData>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InteractionMember {
+    pub user: User,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct InteractionData {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub options: Vec<OptionData>,
+    #[serde(default)]
+    pub custom_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OptionData {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: u8,
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+    #[serde(default)]
+    pub options: Vec<OptionData>,
+    #[serde(default)]
+    pub focused: bool,
+}
+
+const APPLICATION_COMMAND: u8 = 2;
+const MESSAGE_COMPONENT: u8 = 3;
+const AUTOCOMPLETE: u8 = 4;
+const SUB_COMMAND: u8 = 1;
+const SUB_COMMAND_GROUP: u8 = 2;
+
+/// Decodes an INTERACTION_CREATE gateway frame.
+pub fn decode(frame: &str) -> Result<Interaction, serde_json::Error> {
+    serde_json::from_str::<Frame>(frame).map(|f| f.d)
+}
+
+impl Interaction {
+    /// The user who interacted (a guild member's user, or the DM user).
+    pub fn invoker(&self) -> Option<&User> {
+        self.member.as_ref().map(|m| &m.user).or(self.user.as_ref())
+    }
+
+    /// Replies are ephemeral in guilds, public in DMs.
+    fn ephemeral(&self) -> bool {
+        self.guild_id.is_some()
+    }
+}
+
+/// The command path (`storage create token`) and the options of its leaf.
+pub fn command_path(data: &InteractionData) -> (String, Vec<OptionData>) {
+    let mut name = data.name.clone().unwrap_or_default();
+    let mut options = data.options.clone();
+    while let Some(first) = options.first().filter(|o| o.kind == SUB_COMMAND || o.kind == SUB_COMMAND_GROUP).cloned() {
+        name.push(' ');
+        name.push_str(&first.name);
+        options = first.options;
+    }
+    (name, options)
+}
+
+fn string_option(options: &[OptionData], name: &str) -> Option<String> {
+    options.iter().find(|o| o.name == name).and_then(|o| o.value.as_ref()).and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+fn focused(options: &[OptionData]) -> Option<&OptionData> {
+    options.iter().find_map(|o| if o.focused { Some(o) } else { focused(&o.options) })
+}
+
+/// Keys offered for what was typed: those starting with it (ignoring case), in order, at most
+/// [`MAX_CHOICES`], and only keys short enough to be a choice.
+pub fn suggest<'a>(keys: impl IntoIterator<Item = &'a String>, typed: &str) -> Vec<String> {
+    let typed = typed.to_ascii_lowercase();
+    keys.into_iter()
+        .filter(|k| k.len() <= MAX_CHOICE_LEN && k.to_ascii_lowercase().starts_with(&typed))
+        .take(MAX_CHOICES)
+        .cloned()
+        .collect()
+}
+
+/// Cuts `value` so that `before + value + after` fits in one message, marking the cut.
+pub fn fit(before: &str, value: &str, after: &str) -> String {
+    let budget = MAX_CONTENT.saturating_sub(before.chars().count() + after.chars().count());
+    if value.chars().count() <= budget {
+        return format!("{before}{value}{after}");
+    }
+    let note = " (shortened)";
+    let keep = budget.saturating_sub(1 + note.chars().count());
+    let cut: String = value.chars().take(keep).collect();
+    format!("{before}{cut}…{after}{note}")
+}
+
+/// The pairs as pretty JSON (valid JSON, unlike Lantern's quote-only escaping).
+pub fn list_json(pairs: &BTreeMap<String, String>) -> String {
+    serde_json::to_string_pretty(pairs).unwrap_or_else(|_| "{}".into())
+}
+
+/// A reply the bot sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Text(String),
+    /// Text plus a file attachment.
+    File { content: String, name: &'static str, body: Vec<u8> },
+    /// The reset question with its buttons, bound to the invoking user.
+    ResetPrompt(Snowflake),
+    /// Replace the message a button belongs to (and remove its buttons).
+    Update(String),
+    /// Autocomplete choices.
+    Choices(Vec<String>),
+}
+
+/// The shared state of the bot's tasks.
+pub struct Context {
+    pub client: Client,
+    pub application_id: Option<Snowflake>,
+    pub shards: Vec<MailboxSender<ShardMsg>>,
+}
+
+fn storage_failure(e: KvError) -> String {
+    match e {
+        KvError::NoStorage | KvError::Unauthorized => NO_STORAGE.into(),
+        KvError::NotMonitored => NO_USER.into(),
+        KvError::NoKey(key) => format!("We could not find the data for the key `{key}`."),
+        KvError::TooManyPairs => format!("Your key-value storage is full: it can hold at most {MAX_PAIRS} key-value pairs."),
+        KvError::InvalidKey(m) | KvError::InvalidValue(m) => format!("Invalid key-value pair: {m}"),
+        KvError::Internal(reason) => {
+            tracing::error!(%reason, "storage request from the bot failed");
+            FAILED.into()
+        }
+    }
+}
+
+impl Context {
+    async fn storage(&self, user: Snowflake, req: StorageRequest) -> Result<StorageAnswer, KvError> {
+        ask_owner(&self.shards, user, req).await
+    }
+
+    async fn write(&self, user: Snowflake, op: KvOp) -> Result<StorageAnswer, KvError> {
+        self.storage(user, StorageRequest::Write { auth: Auth::Owner, op }).await
+    }
+
+    async fn pairs(&self, user: Snowflake) -> Result<BTreeMap<String, String>, KvError> {
+        match self.storage(user, StorageRequest::Pairs).await? {
+            StorageAnswer::Pairs(p) => Ok(p),
+            _ => Err(KvError::Internal("unexpected storage answer".into())),
+        }
+    }
+
+    /// Handles one interaction and answers it.
+    pub async fn handle(&self, interaction: Interaction, latency: Option<Duration>) {
+        let started = Instant::now();
+        let Some(user) = interaction.invoker().cloned() else {
+            tracing::warn!("interaction without a user");
+            return;
+        };
+        let data = interaction.data.as_ref();
+        let (reply, what) = match interaction.kind {
+            APPLICATION_COMMAND => {
+                let (name, options) = data.map(command_path).unwrap_or_default();
+                (self.command(&name, &options, user.id, latency).await, name)
+            }
+            AUTOCOMPLETE => {
+                let typed = data
+                    .and_then(|d| focused(&d.options))
+                    .and_then(|o| o.value.as_ref())
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned();
+                let choices = match self.pairs(user.id).await {
+                    Ok(pairs) => suggest(pairs.keys(), &typed),
+                    Err(_) => Vec::new(),
+                };
+                (Reply::Choices(choices), "autocomplete".into())
+            }
+            MESSAGE_COMPONENT => {
+                let custom_id = data.and_then(|d| d.custom_id.clone()).unwrap_or_default();
+                (self.component(&custom_id, user.id).await, format!("button {}", custom_id.split(':').next().unwrap_or("")))
+            }
+            _ => return,
+        };
+        // `/ping` answers publicly, as Lantern's does; everything else is private in guilds.
+        let response = response(reply, interaction.ephemeral() && what != "ping");
+        let app = self.application_id.unwrap_or(interaction.application_id);
+        let (Some(app), Some(id)) = (Id::new_checked(app.0), Id::new_checked(interaction.id.0)) else { return };
+        let sent = self.client.interaction(app).create_response(id, &interaction.token, &response).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match sent {
+            Ok(_) => tracing::info!(user = %user.username, user_id = %user.id, interaction = %what,
+                guild = ?interaction.guild_id.map(|g| g.0), elapsed_ms, "answered an interaction"),
+            Err(e) => tracing::warn!(user_id = %user.id, interaction = %what, error = %e, "could not answer an interaction"),
+        }
+    }
+
+    async fn command(&self, name: &str, options: &[OptionData], user: Snowflake, latency: Option<Duration>) -> Reply {
+        let key = string_option(options, "key");
+        let value = string_option(options, "value");
+        let text = match name {
+            "ping" => match latency {
+                Some(l) => format!("Pong! {} ms.", l.as_millis()),
+                None => "Pong! (no heartbeat round trip measured yet)".into(),
+            },
+            "storage create token" => match self.write(user, KvOp::RotateToken).await {
+                Ok(StorageAnswer::Written(Some(token))) => format!(
+                    "We have created a new token for your key-value storage.\n```\n{}\n```\n-# Please keep this token safe.",
+                    token.expose()
+                ),
+                Ok(_) => FAILED.into(),
+                Err(e) => storage_failure(e),
+            },
+            "storage get token" => match self.storage(user, StorageRequest::GetToken).await {
+                Ok(StorageAnswer::Token(Some(token))) => {
+                    format!("Here is your token for your key-value storage.\n```\n{}\n```\n-# Please keep this token safe.", token.expose())
+                }
+                Ok(_) => NO_TOKEN.into(),
+                Err(e) => storage_failure(e),
+            },
+            "storage create data" | "storage update data" => {
+                let (Some(key), Some(value)) = (key, value) else { return Reply::Text("Both a key and a value are required.".into()) };
+                if let Err(e) = validate_key(&key).and_then(|_| validate_value(&value)) {
+                    return Reply::Text(storage_failure(e));
+                }
+                let create = name == "storage create data";
+                let op = if create { KvOp::Put { key: key.clone(), value: value.clone() } } else { KvOp::Patch { key: key.clone(), value: value.clone() } };
+                match self.write(user, op).await {
+                    Ok(_) if create => fit(&format!("New key-value pair added to your storage: `{key}` -> `"), &value, "`"),
+                    Ok(_) => fit(&format!("Data for the key `{key}` updated to `"), &value, "`."),
+                    Err(e) => storage_failure(e),
+                }
+            }
+            "storage get data" => {
+                let Some(key) = key else { return Reply::Text("A key is required.".into()) };
+                match self.pairs(user).await {
+                    Ok(pairs) => match pairs.get(&key) {
+                        None => format!("We could not find the data for the key `{key}`."),
+                        Some(value) => {
+                            let text = format!("Here is the data for the key `{key}`: `{value}`");
+                            if text.chars().count() <= MAX_CONTENT {
+                                text
+                            } else {
+                                let one = BTreeMap::from([(key.clone(), value.clone())]);
+                                return Reply::File {
+                                    content: format!("Here is the data for the key `{key}`:"),
+                                    name: LIST_FILE,
+                                    body: list_json(&one).into_bytes(),
+                                };
+                            }
+                        }
+                    },
+                    Err(e) => storage_failure(e),
+                }
+            }
+            "storage delete data" => {
+                let Some(key) = key else { return Reply::Text("A key is required.".into()) };
+                match self.write(user, KvOp::Delete { key: key.clone() }).await {
+                    Ok(_) => format!("Data for the key `{key}` deleted."),
+                    Err(e) => storage_failure(e),
+                }
+            }
+            "storage list" => match self.pairs(user).await {
+                Ok(pairs) if pairs.is_empty() => EMPTY_LIST.into(),
+                Ok(pairs) => {
+                    let json = list_json(&pairs);
+                    if json.chars().count() > LIST_INLINE_MAX {
+                        return Reply::File { content: LIST_ATTACHED.into(), name: LIST_FILE, body: json.into_bytes() };
+                    }
+                    format!("```json\n{json}\n```")
+                }
+                Err(e) => storage_failure(e),
+            },
+            "storage reset" => match self.pairs(user).await {
+                Ok(_) => return Reply::ResetPrompt(user),
+                Err(e) => storage_failure(e),
+            },
+            _ => "Unknown command.".into(),
+        };
+        Reply::Text(text)
+    }
+
+    async fn component(&self, custom_id: &str, user: Snowflake) -> Reply {
+        let (action, owner) = custom_id.split_once(':').unwrap_or((custom_id, ""));
+        if action != CONFIRM_RESET && action != CANCEL_RESET {
+            return Reply::Text("This button is no longer supported.".into());
+        }
+        if owner != user.to_string() {
+            return Reply::Text(NOT_YOUR_BUTTON.into());
+        }
+        if action == CANCEL_RESET {
+            return Reply::Update(RESET_CANCELLED.into());
+        }
+        match self.write(user, KvOp::Clear).await {
+            Ok(_) => Reply::Update(RESET_DONE.into()),
+            Err(e) => Reply::Update(storage_failure(e)),
+        }
+    }
+}
+
+fn button(custom_id: String, label: &str, style: ButtonStyle) -> Component {
+    Component::Button(Button {
+        custom_id: Some(custom_id),
+        disabled: false,
+        emoji: None,
+        id: None,
+        label: Some(label.into()),
+        sku_id: None,
+        style,
+        url: None,
+    })
+}
+
+/// The callback body for a reply.
+pub fn response(reply: Reply, ephemeral: bool) -> InteractionResponse {
+    let flags = ephemeral.then_some(MessageFlags::EPHEMERAL);
+    // Values are echoed back: never let them ping anyone.
+    let no_mentions = Some(AllowedMentions::default());
+    let message = |content: String| InteractionResponseData {
+        content: Some(content),
+        flags,
+        allowed_mentions: no_mentions.clone(),
+        ..Default::default()
+    };
+    match reply {
+        Reply::Text(content) => InteractionResponse { kind: InteractionResponseType::ChannelMessageWithSource, data: Some(message(content)) },
+        Reply::File { content, name, body } => InteractionResponse {
+            kind: InteractionResponseType::ChannelMessageWithSource,
+            data: Some(InteractionResponseData {
+                attachments: Some(vec![Attachment::from_bytes(name.to_owned(), body, 0)]),
+                ..message(content)
+            }),
+        },
+        Reply::ResetPrompt(user) => InteractionResponse {
+            kind: InteractionResponseType::ChannelMessageWithSource,
+            data: Some(InteractionResponseData {
+                components: Some(vec![Component::ActionRow(ActionRow {
+                    components: vec![
+                        button(format!("{CONFIRM_RESET}:{user}"), "Confirm", ButtonStyle::Success),
+                        button(format!("{CANCEL_RESET}:{user}"), "Cancel", ButtonStyle::Danger),
+                    ],
+                    id: None,
+                })]),
+                ..message(RESET_QUESTION.into())
+            }),
+        },
+        Reply::Update(content) => InteractionResponse {
+            kind: InteractionResponseType::UpdateMessage,
+            data: Some(InteractionResponseData {
+                content: Some(content),
+                components: Some(Vec::new()),
+                allowed_mentions: no_mentions,
+                ..Default::default()
+            }),
+        },
+        Reply::Choices(keys) => InteractionResponse {
+            kind: InteractionResponseType::ApplicationCommandAutocompleteResult,
+            data: Some(InteractionResponseData {
+                choices: Some(
+                    keys.into_iter()
+                        .map(|k| CommandOptionChoice { name: k.clone(), name_localizations: None, value: CommandOptionChoiceValue::String(k) })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_options() {
+        let data: InteractionData = serde_json::from_value(serde_json::json!({
+            "name": "storage",
+            "options": [{"name": "create", "type": 2, "options": [{"name": "data", "type": 1, "options": [
+                {"name": "key", "type": 3, "value": "k"}, {"name": "value", "type": 3, "value": "v"}]}]}]
+        }))
+        .unwrap();
+        let (name, options) = command_path(&data);
+        assert_eq!(name, "storage create data");
+        assert_eq!(string_option(&options, "key").as_deref(), Some("k"));
+        let (name, _) = command_path(&serde_json::from_value(serde_json::json!({"name": "storage", "options": [{"name": "list", "type": 1}]})).unwrap());
+        assert_eq!(name, "storage list");
+    }
+
+    #[test]
+    fn suggestions_filter_by_prefix_and_cap_at_25() {
+        let keys: Vec<String> = (0..30).map(|i| format!("alpha{i}")).chain((0..5).map(|i| format!("beta{i}"))).chain(["a".repeat(101)]).collect();
+        assert_eq!(suggest(&keys, "").len(), 25);
+        assert_eq!(suggest(&keys, "BE"), vec!["beta0", "beta1", "beta2", "beta3", "beta4"]);
+        assert!(suggest(&keys, "alpha").iter().all(|k| k.starts_with("alpha")));
+        assert!(suggest(&keys, "aaaa").is_empty(), "a key over 100 characters cannot be a choice");
+    }
+
+    #[test]
+    fn long_echoes_fit_in_one_message() {
+        let v = "x".repeat(5000);
+        let text = fit("New key-value pair added to your storage: `k` -> `", &v, "`");
+        assert!(text.chars().count() <= MAX_CONTENT);
+        assert!(text.ends_with("(shortened)"));
+        assert_eq!(fit("a `", "b", "`"), "a `b`");
+    }
+}

@@ -1,0 +1,210 @@
+//! The storage REST API: `/api/v1/users/:user_id/storage[/:key]`.
+//!
+//! Reads are public; writes need the user's token in `Authorization` (raw, or `Bearer <token>`).
+//! Requests are validated here (path, body, limits), then answered by the owner shard, which
+//! checks the token before anything that would reveal whether storage exists, and answers a
+//! write only once it is durable.
+
+use crate::discord::Snowflake;
+use crate::http::response::{ApiError, Reply};
+use crate::http::users::{not_monitored, path_user_id};
+use crate::runtime::ShardContext;
+use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp};
+use crate::storage::service::{StorageAnswer, StorageRequest};
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+
+/// Largest accepted request body: a 30,000-character value fits even when every character is
+/// written as a JSON `\uXXXX` escape (and a surrogate pair takes 12 bytes for 2 UTF-16 units).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Maps a storage failure to the one error shape, with the contract's messages.
+pub fn api_error(e: KvError, raw_id: &str) -> ApiError {
+    match e {
+        KvError::NotMonitored => not_monitored(raw_id),
+        KvError::NoStorage => ApiError::new(StatusCode::NOT_FOUND, "storage_not_found", format!("User {raw_id} does not have any storage.")),
+        KvError::Unauthorized => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized."),
+        KvError::NoKey(key) => ApiError::new(StatusCode::NOT_FOUND, "key_not_found", format!("Key {key} does not exist in the storage.")),
+        KvError::TooManyPairs => ApiError::bad_request(
+            "too_many_pairs",
+            format!("A storage can hold at most {} key-value pairs.", crate::storage::kv::MAX_PAIRS),
+        ),
+        KvError::InvalidKey(m) => ApiError::bad_request("invalid_key", m),
+        KvError::InvalidValue(m) => ApiError::bad_request("invalid_value", m),
+        KvError::Internal(reason) => {
+            tracing::error!(%reason, "storage request failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal Server Error")
+        }
+    }
+}
+
+fn success() -> Reply {
+    Reply::json(StatusCode::OK, Bytes::from_static(b"{\"success\":true}"))
+}
+
+/// The token from `Authorization`: the raw value, or what follows `Bearer `.
+fn auth(headers: &HeaderMap) -> Result<Auth, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else { return Err(api_error(KvError::Unauthorized, "")) };
+    let raw = v.as_bytes();
+    let token = match raw.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case(b"bearer ") => &raw[7..],
+        _ => raw,
+    };
+    if token.is_empty() {
+        return Err(api_error(KvError::Unauthorized, ""));
+    }
+    Ok(Auth::Token(token.to_vec()))
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` when the result is not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_owned());
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn path_key(raw: &str) -> Result<String, ApiError> {
+    let key = percent_decode(raw).ok_or_else(|| ApiError::bad_request("invalid_key", "key must be alphanumeric."))?;
+    validate_key(&key).map_err(|e| api_error(e, ""))?;
+    Ok(key)
+}
+
+/// Reads the body (at most [`MAX_BODY_BYTES`]) and takes its `value`.
+async fn body_value(req: &mut Request<Incoming>) -> Result<String, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("Request body must not exceed {MAX_BODY_BYTES} bytes."),
+        )
+    };
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        drain(req.body_mut()).await;
+        return Err(too_large());
+    }
+    let body = match http_body_util::Limited::new(req.body_mut(), MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            drain(req.body_mut()).await;
+            return Err(too_large());
+        }
+        Err(_) => return Err(ApiError::bad_request("invalid_body", "The request body could not be read.")),
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("invalid_value", "value is required."));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid_json", "Request body must be valid JSON."))?;
+    let value = match json.get("value") {
+        None => return Err(ApiError::bad_request("invalid_value", "value is required.")),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::bad_request("invalid_value", "value must be a string.")),
+    };
+    validate_value(&value).map_err(|e| api_error(e, ""))?;
+    Ok(value)
+}
+
+/// Bodies up to this size are read and discarded before a 413, so that the client, still
+/// sending, reads the answer instead of a connection reset; larger ones are cut off.
+const DRAIN_LIMIT: usize = 4 << 20;
+
+async fn drain(body: &mut Incoming) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while seen <= DRAIN_LIMIT {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+}
+
+async fn run(ctx: &ShardContext, id: Snowflake, raw_id: &str, req: StorageRequest) -> Result<StorageAnswer, ApiError> {
+    ctx.storage(id, req).await.map_err(|e| api_error(e, raw_id))
+}
+
+/// `GET` / `DELETE /api/v1/users/:id/storage`.
+pub async fn storage(ctx: &ShardContext, raw_id: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
+    let id = path_user_id(raw_id)?;
+    if req.method() == Method::DELETE {
+        let auth = auth(req.headers())?;
+        run(ctx, id, raw_id, StorageRequest::Write { auth, op: KvOp::Clear }).await?;
+        return Ok(success());
+    }
+    match run(ctx, id, raw_id, StorageRequest::GetAll).await? {
+        StorageAnswer::Map(json) => Ok(Reply::json(StatusCode::OK, json)),
+        _ => Err(api_error(KvError::Internal("unexpected storage answer".into()), raw_id)),
+    }
+}
+
+/// `GET` / `PUT` / `PATCH` / `DELETE /api/v1/users/:id/storage/:key`.
+pub async fn storage_key(ctx: &ShardContext, raw_id: &str, raw_key: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
+    let id = path_user_id(raw_id)?;
+    let key = path_key(raw_key)?;
+    let method = req.method().clone();
+    if method == Method::GET || method == Method::HEAD {
+        return match run(ctx, id, raw_id, StorageRequest::GetKey(key)).await? {
+            StorageAnswer::Value(value) => {
+                let body = serde_json::to_vec(&serde_json::json!({ "value": value })).unwrap_or_default();
+                Ok(Reply::json(StatusCode::OK, Bytes::from(body)))
+            }
+            _ => Err(api_error(KvError::Internal("unexpected storage answer".into()), raw_id)),
+        };
+    }
+    let op = if method == Method::DELETE {
+        KvOp::Delete { key }
+    } else {
+        let value = body_value(req).await?;
+        if method == Method::PATCH {
+            KvOp::Patch { key, value }
+        } else {
+            KvOp::Put { key, value }
+        }
+    };
+    let auth = auth(req.headers())?;
+    run(ctx, id, raw_id, StorageRequest::Write { auth, op }).await?;
+    Ok(success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("abc").as_deref(), Some("abc"));
+        assert_eq!(percent_decode("a%62c").as_deref(), Some("abc"));
+        assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(percent_decode("%FF"), None);
+    }
+
+    #[test]
+    fn authorization_header_forms() {
+        let mut h = HeaderMap::new();
+        assert!(auth(&h).is_err());
+        h.insert(header::AUTHORIZATION, "tok".parse().unwrap());
+        assert!(matches!(auth(&h), Ok(Auth::Token(t)) if t == b"tok"));
+        h.insert(header::AUTHORIZATION, "Bearer tok".parse().unwrap());
+        assert!(matches!(auth(&h), Ok(Auth::Token(t)) if t == b"tok"));
+    }
+}

@@ -1,0 +1,412 @@
+//! The key-value storage one shard owns, in memory: limits, authorization and write planning.
+//!
+//! Every user's pairs and token are loaded at start-up and kept here, so reads never touch
+//! disk. A write is *planned* against the latest state (which includes writes still being
+//! committed, so concurrent writes see each other's effects and limits hold), handed to the
+//! writer thread as [`WriteOp`]s, and becomes visible to readers only once it is durable
+//! ([`KvShard::finish`]). Readers see the committed state.
+
+use super::token::{Token, TokenCipher};
+use super::writer::WriteOp;
+use crate::discord::Snowflake;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Longest key, in characters (keys are ASCII letters and digits).
+pub const MAX_KEY_LEN: usize = 255;
+/// Longest value, in characters (Unicode scalar values).
+pub const MAX_VALUE_CHARS: usize = 30_000;
+/// Most pairs one user may store.
+pub const MAX_PAIRS: usize = 512;
+
+/// Why a storage request failed. REST and the bot word these differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvError {
+    /// The user is not a member of the base guild.
+    NotMonitored,
+    /// The user never created a token (or it was deleted when they left).
+    NoStorage,
+    /// Missing or wrong token.
+    Unauthorized,
+    /// The key does not exist.
+    NoKey(String),
+    /// A new key would exceed [`MAX_PAIRS`].
+    TooManyPairs,
+    InvalidKey(&'static str),
+    InvalidValue(&'static str),
+    /// The owner shard could not commit or could not be reached.
+    Internal(String),
+}
+
+/// Checks a key against `^[A-Za-z0-9]{1,255}$`, with the contract's messages.
+pub fn validate_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(KvError::InvalidKey("key must be 1-255 characters long."));
+    }
+    if !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(KvError::InvalidKey("key must be alphanumeric."));
+    }
+    Ok(())
+}
+
+/// Checks a value's length (at most [`MAX_VALUE_CHARS`] characters; empty is fine).
+pub fn validate_value(value: &str) -> Result<(), KvError> {
+    // Bytes bound characters from above, so most values skip the count.
+    if value.len() > MAX_VALUE_CHARS && value.chars().count() > MAX_VALUE_CHARS {
+        return Err(KvError::InvalidValue("value must not exceed 30,000 characters."));
+    }
+    Ok(())
+}
+
+/// A user's token as loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TokenState {
+    /// No storage: the user never ran `/storage create token`.
+    #[default]
+    None,
+    Valid(Token),
+    /// A token is stored but cannot be decrypted with the configured secret; storage exists,
+    /// nothing authenticates until the user creates a new token.
+    Unreadable,
+}
+
+/// One user's storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserKv {
+    pub pairs: BTreeMap<String, String>,
+    pub token: TokenState,
+}
+
+impl UserKv {
+    /// Whether the user has storage (a token, readable or not).
+    pub fn exists(&self) -> bool {
+        self.token != TokenState::None
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.exists() && self.pairs.is_empty()
+    }
+
+    /// The pairs as a JSON object, keys in order.
+    pub fn json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.pairs).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// Who is asking to write.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// REST: the raw `Authorization` value (a `Bearer ` prefix already removed).
+    Token(Vec<u8>),
+    /// The bot, on behalf of the user who ran the command (Discord authenticated them).
+    Owner,
+}
+
+/// A mutation of one user's storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    /// Create or replace.
+    Put { key: String, value: String },
+    /// Replace an existing key only.
+    Patch { key: String, value: String },
+    /// Remove an existing key.
+    Delete { key: String },
+    /// Remove every pair.
+    Clear,
+    /// Create or replace the token (creates the storage).
+    RotateToken,
+}
+
+/// A write accepted against the latest state, to be committed and then [`KvShard::finish`]ed.
+#[derive(Debug)]
+pub struct Planned {
+    pub seq: u64,
+    pub ops: Vec<WriteOp>,
+    pub snapshot: Arc<UserKv>,
+    /// The new token, for [`KvOp::RotateToken`].
+    pub token: Option<Token>,
+}
+
+#[derive(Default)]
+struct Entry {
+    committed: Arc<UserKv>,
+    committed_seq: u64,
+    latest: Arc<UserKv>,
+    in_flight: usize,
+}
+
+/// The storage of every user one shard owns.
+#[derive(Default)]
+pub struct KvShard {
+    users: HashMap<Snowflake, Entry>,
+    /// The last sequence number handed out (committed state loaded from disk counts as 0).
+    next_seq: u64,
+}
+
+impl KvShard {
+    /// Builds the shard's storage from what its file holds. Tokens that cannot be decrypted
+    /// are kept as [`TokenState::Unreadable`]; returns how many there were.
+    pub fn from_loaded(
+        kv: HashMap<Snowflake, BTreeMap<String, String>>,
+        tokens: HashMap<Snowflake, Vec<u8>>,
+        cipher: &TokenCipher,
+    ) -> (KvShard, usize) {
+        let mut users: HashMap<Snowflake, UserKv> = HashMap::new();
+        for (id, pairs) in kv {
+            users.entry(id).or_default().pairs = pairs;
+        }
+        let mut unreadable = 0;
+        for (id, sealed) in tokens {
+            users.entry(id).or_default().token = match cipher.open(&sealed) {
+                Ok(t) => TokenState::Valid(t),
+                Err(_) => {
+                    unreadable += 1;
+                    TokenState::Unreadable
+                }
+            };
+        }
+        let users = users
+            .into_iter()
+            .map(|(id, u)| {
+                let u = Arc::new(u);
+                (id, Entry { committed: u.clone(), committed_seq: 0, latest: u, in_flight: 0 })
+            })
+            .collect();
+        (KvShard { users, next_seq: 0 }, unreadable)
+    }
+
+    /// The committed storage of a user.
+    pub fn get(&self, id: Snowflake) -> Option<&UserKv> {
+        self.users.get(&id).map(|e| &*e.committed).filter(|u| !u.is_empty())
+    }
+
+    /// The storage JSON of every user with pairs (to seed the user objects).
+    pub fn storage_jsons(&self) -> HashMap<Snowflake, Vec<u8>> {
+        self.users.iter().filter(|(_, e)| !e.committed.pairs.is_empty()).map(|(id, e)| (*id, e.committed.json())).collect()
+    }
+
+    /// Users with storage.
+    pub fn len(&self) -> usize {
+        self.users.values().filter(|e| e.committed.exists()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `given` is the user's current token (constant-time comparison).
+    pub fn authorized(&self, id: Snowflake, given: &[u8]) -> bool {
+        match self.users.get(&id).map(|e| &e.latest.token) {
+            Some(TokenState::Valid(t)) => t.matches(given),
+            _ => false,
+        }
+    }
+
+    /// Checks authorization and the op against the latest state; on success the latest state
+    /// includes the op and the returned ops must be committed, then passed to [`Self::finish`].
+    pub fn plan(&mut self, id: Snowflake, auth: &Auth, op: KvOp, cipher: &TokenCipher) -> Result<Planned, KvError> {
+        let empty = UserKv::default();
+        let base: &UserKv = self.users.get(&id).map(|e| &*e.latest).unwrap_or(&empty);
+        match auth {
+            Auth::Token(given) => match &base.token {
+                TokenState::Valid(t) if t.matches(given) => {}
+                _ => return Err(KvError::Unauthorized),
+            },
+            Auth::Owner => {
+                if op != KvOp::RotateToken && !base.exists() {
+                    return Err(KvError::NoStorage);
+                }
+            }
+        }
+        let mut next = base.clone();
+        let mut token = None;
+        let ops = match op {
+            KvOp::Put { key, value } => {
+                if !next.pairs.contains_key(&key) && next.pairs.len() >= MAX_PAIRS {
+                    return Err(KvError::TooManyPairs);
+                }
+                next.pairs.insert(key.clone(), value.clone());
+                vec![WriteOp::PutKv(id, key, value)]
+            }
+            KvOp::Patch { key, value } => {
+                let Some(slot) = next.pairs.get_mut(&key) else { return Err(KvError::NoKey(key)) };
+                slot.clone_from(&value);
+                vec![WriteOp::PutKv(id, key, value)]
+            }
+            KvOp::Delete { key } => {
+                if next.pairs.remove(&key).is_none() {
+                    return Err(KvError::NoKey(key));
+                }
+                vec![WriteOp::DeleteKv(id, key)]
+            }
+            KvOp::Clear => {
+                next.pairs.clear();
+                vec![WriteOp::ClearKv(id)]
+            }
+            KvOp::RotateToken => {
+                let t = Token::generate(id);
+                let sealed = cipher.seal(&t).map_err(|e| KvError::Internal(e.to_string()))?;
+                next.token = TokenState::Valid(t.clone());
+                token = Some(t);
+                vec![WriteOp::SetToken(id, sealed)]
+            }
+        };
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let snapshot = Arc::new(next);
+        let entry = self.users.entry(id).or_default();
+        entry.latest = snapshot.clone();
+        entry.in_flight += 1;
+        Ok(Planned { seq, ops, snapshot, token })
+    }
+
+    /// Records the outcome of a planned write. Returns the user's new committed storage when
+    /// readers must see a change.
+    pub fn finish(&mut self, id: Snowflake, seq: u64, snapshot: Arc<UserKv>, ok: bool) -> Option<Arc<UserKv>> {
+        let entry = self.users.get_mut(&id)?;
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        // Commits are applied in order, so a later one that is durable includes every earlier
+        // one; an acknowledgement that arrives late for an older write is ignored.
+        let changed = ok && seq > entry.committed_seq;
+        if changed {
+            entry.committed = snapshot;
+            entry.committed_seq = seq;
+        }
+        if entry.in_flight == 0 {
+            // Drops the effect of failed writes from what the next write builds on.
+            entry.latest = entry.committed.clone();
+        }
+        let committed = entry.committed.clone();
+        if entry.in_flight == 0 && committed.is_empty() {
+            self.users.remove(&id);
+        }
+        changed.then_some(committed)
+    }
+
+    /// Deletes a user's storage and token at once (the member left). Returns the write to
+    /// persist, if there was anything.
+    pub fn forget(&mut self, id: Snowflake) -> Option<WriteOp> {
+        let entry = self.users.get_mut(&id)?;
+        let had = !entry.latest.is_empty() || !entry.committed.is_empty();
+        // Writes still in flight commit before this delete and their acknowledgements, being
+        // older, are ignored.
+        entry.committed = Arc::new(UserKv::default());
+        entry.latest = entry.committed.clone();
+        self.next_seq += 1;
+        entry.committed_seq = self.next_seq;
+        if entry.in_flight == 0 {
+            self.users.remove(&id);
+        }
+        had.then_some(WriteOp::DeleteStorage(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::token::generate_secret;
+
+    const U: Snowflake = Snowflake(1_300_000_000_000_000_001);
+
+    fn cipher() -> TokenCipher {
+        TokenCipher::from_hex(&generate_secret()).unwrap()
+    }
+
+    fn put(k: &str, v: &str) -> KvOp {
+        KvOp::Put { key: k.into(), value: v.into() }
+    }
+
+    /// Plans and commits at once.
+    fn apply(kv: &mut KvShard, auth: &Auth, op: KvOp, c: &TokenCipher) -> Result<Planned, KvError> {
+        let p = kv.plan(U, auth, op, c)?;
+        kv.finish(U, p.seq, p.snapshot.clone(), true);
+        Ok(p)
+    }
+
+    #[test]
+    fn key_and_value_limits() {
+        assert!(validate_key("abcXYZ019").is_ok());
+        assert_eq!(validate_key(""), Err(KvError::InvalidKey("key must be 1-255 characters long.")));
+        assert!(validate_key(&"a".repeat(255)).is_ok());
+        assert_eq!(validate_key(&"a".repeat(256)), Err(KvError::InvalidKey("key must be 1-255 characters long.")));
+        assert_eq!(validate_key("a.b"), Err(KvError::InvalidKey("key must be alphanumeric.")));
+        assert_eq!(validate_key("é"), Err(KvError::InvalidKey("key must be alphanumeric.")));
+        assert!(validate_value("").is_ok());
+        assert!(validate_value(&"é".repeat(30_000)).is_ok());
+        assert!(validate_value(&"a".repeat(30_001)).is_err());
+    }
+
+    #[test]
+    fn auth_ops_and_limits() {
+        let c = cipher();
+        let mut kv = KvShard::default();
+        assert_eq!(kv.plan(U, &Auth::Owner, put("a", "1"), &c).unwrap_err(), KvError::NoStorage);
+        assert_eq!(kv.plan(U, &Auth::Token(b"x".to_vec()), put("a", "1"), &c).unwrap_err(), KvError::Unauthorized);
+        let token = apply(&mut kv, &Auth::Owner, KvOp::RotateToken, &c).unwrap().token.unwrap();
+        let auth = Auth::Token(token.expose().as_bytes().to_vec());
+        assert_eq!(kv.plan(U, &Auth::Token(b"x".to_vec()), put("a", "1"), &c).unwrap_err(), KvError::Unauthorized);
+        apply(&mut kv, &auth, put("a", ""), &c).unwrap();
+        assert_eq!(kv.get(U).unwrap().pairs["a"], "");
+        assert_eq!(kv.plan(U, &auth, KvOp::Patch { key: "b".into(), value: "x".into() }, &c).unwrap_err(), KvError::NoKey("b".into()));
+        assert_eq!(kv.plan(U, &auth, KvOp::Delete { key: "b".into() }, &c).unwrap_err(), KvError::NoKey("b".into()));
+        for i in 1..MAX_PAIRS {
+            apply(&mut kv, &auth, put(&format!("k{i}"), "v"), &c).unwrap();
+        }
+        assert_eq!(kv.get(U).unwrap().pairs.len(), MAX_PAIRS);
+        assert_eq!(kv.plan(U, &auth, put("one", "more"), &c).unwrap_err(), KvError::TooManyPairs);
+        apply(&mut kv, &auth, put("a", "replaced"), &c).unwrap();
+        apply(&mut kv, &auth, KvOp::Clear, &c).unwrap();
+        assert!(kv.get(U).unwrap().pairs.is_empty());
+        assert!(kv.get(U).unwrap().exists());
+
+        // Rotation refuses the old token at once.
+        let new = apply(&mut kv, &Auth::Owner, KvOp::RotateToken, &c).unwrap().token.unwrap();
+        assert_eq!(kv.plan(U, &auth, put("a", "1"), &c).unwrap_err(), KvError::Unauthorized);
+        apply(&mut kv, &Auth::Token(new.expose().as_bytes().to_vec()), put("a", "1"), &c).unwrap();
+    }
+
+    #[test]
+    fn writes_become_visible_when_committed_and_limits_count_in_flight_writes() {
+        let c = cipher();
+        let mut kv = KvShard::default();
+        apply(&mut kv, &Auth::Owner, KvOp::RotateToken, &c).unwrap();
+        let a = kv.plan(U, &Auth::Owner, put("a", "1"), &c).unwrap();
+        let b = kv.plan(U, &Auth::Owner, KvOp::Patch { key: "a".into(), value: "2".into() }, &c).unwrap();
+        assert!(kv.get(U).unwrap().pairs.is_empty(), "nothing visible before the commit");
+        // Acknowledgements may be seen out of order: the later commit wins.
+        assert_eq!(kv.finish(U, b.seq, b.snapshot, true).unwrap().pairs["a"], "2");
+        assert!(kv.finish(U, a.seq, a.snapshot, true).is_none());
+        assert_eq!(kv.get(U).unwrap().pairs["a"], "2");
+
+        // A failed commit leaves nothing behind.
+        let f = kv.plan(U, &Auth::Owner, put("f", "1"), &c).unwrap();
+        assert!(kv.finish(U, f.seq, f.snapshot, false).is_none());
+        assert!(!kv.get(U).unwrap().pairs.contains_key("f"));
+        assert!(kv.plan(U, &Auth::Owner, KvOp::Delete { key: "f".into() }, &c).is_err());
+    }
+
+    #[test]
+    fn forget_wins_over_writes_in_flight() {
+        let c = cipher();
+        let mut kv = KvShard::default();
+        apply(&mut kv, &Auth::Owner, KvOp::RotateToken, &c).unwrap();
+        let a = kv.plan(U, &Auth::Owner, put("a", "1"), &c).unwrap();
+        assert_eq!(kv.forget(U), Some(WriteOp::DeleteStorage(U)));
+        assert!(kv.finish(U, a.seq, a.snapshot, true).is_none());
+        assert!(kv.get(U).is_none());
+        assert_eq!(kv.forget(U), None);
+    }
+
+    #[test]
+    fn unreadable_tokens_keep_the_storage() {
+        let c = cipher();
+        let mut kv = HashMap::new();
+        kv.insert(U, BTreeMap::from([("a".to_string(), "1".to_string())]));
+        let tokens = HashMap::from([(U, vec![0u8; 40])]);
+        let (mut shard, unreadable) = KvShard::from_loaded(kv, tokens, &c);
+        assert_eq!(unreadable, 1);
+        assert!(shard.get(U).unwrap().exists());
+        assert_eq!(shard.plan(U, &Auth::Token(b"x".to_vec()), KvOp::Clear, &c).unwrap_err(), KvError::Unauthorized);
+        assert_eq!(shard.storage_jsons()[&U], br#"{"a":"1"}"#.to_vec());
+    }
+}
