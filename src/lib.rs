@@ -14,11 +14,14 @@
 //! - [`presence`]: per-shard member and presence state, the Lantern user object, and its
 //!   serialized bytes cached per version.
 //! - [`http`]: the glommio↔hyper adapter, router, REST handlers, errors, CORS and compression.
+//! - [`card`]: the profile card (SVG and PNG): layout, embedded font, image allowlist and fetch
+//!   thread, per-shard caches; rendered by the user's owner shard.
 //! - [`storage`]: each shard's redb file (last seen), written off the executor thread.
 //! - [`sim`]: the Discord simulator (gateway, REST, CDN, guild generator, control API).
 //! - [`config`]: `config.toml` + `.env` + flags → one validated [`config::Config`].
 //! - [`server`]: starts and stops the whole thing; [`demo`]: the simulator and server in one process.
 
+pub mod card;
 pub mod config;
 pub mod demo;
 pub mod discord;

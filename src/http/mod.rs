@@ -113,7 +113,7 @@ async fn dispatch(ctx: &ShardContext, req: &Request<Incoming>) -> Result<Reply, 
         Route::Info => Ok(users::info(ctx).await),
         Route::Health => Ok(users::health(ctx).await),
         Route::Users => users::users(ctx, req.uri().query()).await,
-        Route::User(id) => users::user(ctx, id).await,
+        Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers()).await,
         Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),
     }
 }

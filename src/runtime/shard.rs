@@ -22,6 +22,8 @@ pub enum ShardMsg {
     GetUsers { ids: Vec<Snowflake>, reply: oneshot::Sender<Vec<Option<Bytes>>> },
     /// How many users the receiver monitors.
     Count { reply: oneshot::Sender<usize> },
+    /// Render (or answer from cache, or with 304) the profile card of a user the receiver owns.
+    Card { id: Snowflake, request: crate::card::CardRequest, reply: oneshot::Sender<crate::card::CardAnswer> },
     /// Stop accepting and finish in-flight requests (the mailbox keeps answering other shards).
     Shutdown,
     /// Every shard has drained: stop the mailbox loop.
@@ -38,6 +40,8 @@ pub struct ShardContext {
     pub gateway: Cell<GatewayStatus>,
     pub writer: WriterHandle,
     pub shutdown: watch::Sender<bool>,
+    /// Profile cards: image fetcher and the caches of fetched images and rendered cards.
+    pub card: crate::card::ShardCard,
 }
 
 impl ShardContext {
@@ -154,7 +158,7 @@ impl ShardContext {
     }
 
     /// Handles one message; returns false on exit.
-    fn handle(&self, msg: ShardMsg) -> bool {
+    fn handle(self: &Rc<Self>, msg: ShardMsg) -> bool {
         match msg {
             ShardMsg::Ingest(event) => self.apply(event),
             ShardMsg::Gateway(status) => self.gateway.set(status),
@@ -165,6 +169,14 @@ impl ShardContext {
             }
             ShardMsg::Count { reply } => {
                 let _ = reply.send(self.state.borrow().len());
+            }
+            ShardMsg::Card { id, request, reply } => {
+                // Rendering awaits image fetches: run it as its own task, not in the mailbox loop.
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(crate::card::serve_owned(&ctx, id, request).await);
+                })
+                .detach();
             }
             ShardMsg::Shutdown => {
                 let _ = self.shutdown.send(true);
