@@ -451,7 +451,7 @@ pub fn not_monitored(id: &str, theme: Theme, invite: &str) -> String {
         h / 2.0 + 16.0
     );
     w.text(NAME_X, 56.0, 20.0, true, c.primary, "start", "User not monitored");
-    w.text(NAME_X, 80.0, 13.0, false, c.secondary, "start", &fit(&format!("Lantern does not see user {id}: it is not in its server."), 13.0, false, RIGHT - NAME_X));
+    w.text(NAME_X, 80.0, 13.0, false, c.secondary, "start", &fit(&format!("User {id} is not in Lantern's Discord server."), 13.0, false, RIGHT - NAME_X));
     w.text(NAME_X, 100.0, 13.0, false, c.secondary, "start", &fit(&format!("Join {invite} to show your card."), 13.0, false, RIGHT - NAME_X));
     w.text(RIGHT, h - 8.0, 10.0, false, c.secondary, "end", "lantern.rest");
     w.raw("</g></svg>");
