@@ -70,6 +70,9 @@ pub struct Images {
 
 struct W {
     out: String,
+    /// Prefix of element ids, unique per user, so that several cards inlined in one page do not
+    /// share clip paths.
+    ids: String,
 }
 
 impl W {
@@ -93,8 +96,9 @@ impl W {
     fn image(&mut self, id: &str, href: &str, x: f32, y: f32, size: f32, r: f32) {
         let _ = write!(
             self.out,
-            r#"<clipPath id="{id}"><rect x="{x}" y="{y}" width="{size}" height="{size}" rx="{r}"/></clipPath><image x="{x}" y="{y}" width="{size}" height="{size}" preserveAspectRatio="xMidYMid slice" clip-path="url(#{id})" href="{}"/>"#,
-            escape(href)
+            r#"<clipPath id="{p}{id}"><rect x="{x}" y="{y}" width="{size}" height="{size}" rx="{r}"/></clipPath><image x="{x}" y="{y}" width="{size}" height="{size}" preserveAspectRatio="xMidYMid slice" clip-path="url(#{p}{id})" href="{}"/>"#,
+            escape(href),
+            p = self.ids
         );
     }
 
@@ -168,7 +172,7 @@ pub fn render(data: &CardData, p: &CardParams, img: &Images, now_ms: i64) -> Str
     let show_activity = !p.hide_activity;
     let height = if show_activity { HEIGHT_FULL } else { HEIGHT_SHORT };
     let radius = (p.border_radius * 16.0).min(height / 2.0);
-    let mut w = W { out: String::with_capacity(8 * 1024) };
+    let mut w = W { out: String::with_capacity(8 * 1024), ids: format!("c{}-", data.id) };
     let display = if p.hide_global_name { None } else { data.global_name.as_deref() };
     let label = format!("@{}", data.username);
     let _ = write!(
@@ -434,7 +438,7 @@ fn draw_activity(w: &mut W, c: &Palette, img: &Images, a: &ActivityData, now_ms:
 pub fn not_monitored(id: &str, theme: Theme, invite: &str) -> String {
     let c = palette(theme);
     let h = HEIGHT_SHORT;
-    let mut w = W { out: String::with_capacity(2048) };
+    let mut w = W { out: String::with_capacity(2048), ids: String::from("nm-") };
     let _ = write!(
         w.out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{h}" viewBox="0 0 {WIDTH} {h}" role="img" aria-label="User not monitored"><title>User not monitored</title><g font-family="{}"><rect width="{WIDTH}" height="{h}" rx="24" fill="{}"/>"#,
