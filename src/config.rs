@@ -41,7 +41,32 @@ pub struct Config {
     pub log: LogConfig,
     /// `KV_TOKEN_ENCRYPTION_SECRET`: 64 hex characters, the AES-256 key of storage tokens.
     pub kv_secret: Secret,
+    pub card: CardConfig,
 }
+
+/// The profile card (`GET /api/v1/users/:id?svg=1`): caching and image fetching.
+#[derive(Debug, Clone)]
+pub struct CardConfig {
+    /// `Cache-Control: public, max-age=N` on cards.
+    pub max_age: Duration,
+    /// Cards that show a clock (elapsed time, last seen) are re-rendered at most this often.
+    pub clock_step: Duration,
+    /// Each image fetch (connect + response + body) gives up after this long.
+    pub fetch_timeout: Duration,
+    /// Larger images are not embedded (the placeholder is).
+    pub max_image_bytes: usize,
+    /// Fetched images are reused for this long.
+    pub image_ttl: Duration,
+    /// Per shard: bytes of fetched images kept in memory.
+    pub image_cache_bytes: usize,
+    /// Per shard: bytes of rendered cards kept in memory.
+    pub card_cache_bytes: usize,
+    /// Allowlisted image host → the base URL it is fetched from (`https://host` unless remapped).
+    pub image_hosts: Vec<(String, String)>,
+}
+
+/// The only hosts card images are fetched from: Discord's CDN and media proxy, Spotify's covers.
+pub const CARD_IMAGE_HOSTS: [&str; 3] = ["cdn.discordapp.com", "media.discordapp.net", "i.scdn.co"];
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -158,6 +183,22 @@ struct FileConfig {
     discord: FileDiscord,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    card: FileCard,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCard {
+    max_age_secs: Option<u64>,
+    clock_step_secs: Option<u64>,
+    fetch_timeout_ms: Option<u64>,
+    max_image_bytes: Option<usize>,
+    image_ttl_secs: Option<u64>,
+    image_cache_mib: Option<usize>,
+    card_cache_mib: Option<usize>,
+    #[serde(default)]
+    image_hosts: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +326,7 @@ impl Config {
         if token.expose().is_empty() {
             return Err(invalid("DISCORD_BOT_TOKEN", "is empty"));
         }
+        let card = card_config(file.card, &cdn_url)?;
         Ok(Config {
             application_id,
             base_guild_id,
@@ -307,6 +349,7 @@ impl Config {
             },
             log: LogConfig { format, level: file.log.level.unwrap_or_else(|| "info".to_owned()) },
             kv_secret: Secret::new(crate::storage::token::generate_secret()),
+            card,
         })
     }
 }
@@ -341,6 +384,48 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
 pub fn parse_kv_secret(value: &str) -> Result<Secret, ConfigError> {
     crate::storage::token::parse_secret(value).map_err(|e| invalid("KV_TOKEN_ENCRYPTION_SECRET", e.to_string()))?;
     Ok(Secret::new(value.trim()))
+}
+
+fn card_config(file: FileCard, cdn_url: &str) -> Result<CardConfig, ConfigError> {
+    for host in file.image_hosts.keys() {
+        if !CARD_IMAGE_HOSTS.contains(&host.as_str()) {
+            return Err(invalid(
+                "card.image_hosts",
+                format!("{host:?} is not an allowlisted image host (one of {})", CARD_IMAGE_HOSTS.join(", ")),
+            ));
+        }
+    }
+    let mut image_hosts = Vec::new();
+    for host in CARD_IMAGE_HOSTS {
+        // Discord's CDN follows `[discord] cdn_url` unless remapped here.
+        let default =
+            if host == "cdn.discordapp.com" { cdn_url.trim_end_matches('/').to_owned() } else { format!("https://{host}") };
+        let base = file.image_hosts.get(host).cloned().unwrap_or(default);
+        check_http_url("card.image_hosts", &base)?;
+        if base.parse::<http::Uri>().map(|u| u.host().is_none()).unwrap_or(true) {
+            return Err(invalid("card.image_hosts", format!("{base:?} is not a URL")));
+        }
+        image_hosts.push((host.to_owned(), base.trim_end_matches('/').to_owned()));
+    }
+    let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
+    let fetch_timeout = Duration::from_millis(file.fetch_timeout_ms.unwrap_or(2_000));
+    if fetch_timeout.is_zero() {
+        return Err(invalid("card.fetch_timeout_ms", "must be a positive number of milliseconds"));
+    }
+    let clock_step = secs(file.clock_step_secs, 10);
+    if clock_step.is_zero() {
+        return Err(invalid("card.clock_step_secs", "must be at least 1"));
+    }
+    Ok(CardConfig {
+        max_age: secs(file.max_age_secs, 60),
+        clock_step,
+        fetch_timeout,
+        max_image_bytes: file.max_image_bytes.unwrap_or(1 << 20),
+        image_ttl: secs(file.image_ttl_secs, 600),
+        image_cache_bytes: file.image_cache_mib.unwrap_or(16) << 20,
+        card_cache_bytes: file.card_cache_mib.unwrap_or(16) << 20,
+        image_hosts,
+    })
 }
 
 fn parse_id(key: &'static str, value: &str) -> Result<Snowflake, ConfigError> {

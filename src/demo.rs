@@ -47,7 +47,8 @@ pub struct SimArgs {
 pub fn config_for(sim: &Simulator, data_dir: &std::path::Path, port: u16, shards: usize) -> Result<Config, String> {
     let toml = format!(
         "base_guild_id = '{guild}'\napplication_id = '{app}'\n[server]\nhost = '127.0.0.1'\nport = {port}\nshards = {shards}\n\
-         [storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{cdn}'\n",
+         [storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{cdn}'\n\
+         [card.image_hosts]\n'media.discordapp.net' = '{cdn}'\n'i.scdn.co' = '{cdn}'\n",
         guild = sim.guild_id(),
         app = sim.application_id(),
         dir = data_dir.display().to_string(),

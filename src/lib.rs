@@ -18,11 +18,14 @@
 //! - [`storage`]: each shard's redb file (last seen, key-value pairs, encrypted tokens), written
 //!   off the executor thread; tokens; start-up repartitioning; the owner-shard storage service.
 //! - [`bot`]: the Discord bot (slash commands, autocomplete, buttons) on the ingest thread.
+//! - [`card`]: the profile card (SVG and PNG): layout, embedded font, image allowlist and fetch
+//!   thread, per-shard caches; rendered by the user's owner shard.
 //! - [`sim`]: the Discord simulator (gateway, REST, CDN, guild generator, control API).
 //! - [`config`]: `config.toml` + `.env` + flags → one validated [`config::Config`].
 //! - [`server`]: starts and stops the whole thing; [`demo`]: the simulator and server in one process.
 
 pub mod bot;
+pub mod card;
 pub mod config;
 pub mod demo;
 pub mod discord;

@@ -218,6 +218,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(seed.addr.port());
     let (shutdown, _) = tokio::sync::watch::channel(false);
+    let card = crate::card::ShardCard::new(seed.index, &seed.config.card);
     let ctx = Rc::new(ShardContext {
         index: seed.index,
         config: seed.config,
@@ -229,6 +230,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
         socket: Default::default(),
         kv: RefCell::new(seed.kv),
         cipher: seed.cipher,
+        card,
     });
     let mailbox = glommio::spawn_local(ctx.clone().run_mailbox(seed.rx));
     let _ = bound.send(Ok(port));

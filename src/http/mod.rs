@@ -136,7 +136,7 @@ async fn dispatch(ctx: &ShardContext, req: &mut Request<Incoming>) -> Result<Rep
         Route::Info => Ok(users::info(ctx).await),
         Route::Health => Ok(users::health(ctx).await),
         Route::Users => users::users(ctx, req.uri().query()).await,
-        Route::User(id) => users::user(ctx, id).await,
+        Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers()).await,
         Route::Storage(id) => storage::storage(ctx, id, req).await,
         Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
         Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),

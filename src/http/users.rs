@@ -1,5 +1,6 @@
 //! REST handlers: `/`, `/health` and the user routes.
 
+use crate::card::params::{self as card_params, UserQuery};
 use crate::discord::Snowflake;
 use crate::http::response::{ApiError, Reply};
 use crate::http::router::parse_user_id;
@@ -75,9 +76,12 @@ pub fn path_user_id(raw: &str) -> Result<Snowflake, ApiError> {
     parse_user_id(raw).ok_or_else(|| ApiError::bad_request("invalid_user_id", "user_id must be 17-19 characters long."))
 }
 
-/// `GET /api/v1/users/:id` (JSON form).
-pub async fn user(ctx: &ShardContext, raw_id: &str) -> Result<Reply, ApiError> {
+/// `GET /api/v1/users/:id`: the user object, or the profile card with `svg=1` / `format=png`.
+pub async fn user(ctx: &ShardContext, raw_id: &str, query: Option<&str>, headers: &http::HeaderMap) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
+    if let UserQuery::Card(format, params) = card_params::parse(query)? {
+        return Ok(crate::card::respond(ctx, raw_id, id, format, params, headers).await);
+    }
     match ctx.get_users(&[id]).await.pop().flatten() {
         Some(json) => Ok(Reply::json(StatusCode::OK, json)),
         None => Err(not_monitored(raw_id)),

@@ -198,7 +198,8 @@ pub fn emoji_url(id: Snowflake, animated: bool) -> String {
     format!("{CDN}/emojis/{id}.{}", if animated { "gif" } else { "png" })
 }
 
-fn is_spotify(a: &Activity) -> bool {
+/// Whether an activity is Spotify's (listening, named "Spotify").
+pub fn is_spotify(a: &Activity) -> bool {
     a.name == "Spotify" && a.kind == activity_type::LISTENING
 }
 

@@ -32,6 +32,8 @@ pub enum ShardMsg {
     /// A read or write of the storage of `id` (owned by the receiver). Writes are answered once
     /// durable.
     Storage { id: Snowflake, req: StorageRequest, reply: oneshot::Sender<Result<StorageAnswer, KvError>> },
+    /// Render (or answer from cache, or with 304) the profile card of a user the receiver owns.
+    Card { id: Snowflake, request: crate::card::CardRequest, reply: oneshot::Sender<crate::card::CardAnswer> },
     /// Stop accepting and finish in-flight requests (the mailbox keeps answering other shards).
     Shutdown,
     /// Every shard has drained: stop the mailbox loop.
@@ -53,6 +55,8 @@ pub struct ShardContext {
     /// The key-value storage of the users this shard owns (committed state in memory).
     pub kv: RefCell<KvShard>,
     pub cipher: Arc<TokenCipher>,
+    /// Profile cards: image fetcher and the caches of fetched images and rendered cards.
+    pub card: crate::card::ShardCard,
 }
 
 impl ShardContext {
@@ -194,6 +198,14 @@ impl ShardContext {
                 let ctx = self.clone();
                 glommio::spawn_local(async move {
                     let _ = reply.send(ctx.storage_local(id, req).await);
+                })
+                .detach();
+            }
+            ShardMsg::Card { id, request, reply } => {
+                // Rendering awaits image fetches: run it as its own task, not in the mailbox loop.
+                let ctx = self.clone();
+                glommio::spawn_local(async move {
+                    let _ = reply.send(crate::card::serve_owned(&ctx, id, request).await);
                 })
                 .detach();
             }

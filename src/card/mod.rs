@@ -1,0 +1,289 @@
+//! The profile card: `GET /api/v1/users/:id?svg=1` (SVG) and `?format=png` (PNG).
+//!
+//! - [`params`]: the query, validated with the contract's messages.
+//! - [`model`]: what a card shows, taken from the owner shard's state.
+//! - [`svg`]: layout and the SVG writer; [`text`]: the embedded font, measuring, ellipsis,
+//!   escaping; [`badges`]: one glyph per public flag.
+//! - [`images`]: the host allowlist and the fetch thread; [`png`]: resvg rasterisation.
+//! - [`lru`]: the per-shard caches (fetched images, rendered cards).
+//!
+//! The owner shard of a user renders its card: it has the data, the version and the caches.
+//! A request that lands elsewhere asks the owner with [`ShardMsg::Card`] and awaits the answer.
+//! Rendered cards are cached per (user, data version, parameters, format), plus the clock step
+//! for cards that show a clock; the ETag is derived from the same key, so `If-None-Match`
+//! is answered with 304 without rendering.
+
+pub mod badges;
+pub mod images;
+pub mod lru;
+pub mod model;
+pub mod params;
+pub mod png;
+pub mod svg;
+pub mod text;
+
+use crate::config::CardConfig;
+use crate::discord::Snowflake;
+use crate::http::response::{ApiError, Reply};
+use crate::runtime::{shard_of, ShardContext, ShardMsg};
+use crate::time_fmt::now_ms;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use images::Fetcher;
+use lru::Lru;
+use params::{CardParams, Format, Theme};
+use std::cell::RefCell;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// A failed image is retried after this long (or the image TTL, if shorter).
+const FAILED_IMAGE_TTL: Duration = Duration::from_secs(10);
+
+/// A card request, as sent to the owner shard.
+#[derive(Debug, Clone)]
+pub struct CardRequest {
+    pub format: Format,
+    pub params: CardParams,
+    /// The request's `If-None-Match`, verbatim.
+    pub if_none_match: Option<String>,
+}
+
+/// The owner shard's answer.
+#[derive(Debug, Clone)]
+pub enum CardAnswer {
+    NotMonitored,
+    /// Rendering failed (logged).
+    Failed,
+    NotModified { etag: String },
+    Card { etag: String, body: Bytes, timing: String },
+}
+
+#[derive(Clone)]
+struct Rendered {
+    etag: String,
+    body: Bytes,
+}
+
+/// One shard's card state: its fetch thread and caches.
+pub struct ShardCard {
+    config: CardConfig,
+    /// Distinguishes this process's ETags from those of an earlier run (versions restart at 0).
+    epoch: u64,
+    fetcher: Fetcher,
+    /// Public image URL → data URI (`None`: the fetch failed recently).
+    images: RefCell<Lru<String, Option<Rc<str>>>>,
+    cards: RefCell<Lru<u64, Rendered>>,
+}
+
+impl ShardCard {
+    pub fn new(shard: usize, config: &CardConfig) -> ShardCard {
+        ShardCard {
+            config: config.clone(),
+            epoch: rand::random(),
+            fetcher: Fetcher::new(shard, config.fetch_timeout, config.max_image_bytes),
+            images: RefCell::new(Lru::new(config.image_cache_bytes)),
+            cards: RefCell::new(Lru::new(config.card_cache_bytes)),
+        }
+    }
+
+    /// Cached images and cards on this shard.
+    pub fn cached(&self) -> (usize, usize) {
+        (self.images.borrow().len(), self.cards.borrow().len())
+    }
+
+    /// The data URI of the image at `url`; the flag is true when a fetch failed (the card then
+    /// shows a placeholder and is not cached).
+    async fn image(&self, url: Option<&str>) -> (Option<String>, bool) {
+        let Some(url) = url else { return (None, false) };
+        let Some(target) = images::resolve(url, &self.config.image_hosts) else { return (None, false) };
+        if let Some(hit) = self.images.borrow_mut().get(&url.to_owned(), Instant::now()) {
+            return match hit {
+                Some(uri) => (Some(uri.to_string()), false),
+                None => (None, true),
+            };
+        }
+        let now = Instant::now();
+        match self.fetcher.fetch(target).await {
+            Ok(img) => {
+                let uri: Rc<str> = format!("data:{};base64,{}", img.mime, base64::engine::general_purpose::STANDARD.encode(&img.bytes)).into();
+                self.images.borrow_mut().insert(url.to_owned(), Some(uri.clone()), uri.len() + url.len(), now + self.config.image_ttl);
+                (Some(uri.to_string()), false)
+            }
+            Err(_) => {
+                let ttl = FAILED_IMAGE_TTL.min(self.config.image_ttl);
+                self.images.borrow_mut().insert(url.to_owned(), None, url.len() + 16, now + ttl);
+                (None, true)
+            }
+        }
+    }
+
+    /// Fetches what the card will show (hidden sections are not fetched).
+    async fn images_for(&self, data: &model::CardData, p: &CardParams) -> (svg::Images, bool) {
+        let activity = data.activity.as_ref().filter(|_| !p.hide_activity);
+        let emoji = data.custom_status.as_ref().filter(|_| !p.hide_status).and_then(|c| c.emoji_url.as_deref());
+        let tag = data.server_tag.as_ref().filter(|_| !p.hide_server_tag).and_then(|t| t.icon_url.as_deref());
+        let (((avatar, f1), (large, f2)), ((small, f3), ((emoji, f4), (tag_icon, f5)))) = futures_lite::future::zip(
+            futures_lite::future::zip(self.image(Some(&data.avatar_url)), self.image(activity.and_then(|a| a.large_image.as_deref()))),
+            futures_lite::future::zip(
+                self.image(activity.and_then(|a| a.small_image.as_deref())),
+                futures_lite::future::zip(self.image(emoji), self.image(tag)),
+            ),
+        )
+        .await;
+        (svg::Images { avatar, large, small, emoji, tag_icon }, f1 || f2 || f3 || f4 || f5)
+    }
+}
+
+/// Whether `If-None-Match` lists `etag` (weak comparison, as for GET).
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    if_none_match.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+fn key(epoch: u64, id: Snowflake, version: u64, req: &CardRequest, clock: u64) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (epoch, id.0, version, req.format, clock).hash(&mut h);
+    req.params.canonical().hash(&mut h);
+    h.finish()
+}
+
+/// Renders (or finds in the cache) the card of `id`, which this shard owns.
+pub async fn serve_owned(ctx: &ShardContext, id: Snowflake, req: CardRequest) -> CardAnswer {
+    let card = &ctx.card;
+    let (data, version) = {
+        let state = ctx.state.borrow();
+        match state.get(id) {
+            None => return CardAnswer::NotMonitored,
+            Some(u) => (model::from_state(u), u.version),
+        }
+    };
+    let now = now_ms();
+    let step = card.config.clock_step.as_millis().max(1) as i64;
+    let (clock, render_ms) = if data.shows_clock(req.params.hide_activity, req.params.hide_last_seen) {
+        let bucket = now.div_euclid(step);
+        (bucket as u64, bucket * step)
+    } else {
+        (0, now)
+    };
+    let k = key(card.epoch, id, version, &req, clock);
+    let etag = format!("W/\"{k:016x}\"");
+    if req.if_none_match.as_deref().is_some_and(|inm| etag_matches(inm, &etag)) {
+        return CardAnswer::NotModified { etag };
+    }
+    if let Some(hit) = card.cards.borrow_mut().get(&k, Instant::now()) {
+        return CardAnswer::Card { etag: hit.etag, body: hit.body, timing: "cache;desc=hit".into() };
+    }
+    let started = Instant::now();
+    let (imgs, degraded) = card.images_for(&data, &req.params).await;
+    let fetched = started.elapsed();
+    let svg_text = svg::render(&data, &req.params, &imgs, render_ms);
+    let drawn = started.elapsed();
+    let body = match req.format {
+        Format::Svg => Bytes::from(svg_text),
+        Format::Png => match glommio::executor().spawn_blocking(move || png::render(&svg_text)).await {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(user = %id, error = %e, "card PNG failed");
+                return CardAnswer::Failed;
+            }
+        },
+    };
+    let total = started.elapsed();
+    let timing = format!(
+        "images;dur={:.1}, svg;dur={:.1}, {}total;dur={:.1}",
+        fetched.as_secs_f64() * 1e3,
+        (drawn - fetched).as_secs_f64() * 1e3,
+        if req.format == Format::Png { format!("png;dur={:.1}, ", (total - drawn).as_secs_f64() * 1e3) } else { String::new() },
+        total.as_secs_f64() * 1e3
+    );
+    // A card with a placeholder for a failed image gets its own ETag and is not kept, so the
+    // next request tries the images again.
+    let etag = if degraded { format!("W/\"{k:016x}-p\"") } else { etag };
+    if !degraded {
+        let expires = Instant::now() + card.config.image_ttl;
+        card.cards.borrow_mut().insert(k, Rendered { etag: etag.clone(), body: body.clone() }, body.len() + 64, expires);
+    }
+    CardAnswer::Card { etag, body, timing }
+}
+
+/// Asks the owner shard of `id` for its card.
+async fn ask_owner(ctx: &ShardContext, id: Snowflake, req: CardRequest) -> Option<CardAnswer> {
+    let owner = shard_of(id, ctx.shards());
+    if owner == ctx.index {
+        return Some(serve_owned(ctx, id, req).await);
+    }
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    ctx.peers[owner].send(ShardMsg::Card { id, request: req, reply }).ok()?;
+    rx.await.ok()
+}
+
+fn card_headers(reply: &mut Reply, format: Format, etag: &str, max_age: Duration) {
+    let h = &mut reply.headers;
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", max_age.as_secs())) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if format == Format::Svg {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; img-src data:; style-src 'unsafe-inline'"));
+    }
+}
+
+/// The error card for a user who is not monitored, as SVG or PNG, with status 404.
+async fn not_monitored(raw_id: &str, format: Format, theme: Theme) -> Reply {
+    let svg_text = svg::not_monitored(raw_id, theme, crate::http::users::DISCORD_INVITE);
+    let body = match format {
+        Format::Svg => Bytes::from(svg_text),
+        Format::Png => match glommio::executor().spawn_blocking(move || png::render(&svg_text)).await {
+            Ok(b) => Bytes::from(b),
+            Err(_) => return crate::http::users::not_monitored(raw_id).into_reply(),
+        },
+    };
+    let mut reply = Reply::new(StatusCode::NOT_FOUND, format.content_type(), body);
+    reply.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    reply.headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    reply
+}
+
+/// Answers a card request for `id` on any shard.
+pub async fn respond(ctx: &ShardContext, raw_id: &str, id: Snowflake, format: Format, params: CardParams, headers: &HeaderMap) -> Reply {
+    let theme = params.theme;
+    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let max_age = ctx.config.card.max_age;
+    let req = CardRequest { format, params, if_none_match };
+    match ask_owner(ctx, id, req).await {
+        None => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shard_unavailable", "The shard that owns this user is not answering.").into_reply(),
+        Some(CardAnswer::NotMonitored) => not_monitored(raw_id, format, theme).await,
+        Some(CardAnswer::Failed) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "card_failed", "The card could not be rendered.").into_reply()
+        }
+        Some(CardAnswer::NotModified { etag }) => {
+            let mut reply = Reply { status: StatusCode::NOT_MODIFIED, headers: HeaderMap::new(), body: Bytes::new() };
+            card_headers(&mut reply, format, &etag, max_age);
+            reply
+        }
+        Some(CardAnswer::Card { etag, body, timing }) => {
+            let mut reply = Reply::new(StatusCode::OK, format.content_type(), body);
+            card_headers(&mut reply, format, &etag, max_age);
+            if let Ok(v) = HeaderValue::from_str(&timing) {
+                reply.headers.insert("server-timing", v);
+            }
+            reply
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn if_none_match() {
+        assert!(super::etag_matches("W/\"abc\"", "W/\"abc\""));
+        assert!(super::etag_matches("\"x\", W/\"abc\"", "W/\"abc\""));
+        assert!(super::etag_matches("*", "W/\"abc\""));
+        assert!(!super::etag_matches("W/\"abc-p\"", "W/\"abc\""));
+    }
+}
