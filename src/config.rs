@@ -59,6 +59,29 @@ pub struct ServerConfig {
 pub struct SocketConfig {
     /// Sent in HELLO; clients heartbeat on this interval.
     pub heartbeat_interval: Duration,
+    /// Extra time past 1.5 × the interval before a silent connection is dropped.
+    pub heartbeat_grace: Duration,
+    /// Time a new connection has to send INIT.
+    pub init_timeout: Duration,
+    /// Time a closing connection gets to flush its last frames and finish the close handshake.
+    pub close_timeout: Duration,
+    /// Largest inbound message (and frame) in bytes.
+    pub max_frame_bytes: usize,
+    /// Most users one connection may subscribe to (All counts as one).
+    pub max_subscriptions: usize,
+    /// Most simultaneous connections from one client IP address (over all shards).
+    pub max_connections_per_ip: usize,
+    /// Bytes of frames a connection may have queued, unsent, before it is disconnected as a
+    /// slow consumer (a single frame is always accepted into an empty queue).
+    pub max_queued_bytes: usize,
+}
+
+impl SocketConfig {
+    /// A connection that has not heartbeated for this long is dropped: 1.5 × the interval
+    /// plus the grace period.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_interval * 3 / 2 + self.heartbeat_grace
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +174,13 @@ struct FileServer {
 #[serde(deny_unknown_fields)]
 struct FileSocket {
     heartbeat_interval: Option<u64>,
+    heartbeat_grace: Option<u64>,
+    init_timeout: Option<u64>,
+    close_timeout: Option<u64>,
+    max_frame_bytes: Option<usize>,
+    max_subscriptions: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_queued_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,10 +247,7 @@ impl Config {
             n if n > 256 => return Err(invalid("server.shards", format!("{n} is more than the supported 256"))),
             n => n,
         };
-        let heartbeat = file.server.socket.heartbeat_interval.unwrap_or(30_000);
-        if heartbeat == 0 {
-            return Err(invalid("server.socket.heartbeat_interval", "must be a positive number of milliseconds"));
-        }
+        let socket = socket_config(&file.server.socket)?;
         let gateway_url = file.discord.gateway_url.unwrap_or_else(|| DEFAULT_GATEWAY_URL.to_owned());
         if !(gateway_url.starts_with("ws://") || gateway_url.starts_with("wss://")) {
             return Err(invalid("discord.gateway_url", format!("{gateway_url:?} must start with ws:// or wss://")));
@@ -247,7 +274,7 @@ impl Config {
                 shards,
                 shutdown_grace: Duration::from_millis(file.server.shutdown_grace_ms.unwrap_or(5_000)),
                 idle_timeout: Duration::from_millis(file.server.idle_timeout_ms.unwrap_or(60_000)),
-                socket: SocketConfig { heartbeat_interval: Duration::from_millis(heartbeat) },
+                socket,
             },
             storage: StorageConfig { dir: file.storage.dir.unwrap_or_else(|| PathBuf::from("shards")) },
             discord: DiscordConfig {
@@ -260,6 +287,32 @@ impl Config {
             log: LogConfig { format, level: file.log.level.unwrap_or_else(|| "info".to_owned()) },
         })
     }
+}
+
+fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
+    fn positive(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+        match v.unwrap_or(default) {
+            0 => Err(invalid(key, "must be a positive number of milliseconds")),
+            n => Ok(n),
+        }
+    }
+    fn at_least(key: &'static str, v: Option<usize>, default: usize, min: usize) -> Result<usize, ConfigError> {
+        match v.unwrap_or(default) {
+            n if n < min => Err(invalid(key, format!("must be at least {min}"))),
+            n => Ok(n),
+        }
+    }
+    let ms = Duration::from_millis;
+    Ok(SocketConfig {
+        heartbeat_interval: ms(positive("server.socket.heartbeat_interval", f.heartbeat_interval, 30_000)?),
+        heartbeat_grace: ms(f.heartbeat_grace.unwrap_or(5_000)),
+        init_timeout: ms(positive("server.socket.init_timeout", f.init_timeout, 5_000)?),
+        close_timeout: ms(positive("server.socket.close_timeout", f.close_timeout, 5_000)?),
+        max_frame_bytes: at_least("server.socket.max_frame_bytes", f.max_frame_bytes, 64 * 1024, 1024)?,
+        max_subscriptions: at_least("server.socket.max_subscriptions", f.max_subscriptions, 1_000, 1)?,
+        max_connections_per_ip: at_least("server.socket.max_connections_per_ip", f.max_connections_per_ip, 256, 1)?,
+        max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, 1 << 20, 1024)?,
+    })
 }
 
 fn parse_id(key: &'static str, value: &str) -> Result<Snowflake, ConfigError> {

@@ -14,6 +14,7 @@
 //! - [`presence`]: per-shard member and presence state, the Lantern user object, and its
 //!   serialized bytes cached per version.
 //! - [`http`]: the glommio↔hyper adapter, router, REST handlers, errors, CORS and compression.
+//! - [`socket`]: the WebSocket `/socket` protocol and its fan-out across shards.
 //! - [`storage`]: each shard's redb file (last seen), written off the executor thread.
 //! - [`sim`]: the Discord simulator (gateway, REST, CDN, guild generator, control API).
 //! - [`config`]: `config.toml` + `.env` + flags → one validated [`config::Config`].
@@ -28,5 +29,6 @@ pub mod presence;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod socket;
 pub mod storage;
 pub mod time_fmt;

@@ -111,6 +111,14 @@ impl Server {
         Ok(Server { port, mailboxes: senders, executors, writers, ingest: Some(ingest), drained })
     }
 
+    /// Replaces user `id`'s key-value map (a JSON object, e.g. `{"key":"value"}`) on its owner
+    /// shard: the user object's `storage` changes and WebSocket subscribers get STORAGE_UPDATE.
+    /// This is the path the KV store takes after it has written a user's map.
+    pub fn set_storage_json(&self, id: crate::discord::Snowflake, storage_json: Vec<u8>) {
+        let owner = crate::runtime::shard_of(id, self.mailboxes.len());
+        let _ = self.mailboxes[owner].send(ShardMsg::SetStorage { id, storage_json });
+    }
+
     /// The HTTP/WebSocket port every shard listens on.
     pub fn port(&self) -> u16 {
         self.port
@@ -190,6 +198,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
         gateway: Cell::new(Default::default()),
         writer: seed.writer,
         shutdown,
+        socket: Default::default(),
     });
     let mailbox = glommio::spawn_local(ctx.clone().run_mailbox(seed.rx));
     let _ = bound.send(Ok(port));

@@ -9,7 +9,7 @@
 pub mod events;
 mod snowflake;
 
-pub use snowflake::Snowflake;
+pub use snowflake::{Snowflake, DISCORD_EPOCH_MS};
 
 use serde::{Deserialize, Deserializer, Serialize};
 

@@ -56,27 +56,47 @@ pub async fn serve(ctx: Rc<ShardContext>, listener: glommio::net::TcpListener) {
     }
 }
 
+type ServiceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>>>>;
+
 async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
     let _ = stream.set_nodelay(true);
     // An idle keep-alive connection (or a client that stops mid-request) times out on read.
     let _ = stream.set_read_timeout(Some(ctx.config.server.idle_timeout));
+    let peer_ip = stream.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    // Set when the service answers a WebSocket upgrade with 101: the connection then leaves
+    // hyper (without shutting the socket) and becomes a WebSocket.
+    let upgraded = Rc::new(Cell::new(false));
     let svc_ctx = ctx.clone();
+    let flag = upgraded.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+        let flag = flag.clone();
+        Box::pin(async move {
+            if let Some(resp) = crate::socket::upgrade::accept(&req) {
+                flag.set(true);
+                return Ok(resp);
+            }
+            Ok::<_, Infallible>(handle(&ctx, req).await)
+        }) as ServiceFuture
     });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io::GlommioIo(stream), service);
-    let mut conn = std::pin::pin!(conn);
+    let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io::GlommioIo(stream), service);
     let mut shutdown = ctx.shutdown.subscribe();
-    let stopping = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
+    let finished = futures_lite::future::or(async { Some(std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await) }, async {
         let _ = shutdown.wait_for(|stop| *stop).await;
         None
     })
     .await;
-    if stopping.is_none() {
-        // Finish the request in flight, then close instead of keeping the connection alive.
-        conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
+    let result = match finished {
+        Some(r) => r,
+        None => {
+            // Finish the request in flight, then close instead of keeping the connection alive.
+            std::pin::Pin::new(&mut conn).graceful_shutdown();
+            std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+        }
+    };
+    if result.is_ok() && upgraded.get() {
+        let parts = conn.into_parts();
+        crate::socket::conn::run(ctx, parts.io.0, parts.read_buf.to_vec(), peer_ip).await;
     }
 }
 

@@ -22,6 +22,10 @@ pub enum ShardMsg {
     GetUsers { ids: Vec<Snowflake>, reply: oneshot::Sender<Vec<Option<Bytes>>> },
     /// How many users the receiver monitors.
     Count { reply: oneshot::Sender<usize> },
+    /// Replace a user's key-value map (owned by the receiver); see [`ShardContext::set_storage_json`].
+    SetStorage { id: Snowflake, storage_json: Vec<u8> },
+    /// WebSocket subscriptions and fan-out (see [`crate::socket`]).
+    Socket(crate::socket::SocketMsg),
     /// Stop accepting and finish in-flight requests (the mailbox keeps answering other shards).
     Shutdown,
     /// Every shard has drained: stop the mailbox loop.
@@ -38,6 +42,8 @@ pub struct ShardContext {
     pub gateway: Cell<GatewayStatus>,
     pub writer: WriterHandle,
     pub shutdown: watch::Sender<bool>,
+    /// WebSocket connections on this shard and fan-out interest in its users.
+    pub socket: RefCell<crate::socket::Hub>,
 }
 
 impl ShardContext {
@@ -127,8 +133,7 @@ impl ShardContext {
 
     /// Tells subscribers about changes to users this shard owns.
     fn publish(&self, changes: &[crate::presence::Change]) {
-        // No subscribers exist yet: the WebSocket fan-out hooks in here.
-        let _ = changes;
+        crate::socket::publish(self, changes);
     }
 
     fn apply(&self, event: IngestEvent) {
@@ -166,6 +171,8 @@ impl ShardContext {
             ShardMsg::Count { reply } => {
                 let _ = reply.send(self.state.borrow().len());
             }
+            ShardMsg::SetStorage { id, storage_json } => self.set_storage_json(id, storage_json),
+            ShardMsg::Socket(msg) => crate::socket::handle(self, msg),
             ShardMsg::Shutdown => {
                 let _ = self.shutdown.send(true);
             }

@@ -4,6 +4,7 @@
 //! Everything derives from the seed except activity timestamps, which are offsets from a `now`
 //! the caller passes in (Spotify tracks and games must look current to be realistic).
 
+use crate::discord::DISCORD_EPOCH_MS;
 use crate::discord::{
     activity_type, Activity, ActivityEmoji, Assets, ClientStatus, Member, PartialUser, Party,
     Presence, PrimaryGuild, Snowflake, Status, Timestamps, User,
@@ -11,9 +12,6 @@ use crate::discord::{
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-
-/// Discord's epoch (2015-01-01) in unix ms.
-const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 
 /// Role ids of the generated guild are `guild_id + n` for these names (n = index + 1).
 pub(crate) const ROLE_NAMES: [&str; 4] = ["Moderator", "Regular", "Artist", "Gamer"];

@@ -17,6 +17,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub shards: usize,
     pub port: u16,
+    /// Applied to the parsed config before every server start (short intervals in tests).
+    pub tweak: Option<Box<dyn Fn(&mut Config)>>,
 }
 
 pub struct Resp {
@@ -60,16 +62,25 @@ impl Env {
 
     /// Starts the simulator, lets `setup` shape its guild, then starts the server.
     pub fn start_with(sim: SimConfig, shards: usize, setup: impl FnOnce(&Simulator)) -> Env {
+        Env::start_tweaked(sim, shards, setup, |_| {})
+    }
+
+    /// Like [`Env::start_with`], with `tweak` applied to the server's config.
+    pub fn start_tweaked(sim: SimConfig, shards: usize, setup: impl FnOnce(&Simulator), tweak: impl Fn(&mut Config) + 'static) -> Env {
         let sim = Simulator::start(sim).expect("simulator starts");
         setup(&sim);
         let dir = tempfile::tempdir().unwrap();
-        let mut env = Env { sim, server: None, dir, shards, port: 0 };
+        let mut env = Env { sim, server: None, dir, shards, port: 0, tweak: Some(Box::new(tweak)) };
         env.start_server();
         env
     }
 
     pub fn config(&self) -> Config {
-        lantern::demo::config_for(&self.sim, self.dir.path(), 0, self.shards).unwrap()
+        let mut config = lantern::demo::config_for(&self.sim, self.dir.path(), 0, self.shards).unwrap();
+        if let Some(tweak) = &self.tweak {
+            tweak(&mut config);
+        }
+        config
     }
 
     pub fn start_server(&mut self) {

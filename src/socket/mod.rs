@@ -1,0 +1,95 @@
+//! The WebSocket `/socket`: the Lantern protocol, and fan-out across shards.
+//!
+//! - A connection lives on the shard that accepted it ([`conn`]). Its subscriptions are kept in
+//!   that shard's [`hub::Hub`]: local subscribers per user, and local All subscribers.
+//! - The owner shard of a user keeps, per user, the set of *other shards* interested in it, and
+//!   the set of shards with any All subscriber. A shard registers its interest with the owner
+//!   ([`SocketMsg::Subscribe`], [`SocketMsg::SubscribeAll`]) and withdraws it when its last local
+//!   subscriber goes ([`SocketMsg::Unwatch`], [`SocketMsg::UnwatchAll`]).
+//! - When a user changes, the owner encodes each frame once (PRESENCE_UPDATE both as one object
+//!   and as a one-element array, at most two encodings), sends one [`SocketEvent`] to each
+//!   interested shard, and every shard writes the same bytes to each of its subscribers.
+//! - Events carry the owner's sequence number, and a subscription's snapshot records it, so a
+//!   subscriber never sees an event older than its ACK, nor misses one after it.
+//!
+//! Nothing here is shared between shards: everything crosses in [`SocketMsg`]s.
+
+pub mod close;
+pub mod conn;
+pub mod frames;
+pub mod hub;
+pub mod outbox;
+pub mod protocol;
+pub mod upgrade;
+
+pub use close::CloseReason;
+pub use hub::Hub;
+
+use crate::discord::Snowflake;
+use bytes::Bytes;
+use frames::Frame;
+use std::net::IpAddr;
+use tokio::sync::oneshot;
+
+/// The current data of users, as one owner shard saw it at sequence number `seq`.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub seq: u64,
+    /// The rendered user objects, in request order; `None` for users the owner does not monitor.
+    pub users: Vec<Option<Bytes>>,
+}
+
+/// Socket messages between shards (carried by [`crate::runtime::ShardMsg::Socket`]).
+pub enum SocketMsg {
+    /// Shard `from` has subscribers for `ids` (owned by the receiver): register its interest
+    /// (idempotent) and reply with their current data.
+    Subscribe { from: usize, ids: Vec<Snowflake>, reply: oneshot::Sender<Snapshot> },
+    /// Shard `from` has All subscribers: register it and reply with every user the receiver owns.
+    SubscribeAll { from: usize, reply: oneshot::Sender<Snapshot> },
+    /// Shard `from` has no subscriber left for `ids`.
+    Unwatch { from: usize, ids: Vec<Snowflake> },
+    /// Shard `from` has no All subscriber left.
+    UnwatchAll { from: usize },
+    /// A change to a user, from its owner, for the receiver's subscribers.
+    Event(SocketEvent),
+    /// A connection from `ip` wants in; the receiver keeps that address's count (it is the
+    /// address's home shard). Replies whether it is under the limit (and counted it).
+    IpAcquire { ip: IpAddr, reply: oneshot::Sender<bool> },
+    /// A connection from `ip` has ended.
+    IpRelease { ip: IpAddr },
+}
+
+/// One change to one user, encoded once by its owner.
+#[derive(Debug, Clone)]
+pub struct SocketEvent {
+    pub owner: usize,
+    pub seq: u64,
+    pub id: Snowflake,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    /// PRESENCE_UPDATE, with `d` as one object and as a one-element array.
+    Updated { object: Frame, array: Frame },
+    /// USER_JOINED.
+    Joined(Frame),
+    /// USER_LEFT.
+    Left(Frame),
+    /// STORAGE_UPDATE.
+    Storage(Frame),
+}
+
+/// The shard that counts connections from `ip`.
+pub fn ip_home(ip: IpAddr, shards: usize) -> usize {
+    let key = match ip {
+        IpAddr::V4(v4) => u32::from(v4) as u64,
+        IpAddr::V6(v6) => {
+            let b = u128::from(v6);
+            (b as u64) ^ ((b >> 64) as u64)
+        }
+    };
+    crate::runtime::shard_of(Snowflake(key), shards)
+}
+
+pub use hub::{handle, publish};
