@@ -274,7 +274,7 @@ impl Ctx {
         let port = free_port()?;
         let toml = format!(
             "base_guild_id = '{guild}'\napplication_id = '{app}'\n[server]\nhost = '127.0.0.1'\nport = {port}\nshards = {shards}\n\
-             [storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{api}/cdn'\n[log]\nformat = 'human'\nlevel = 'warn'\n",
+             [server.socket]\nmax_connections_per_ip = 1000000\n[storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{api}/cdn'\n[log]\nformat = 'human'\nlevel = 'warn'\n",
             dir = data.display().to_string(),
         );
         let cfg = self.dir.join(format!("lantern-{}.toml", self.seq));

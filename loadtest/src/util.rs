@@ -46,8 +46,26 @@ pub fn clock_ticks() -> u64 {
     }
 }
 
-/// utime + stime of a whole process (all threads, live and exited), in seconds.
+/// CPU time of a process in seconds: the sum of its threads' on-CPU nanoseconds from
+/// `/proc/<pid>/task/*/schedstat` (exact), else utime + stime from `/proc/<pid>/stat`
+/// (clock ticks).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    schedstat_seconds(pid).or_else(|| stat_seconds(pid))
+}
+
+fn schedstat_seconds(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    let mut any = false;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+        ns += s.split_whitespace().next()?.parse::<u64>().ok()?;
+        any = true;
+    }
+    any.then(|| ns as f64 / 1e9)
+}
+
+/// utime + stime of a whole process (all threads, live and exited), in seconds.
+pub fn stat_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces; fields restart after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
