@@ -37,6 +37,9 @@ pub struct Dispatcher {
     generation: u64,
     /// Chunks received for the current generation's op 8, when one is outstanding.
     chunks: Option<ChunkProgress>,
+    /// Scratch space reused by every decode (simd-json parses a mutable copy of the frame).
+    scratch: Vec<u8>,
+    buffers: simd_json::Buffers,
 }
 
 struct ChunkProgress {
@@ -48,13 +51,22 @@ struct ChunkProgress {
 pub enum DecodeError {
     #[error("frame is not a gateway payload")]
     Envelope,
-    #[error("cannot decode {event}: {source}")]
-    Payload { event: String, source: serde_json::Error },
+    #[error("cannot decode {event}: {message}")]
+    Payload { event: String, message: String },
 }
 
 impl Dispatcher {
     pub fn new(base_guild: Snowflake, shards: usize, request_members: bool) -> Dispatcher {
-        Dispatcher { base_guild, shards, request_members, status: GatewayStatus::default(), generation: 0, chunks: None }
+        Dispatcher {
+            base_guild,
+            shards,
+            request_members,
+            status: GatewayStatus::default(),
+            generation: 0,
+            chunks: None,
+            scratch: Vec::new(),
+            buffers: simd_json::Buffers::default(),
+        }
     }
 
     pub fn status(&self) -> GatewayStatus {
@@ -89,49 +101,60 @@ impl Dispatcher {
             }
             "RESUMED" => self.set_state(GatewayState::Connected, out),
             "GUILD_CREATE" => {
-                let guild: GuildCreate = decode(event, text)?;
+                let guild: GuildCreate = self.decode(event, text)?;
                 if guild.id == self.base_guild && guild.unavailable != Some(true) {
                     self.guild_create(guild, out);
                 }
             }
             "GUILD_MEMBERS_CHUNK" => {
-                let chunk: GuildMembersChunk = decode(event, text)?;
+                let chunk: GuildMembersChunk = self.decode(event, text)?;
                 if chunk.guild_id == self.base_guild {
                     self.members_chunk(chunk, out);
                 }
             }
             "PRESENCE_UPDATE" => {
-                let p: Presence = decode(event, text)?;
+                let p: Presence = self.decode(event, text)?;
                 if p.guild_id == Some(self.base_guild) {
                     out.push(Outbound::ToShard(self.owner(p.user.id), IngestEvent::Presence(p)));
                 }
             }
             "GUILD_MEMBER_ADD" => {
-                let add: GuildMemberAdd = decode(event, text)?;
+                let add: GuildMemberAdd = self.decode(event, text)?;
                 if add.guild_id == self.base_guild {
                     let generation = self.generation;
                     out.push(Outbound::ToShard(self.owner(add.member.user.id), IngestEvent::MemberAdd { generation, member: add.member }));
                 }
             }
             "GUILD_MEMBER_UPDATE" => {
-                let update: GuildMemberUpdate = decode(event, text)?;
+                let update: GuildMemberUpdate = self.decode(event, text)?;
                 if update.guild_id == self.base_guild {
                     out.push(Outbound::ToShard(self.owner(update.user.id), IngestEvent::MemberUpdate(update)));
                 }
             }
             "GUILD_MEMBER_REMOVE" => {
-                let remove: GuildMemberRemove = decode(event, text)?;
+                let remove: GuildMemberRemove = self.decode(event, text)?;
                 if remove.guild_id == self.base_guild {
                     out.push(Outbound::ToShard(self.owner(remove.user.id), IngestEvent::MemberRemove(remove.user.id)));
                 }
             }
             "USER_UPDATE" => {
-                let user: PartialUser = decode(event, text)?;
+                let user: PartialUser = self.decode(event, text)?;
                 out.push(Outbound::ToShard(self.owner(user.id), IngestEvent::UserUpdate(user)));
             }
             other => out.push(Outbound::Other { event: other.to_owned(), text: text.to_owned() }),
         }
         Ok(())
+    }
+
+    /// Decodes the `d` of a dispatch into the project's own types. simd-json measured about 30%
+    /// faster than serde_json for these types (`cargo bench --bench decode`); it needs a mutable
+    /// copy of the frame, kept in reused scratch buffers.
+    fn decode<T: DeserializeOwned>(&mut self, event: &str, text: &str) -> Result<T, DecodeError> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(text.as_bytes());
+        simd_json::serde::from_slice_with_buffers::<Dispatch<T>>(&mut self.scratch, &mut self.buffers)
+            .map(|d| d.d)
+            .map_err(|e| DecodeError::Payload { event: event.to_owned(), message: e.to_string() })
     }
 
     /// Splits listed members by owner shard, pairing each with its presence.
@@ -194,8 +217,4 @@ impl Dispatcher {
     }
 }
 
-fn decode<T: DeserializeOwned>(event: &str, text: &str) -> Result<T, DecodeError> {
-    serde_json::from_str::<Dispatch<T>>(text)
-        .map(|d| d.d)
-        .map_err(|source| DecodeError::Payload { event: event.to_owned(), source })
-}
+
