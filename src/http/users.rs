@@ -82,7 +82,7 @@ pub async fn user(ctx: &ShardContext, raw_id: &str, query: Option<&str>, headers
     if let UserQuery::Card(format, params) = card_params::parse(query)? {
         return Ok(crate::card::respond(ctx, raw_id, id, format, params, headers).await);
     }
-    match ctx.get_users(&[id]).await.pop().flatten() {
+    match ctx.get_user(id).await {
         Some(json) => Ok(Reply::json(StatusCode::OK, json)),
         None => Err(not_monitored(raw_id)),
     }

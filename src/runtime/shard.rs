@@ -64,6 +64,17 @@ impl ShardContext {
         self.peers.len()
     }
 
+    /// One user object: read directly when this shard owns the user, else one mailbox hop.
+    pub async fn get_user(&self, id: Snowflake) -> Option<Bytes> {
+        let owner = shard_of(id, self.shards());
+        if owner == self.index {
+            return self.state.borrow().get(id).map(|u| u.json.render(now_ms()));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.peers[owner].send(ShardMsg::GetUsers { ids: vec![id], reply }).ok()?;
+        rx.await.ok()?.pop().flatten()
+    }
+
     /// The user objects of `ids`, in the same order, asking each owner shard once.
     pub async fn get_users(&self, ids: &[Snowflake]) -> Vec<Option<Bytes>> {
         let n = self.shards();
