@@ -91,26 +91,33 @@ pub async fn user(ctx: &ShardContext, raw_id: &str, query: Option<&str>, headers
 /// Parses the bulk query: repeated `user_ids` (also `user_ids[]`), each possibly a
 /// comma-separated list.
 pub fn bulk_ids(query: Option<&str>, max: usize) -> Result<Vec<Snowflake>, ApiError> {
-    let mut raw: Vec<String> = Vec::new();
+    let invalid =
+        || ApiError::bad_request("invalid_user_ids", "user_ids must be an array of strings with 17-19 characters long.");
+    let mut ids = Vec::new();
     let mut present = false;
+    let mut count = 0usize;
+    let mut first_invalid = false;
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if k == "user_ids" || k == "user_ids[]" {
             present = true;
-            raw.extend(v.split(',').map(|s| s.trim().to_owned()));
+            for raw in v.split(',') {
+                count += 1;
+                match parse_user_id(raw.trim()) {
+                    Some(id) if ids.len() < max => ids.push(id),
+                    Some(_) => {}
+                    None => first_invalid = true,
+                }
+            }
         }
     }
     if !present {
         return Err(ApiError::bad_request("missing_user_ids", "user_ids is required."));
     }
-    if raw.len() > max {
+    if count > max {
         return Err(ApiError::bad_request("too_many_user_ids", format!("You can only request up to {max} users at once.")));
     }
-    let mut ids = Vec::with_capacity(raw.len());
-    for r in &raw {
-        let id = parse_user_id(r).ok_or_else(|| {
-            ApiError::bad_request("invalid_user_ids", "user_ids must be an array of strings with 17-19 characters long.")
-        })?;
-        ids.push(id);
+    if first_invalid {
+        return Err(invalid());
     }
     let mut seen = HashSet::with_capacity(ids.len());
     if !ids.iter().all(|id| seen.insert(*id)) {
