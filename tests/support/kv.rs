@@ -103,18 +103,7 @@ pub fn value_body(v: &str) -> Vec<u8> {
 
 /// A request that reports connection failures instead of panicking (servers that die).
 pub fn try_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Resp> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    s.write_all(req.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
+    let raw = super::exchange(port, method, path, headers, body).ok()?;
     let complete = raw.windows(4).any(|w| w == b"\r\n\r\n");
     complete.then(|| super::parse_response(&raw))
 }
