@@ -139,9 +139,11 @@ impl Server {
         Ok(Server { port, mailboxes: senders, executors, writers, ingest: Some(ingest), drained })
     }
 
-    /// Replaces user `id`'s key-value map (a JSON object, e.g. `{"key":"value"}`) on its owner
-    /// shard: the user object's `storage` changes and WebSocket subscribers get STORAGE_UPDATE.
-    /// This is the path the KV store takes after it has written a user's map.
+    /// Replaces user `id`'s key-value map (a JSON object, e.g. `{"key":"value"}`) in its owner
+    /// shard's memory: the user object's `storage` changes and WebSocket subscribers get
+    /// STORAGE_UPDATE. Nothing is persisted — durable writes go through the KV store, which calls
+    /// [`crate::runtime::ShardContext::set_storage_json`] on the owner after each commit. This
+    /// entry drives the fan-out directly, for tests and load generation.
     pub fn set_storage_json(&self, id: crate::discord::Snowflake, storage_json: Vec<u8>) {
         let owner = crate::runtime::shard_of(id, self.mailboxes.len());
         let _ = self.mailboxes[owner].send(ShardMsg::SetStorage { id, storage_json });

@@ -39,11 +39,6 @@ pub const NOT_YOUR_BUTTON: &str = "Only the member who ran this command can use 
 pub const CONFIRM_RESET: &str = "confirmResetStorage";
 pub const CANCEL_RESET: &str = "cancelResetStorage";
 
-#[derive(Debug, Deserialize)]
-struct Frame {
-    d: Interaction,
-}
-
 /// The parts of an interaction the bot uses.
 #[derive(Debug, Deserialize)]
 pub struct Interaction {
@@ -98,7 +93,7 @@ const SUB_COMMAND_GROUP: u8 = 2;
 
 /// Decodes an INTERACTION_CREATE gateway frame.
 pub fn decode(frame: &str) -> Result<Interaction, serde_json::Error> {
-    serde_json::from_str::<Frame>(frame).map(|f| f.d)
+    serde_json::from_str::<crate::discord::events::Dispatch<Interaction>>(frame).map(|f| f.d)
 }
 
 impl Interaction {

@@ -58,31 +58,12 @@ fn auth(headers: &HeaderMap) -> Result<Auth, ApiError> {
     Ok(Auth::Token(token.to_vec()))
 }
 
-/// Decodes `%XX` escapes of a path segment; `None` when the result is not UTF-8.
-fn percent_decode(raw: &str) -> Option<String> {
-    if !raw.contains('%') {
-        return Some(raw.to_owned());
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
+/// The `:key` path segment, percent-decoded (so `a%2Eb` is checked as `a.b`).
 fn path_key(raw: &str) -> Result<String, ApiError> {
-    let key = percent_decode(raw).ok_or_else(|| ApiError::bad_request("invalid_key", "key must be alphanumeric."))?;
+    let key = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| ApiError::bad_request("invalid_key", "key must be alphanumeric."))?;
     validate_key(&key).map_err(|e| api_error(e, ""))?;
     Ok(key)
 }

@@ -64,11 +64,16 @@ impl ShardContext {
         self.peers.len()
     }
 
+    /// The cached user object of a user this shard owns, rendered at `now` (unix ms).
+    fn render_local(&self, id: Snowflake, now: i64) -> Option<Bytes> {
+        self.state.borrow().get(id).map(|u| u.json.render(now))
+    }
+
     /// One user object: read directly when this shard owns the user, else one mailbox hop.
     pub async fn get_user(&self, id: Snowflake) -> Option<Bytes> {
         let owner = shard_of(id, self.shards());
         if owner == self.index {
-            return self.state.borrow().get(id).map(|u| u.json.render(now_ms()));
+            return self.render_local(id, now_ms());
         }
         let (reply, rx) = oneshot::channel();
         self.peers[owner].send(ShardMsg::GetUsers { ids: vec![id], reply }).ok()?;
@@ -90,9 +95,8 @@ impl ShardContext {
             }
             if shard == self.index {
                 let now = now_ms();
-                let state = self.state.borrow();
                 for (pos, id) in wanted {
-                    out[pos] = state.get(id).map(|u| u.json.render(now));
+                    out[pos] = self.render_local(id, now);
                 }
             } else {
                 let (reply, rx) = oneshot::channel();
@@ -197,8 +201,7 @@ impl ShardContext {
             ShardMsg::Gateway(status) => self.gateway.set(status),
             ShardMsg::GetUsers { ids, reply } => {
                 let now = now_ms();
-                let state = self.state.borrow();
-                let _ = reply.send(ids.iter().map(|id| state.get(*id).map(|u| u.json.render(now))).collect());
+                let _ = reply.send(ids.iter().map(|id| self.render_local(*id, now)).collect());
             }
             ShardMsg::Count { reply } => {
                 let _ = reply.send(self.state.borrow().len());
