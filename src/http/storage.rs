@@ -58,12 +58,13 @@ fn auth(headers: &HeaderMap) -> Result<Auth, ApiError> {
     Ok(Auth::Token(token.to_vec()))
 }
 
-/// The `:key` path segment, percent-decoded (so `a%2Eb` is checked as `a.b`).
+/// Percent-decodes a path segment (so `a%2Eb` is checked as `a.b`); `None` if it is not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(raw).decode_utf8().ok().map(|k| k.into_owned())
+}
+
 fn path_key(raw: &str) -> Result<String, ApiError> {
-    let key = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map(|k| k.into_owned())
-        .map_err(|_| ApiError::bad_request("invalid_key", "key must be alphanumeric."))?;
+    let key = percent_decode(raw).ok_or_else(|| ApiError::bad_request("invalid_key", "key must be alphanumeric."))?;
     validate_key(&key).map_err(|e| api_error(e, ""))?;
     Ok(key)
 }
