@@ -264,10 +264,3 @@ impl ShardState {
         self.users.contains_key(&id)
     }
 }
-
-impl UserJson {
-    /// A placeholder that never equals a built object.
-    pub(crate) fn empty() -> UserJson {
-        UserJson::from_parts(bytes::Bytes::new(), None)
-    }
-}

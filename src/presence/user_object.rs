@@ -1,13 +1,13 @@
 //! The Lantern user object: Discord member + presence + last seen + storage → JSON bytes.
 //!
 //! The object is serialized once per change. Only one field depends on the clock — the
-//! elapsed time of a Spotify track (`time.start_human_readable`) — so the bytes are kept as a
-//! head and a tail around that field and [`UserJson::render`] splices the elapsed time in.
+//! elapsed time of a Spotify track (`time.start_human_readable`) — so the bytes are kept with
+//! the offset of that value and [`UserJson::render`] inserts the elapsed time there.
 
 use crate::discord::{activity_type, Activity, Member, Presence, Snowflake, Status};
 use crate::presence::flags::flag_names;
 use crate::time_fmt::{clock, iso_ms, parse_iso_ms};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 
 pub const CDN: &str = "https://cdn.discordapp.com";
@@ -25,37 +25,38 @@ pub struct UserInputs<'a> {
 /// A serialized user object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserJson {
-    head: Bytes,
-    /// Present when a Spotify start time must be rendered: (start unix ms, bytes after it).
-    spliced: Option<(i64, Bytes)>,
+    bytes: Bytes,
+    /// When a Spotify elapsed time must be rendered: (byte offset to insert it at, start unix ms).
+    splice: Option<(usize, i64)>,
 }
 
 impl UserJson {
-    pub(crate) fn from_parts(head: Bytes, spliced: Option<(i64, Bytes)>) -> UserJson {
-        UserJson { head, spliced }
+    /// A placeholder that never equals a built object.
+    pub(crate) fn empty() -> UserJson {
+        UserJson { bytes: Bytes::new(), splice: None }
     }
 
     /// The object as JSON at `now_ms`.
     pub fn render(&self, now_ms: i64) -> Bytes {
-        match &self.spliced {
-            None => self.head.clone(),
-            Some((start, tail)) => {
-                let elapsed = clock((now_ms - start).div_euclid(1000));
-                let mut out = BytesMut::with_capacity(self.head.len() + tail.len() + elapsed.len());
-                out.put_slice(&self.head);
-                out.put_slice(elapsed.as_bytes());
-                out.put_slice(tail);
-                out.freeze()
+        match self.splice {
+            None => self.bytes.clone(),
+            Some(_) => {
+                let mut out = Vec::with_capacity(self.bytes.len() + 8);
+                self.render_into(now_ms, &mut out);
+                Bytes::from(out)
             }
         }
     }
 
     /// Appends the object at `now_ms` to `out` (for arrays and frames, without an extra copy).
     pub fn render_into(&self, now_ms: i64, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.head);
-        if let Some((start, tail)) = &self.spliced {
-            out.extend_from_slice(clock((now_ms - start).div_euclid(1000)).as_bytes());
-            out.extend_from_slice(tail);
+        match self.splice {
+            None => out.extend_from_slice(&self.bytes),
+            Some((at, start)) => {
+                out.extend_from_slice(&self.bytes[..at]);
+                out.extend_from_slice(clock((now_ms - start).div_euclid(1000)).as_bytes());
+                out.extend_from_slice(&self.bytes[at..]);
+            }
         }
     }
 }
@@ -317,7 +318,7 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
     }
     out.extend_from_slice(b",\"spotify\":");
     let activities: &[Activity] = presence.map(|p| p.activities.as_slice()).unwrap_or(&[]);
-    let mut spliced_start = None;
+    let mut splice = None;
     match activities.iter().find(|a| is_spotify(a)) {
         None => out.extend_from_slice(b"null"),
         Some(a) => {
@@ -346,50 +347,26 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
             push_json(&mut out, &TimePair::from_ms(end));
             out.extend_from_slice(b",\"time\":{\"start_human_readable\":\"");
             match start {
-                Some(s) => spliced_start = Some(s),
+                // The elapsed time is inserted here at render time.
+                Some(s) => splice = Some((out.len(), s)),
                 None => out.extend_from_slice(b"00:00"),
             }
-            // The tail starts here when the elapsed time is spliced in at render time.
             let length = match (start, end) {
                 (Some(s), Some(e)) => clock((e - s).div_euclid(1000)),
                 _ => clock(0),
             };
-            let tail_start = out.len();
             out.extend_from_slice(format!("\",\"end_human_readable\":\"{length}\"}}}}").as_bytes());
-            if spliced_start.is_some() {
-                let tail = out.split_off(tail_start);
-                return finish(out, tail, spliced_start, input, activities, offline, status, user);
-            }
         }
     }
+    // Closes active_platforms.
     out.extend_from_slice(b"}");
-    let tail = Vec::new();
-    finish(out, tail, None, input, activities, offline, status, user)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    head: Vec<u8>,
-    mut tail: Vec<u8>,
-    spliced_start: Option<i64>,
-    input: &UserInputs<'_>,
-    activities: &[Activity],
-    offline: bool,
-    status: Status,
-    user: &crate::discord::User,
-) -> UserJson {
-    // `tail` continues the active_platforms object when a splice is present.
-    if spliced_start.is_some() {
-        tail.extend_from_slice(b"}");
-    }
-    let out = &mut tail;
     out.extend_from_slice(b",\"activities\":[");
     if !offline {
         for (i, a) in activities.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            push_json(out, &activity_json(a));
+            push_json(&mut out, &activity_json(a));
         }
     }
     out.extend_from_slice(b"],\"storage\":");
@@ -403,18 +380,11 @@ fn finish(
             icon_url: g.badge.as_deref().map(|b| format!("{CDN}/guild-tag-badges/{guild}/{b}.png")),
         })
     });
-    push_json(out, &tag);
+    push_json(&mut out, &tag);
     out.extend_from_slice(format!(",\"status\":\"{}\",\"last_seen_at\":", status.visible()).as_bytes());
-    push_json(out, &TimePair::from_ms(if offline { input.last_seen_ms } else { None }));
+    push_json(&mut out, &TimePair::from_ms(if offline { input.last_seen_ms } else { None }));
     out.push(b'}');
-    match spliced_start {
-        Some(start) => UserJson { head: Bytes::from(head), spliced: Some((start, Bytes::from(tail))) },
-        None => {
-            let mut head = head;
-            head.extend_from_slice(&tail);
-            UserJson { head: Bytes::from(head), spliced: None }
-        }
-    }
+    UserJson { bytes: Bytes::from(out), splice }
 }
 
 #[cfg(test)]
