@@ -1,7 +1,7 @@
 //! Starting and stopping the whole server: shards, storage writers, HTTP listeners, ingest.
 
 use crate::config::Config;
-use crate::ingest::{Ingest, OtherDispatch};
+use crate::ingest::Ingest;
 use crate::presence::ShardState;
 use crate::runtime::{mailbox, MailboxReceiver, MailboxSender, ShardContext, ShardMsg};
 use crate::storage::writer::{self, WriterHandle, WriterThread};
@@ -57,11 +57,6 @@ impl Server {
     /// Opens storage, starts every shard listening, then connects to the gateway. Returns once
     /// the HTTP port accepts connections (the member list may still be loading: see `/health`).
     pub fn start(config: Config) -> Result<Server, StartError> {
-        Server::start_with(config, None)
-    }
-
-    /// Like [`Server::start`], with a consumer for dispatches the presence path ignores.
-    pub fn start_with(config: Config, other: Option<OtherDispatch>) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let n = config.server.shards;
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| mailbox::<ShardMsg>()).unzip();
@@ -135,7 +130,7 @@ impl Server {
             }
         }
         tracing::info!(port, shards = n, "listening");
-        let ingest = Ingest::start(config.clone(), senders.clone(), other).map_err(StartError::Ingest)?;
+        let ingest = Ingest::start(config.clone(), senders.clone()).map_err(StartError::Ingest)?;
         Ok(Server { port, mailboxes: senders, executors, writers, ingest: Some(ingest), drained })
     }
 

@@ -24,8 +24,8 @@ pub enum Outbound {
     Status(GatewayStatus),
     /// Ask the gateway for the whole member list (op 8) with this nonce.
     RequestMembers { guild_id: Snowflake, nonce: String },
-    /// A dispatch the presence path does not handle (e.g. INTERACTION_CREATE), for other consumers.
-    Other { event: String, text: String },
+    /// An INTERACTION_CREATE frame, for the bot.
+    Interaction(String),
 }
 
 pub struct Dispatcher {
@@ -141,7 +141,9 @@ impl Dispatcher {
                 let user: PartialUser = self.decode(event, text)?;
                 out.push(Outbound::ToShard(self.owner(user.id), IngestEvent::UserUpdate(user)));
             }
-            other => out.push(Outbound::Other { event: other.to_owned(), text: text.to_owned() }),
+            "INTERACTION_CREATE" => out.push(Outbound::Interaction(text.to_owned())),
+            // Channel, role, thread and other guild events carry nothing the server serves.
+            _ => {}
         }
         Ok(())
     }

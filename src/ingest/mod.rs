@@ -20,10 +20,6 @@ use futures_util::StreamExt as _;
 use twilight_model::gateway::payload::outgoing::RequestGuildMembers;
 use twilight_model::id::Id;
 
-/// Receives dispatches the presence path does not consume (INTERACTION_CREATE goes to the
-/// bot first, then here too).
-pub type OtherDispatch = Box<dyn FnMut(&str, &str) + Send>;
-
 /// The running ingest thread.
 pub struct Ingest {
     stop: watch::Sender<bool>,
@@ -32,7 +28,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Connects to the gateway and routes events to `shards` until [`Ingest::stop`].
-    pub fn start(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, other: Option<OtherDispatch>) -> std::io::Result<Ingest> {
+    pub fn start(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>) -> std::io::Result<Ingest> {
         let (stop, stop_rx) = watch::channel(false);
         let thread = std::thread::Builder::new().name("lantern-ingest".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -42,7 +38,7 @@ impl Ingest {
                     return;
                 }
             };
-            rt.block_on(run(config, shards, other, stop_rx));
+            rt.block_on(run(config, shards, stop_rx));
         })?;
         Ok(Ingest { stop, thread: Some(thread) })
     }
@@ -70,7 +66,6 @@ fn deliver(
     shards: &[MailboxSender<ShardMsg>],
     shard: &Shard,
     bot: &crate::bot::Bot,
-    other: &mut Option<OtherDispatch>,
     actions: &mut Vec<Outbound>,
 ) {
     for action in actions.drain(..) {
@@ -94,19 +89,12 @@ fn deliver(
                 let request = RequestGuildMembers::builder(Id::new(guild_id.0.max(1))).presences(true).nonce(nonce).query("", None);
                 shard.command(&request);
             }
-            Outbound::Other { event, text } => {
-                if event == "INTERACTION_CREATE" {
-                    bot.dispatch(&text, shard.latency().average());
-                }
-                if let Some(f) = other.as_mut() {
-                    f(&event, &text);
-                }
-            }
+            Outbound::Interaction(text) => bot.dispatch(&text, shard.latency().average()),
         }
     }
 }
 
-async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut other: Option<OtherDispatch>, mut stop: watch::Receiver<bool>) {
+async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop: watch::Receiver<bool>) {
     // rustls needs a process-wide crypto provider for wss://; installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
@@ -132,7 +120,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut othe
             None => {
                 tracing::error!("the gateway closed the connection for good (check the token and the intents)");
                 dispatcher.set_state(GatewayState::Failed, &mut actions);
-                deliver(&shards, &shard, &bot, &mut other, &mut actions);
+                deliver(&shards, &shard, &bot, &mut actions);
                 let _ = stop.wait_for(|s| *s).await;
                 return;
             }
@@ -150,7 +138,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut othe
                 dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
             }
         }
-        deliver(&shards, &shard, &bot, &mut other, &mut actions);
+        deliver(&shards, &shard, &bot, &mut actions);
     }
     shard.close(CloseFrame::NORMAL);
     // Let the close handshake go out, briefly.
