@@ -23,7 +23,7 @@ use std::time::Duration;
 /// Accepts connections until shutdown, then waits (up to the grace period) for in-flight
 /// connections to finish.
 pub async fn serve(ctx: Rc<ShardContext>, listener: glommio::net::TcpListener) {
-    let active = Rc::new(Cell::new(0usize));
+    let active = Rc::new(Active::default());
     let mut shutdown = ctx.shutdown.subscribe();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -43,18 +43,35 @@ pub async fn serve(ctx: Rc<ShardContext>, listener: glommio::net::TcpListener) {
         };
         let ctx = ctx.clone();
         let active = active.clone();
-        active.set(active.get() + 1);
+        active.count.set(active.count.get() + 1);
         glommio::spawn_local(async move {
             connection(ctx, stream).await;
-            active.set(active.get() - 1);
+            active.count.set(active.count.get() - 1);
+            if active.count.get() == 0 {
+                active.idle.notify_waiters();
+            }
         })
         .detach();
     }
     drop(listener);
-    let deadline = std::time::Instant::now() + ctx.config.server.shutdown_grace;
-    while active.get() > 0 && std::time::Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
+    let drained = async {
+        loop {
+            // Created before the check, so a notification in between is not missed.
+            let idle = active.idle.notified();
+            if active.count.get() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    };
+    futures_lite::future::or(drained, glommio::timer::sleep(ctx.config.server.shutdown_grace)).await;
+}
+
+/// Connections in flight on a shard, and a signal for when there are none left.
+#[derive(Default)]
+struct Active {
+    count: Cell<usize>,
+    idle: tokio::sync::Notify,
 }
 
 type ServiceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>>>>;
