@@ -492,3 +492,21 @@ fn png_cards_decode() {
     let r = env.request("HEAD", &format!("/api/v1/users/{ALICE}?format=png"), &[], b"");
     assert_eq!(r.status, 200);
 }
+
+/// Graceful shutdown: a request still waiting on an image fetch when the server is told to
+/// stop is answered in full (within the grace period) rather than cut off.
+#[test]
+fn shutdown_finishes_a_request_in_flight() {
+    let mut env = Env::start_with(sim_config(), 2, |sim| {
+        sim.add_member(user(ALICE, "alice", Some("Alice")), Some(presence(ALICE, Status::Online, vec![game(now_ms() - 1000)])));
+    });
+    env.sim.set_cdn_delay(Duration::from_millis(800));
+    let port = env.port;
+    let in_flight = std::thread::spawn(move || support::request(port, "GET", &format!("/api/v1/users/{ALICE}?svg=1"), &[], b""));
+    // The card is being rendered once its first image fetch has reached the CDN.
+    assert!(wait_for(DEADLINE, || !env.sim.cdn_hits().is_empty()), "the card never fetched an image");
+    env.stop_server();
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(texts(&check_svg(&r)).contains("Factorio"));
+}
