@@ -99,7 +99,8 @@ pub struct SocketConfig {
     /// Most simultaneous connections from one client IP address (over all shards).
     pub max_connections_per_ip: usize,
     /// Bytes of frames a connection may have queued, unsent, before it is disconnected as a
-    /// slow consumer (a single frame is always accepted into an empty queue).
+    /// slow consumer. A frame larger than this is never queued, so it must exceed the largest
+    /// user object (the storage bound plus the presence).
     pub max_queued_bytes: usize,
 }
 
@@ -376,9 +377,13 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
         max_frame_bytes: at_least("server.socket.max_frame_bytes", f.max_frame_bytes, 64 * 1024, 1024)?,
         max_subscriptions: at_least("server.socket.max_subscriptions", f.max_subscriptions, 1_000, 1)?,
         max_connections_per_ip: at_least("server.socket.max_connections_per_ip", f.max_connections_per_ip, 256, 1)?,
-        max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, 1 << 20, 1024)?,
+        max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, 1024)?,
     })
 }
+
+/// 17 MiB: the largest user object (16 MiB of storage plus its presence) fits, so every
+/// subscriber can be sent every user.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 17 << 20;
 
 /// Validates a `KV_TOKEN_ENCRYPTION_SECRET` value (never echoing it).
 pub fn parse_kv_secret(value: &str) -> Result<Secret, ConfigError> {

@@ -451,3 +451,17 @@ fn slow_consumer_is_cut_off_while_others_keep_receiving() {
     assert_eq!(healthy.recv()["t"], "PRESENCE_UPDATE");
 }
 
+
+#[test]
+fn a_frame_larger_than_the_queue_cap_is_never_queued() {
+    let env = env_with(|c| c.server.socket.max_queued_bytes = 4096);
+    let (a, _) = pair();
+    let mut c = Client::hello(&env);
+    c.init(json!({"user_id": a.to_string()}));
+    // An 8 KiB STORAGE_UPDATE for a connection whose queue may hold 4 KiB: even into an empty
+    // queue it is refused, and the connection is cut off as a slow consumer.
+    let pad = "x".repeat(8192);
+    env.server.as_ref().unwrap().set_storage_json(a, format!(r#"{{"pad":"{pad}"}}"#).into_bytes());
+    assert_eq!(c.recv(), json!({"t":"DISCONNECT","op":9,"d":{"reason":"Slow consumer","error":"Slow consumer"}}));
+    assert_eq!(c.closed().0, 4008);
+}

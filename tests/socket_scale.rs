@@ -6,10 +6,9 @@ mod support;
 
 use lantern::discord::{ClientStatus, Member, PartialUser, Presence, Snowflake, Status, User};
 use lantern::sim::SimConfig;
-use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use support::{Env, DEADLINE};
+use serde_json::json;
+use support::raw_ws::RawWs;
+use support::Env;
 
 const A: Snowflake = Snowflake(1_300_000_000_000_000_001);
 
@@ -25,68 +24,6 @@ fn env() -> Env {
     )
 }
 
-/// A minimal raw WebSocket client: no buffers of its own beyond what a frame needs, so the
-/// process's memory growth per connection is the server's.
-struct Raw {
-    s: TcpStream,
-}
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-        write!(
-            s,
-            "GET /socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
-        Raw { s }
-    }
-
-    fn send(&mut self, text: &str) {
-        let mut f = vec![0x81u8];
-        let n = text.len();
-        if n < 126 {
-            f.push(0x80 | n as u8);
-        } else {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        f.extend_from_slice(&[0, 0, 0, 0]); // a zero mask leaves the payload as is
-        f.extend_from_slice(text.as_bytes());
-        self.s.write_all(&f).unwrap();
-    }
-
-    fn recv(&mut self) -> Value {
-        let mut h = [0u8; 2];
-        self.s.read_exact(&mut h).unwrap();
-        assert_eq!(h[0], 0x81, "a final text frame");
-        let n = match h[1] & 0x7f {
-            126 => {
-                let mut l = [0u8; 2];
-                self.s.read_exact(&mut l).unwrap();
-                u16::from_be_bytes(l) as usize
-            }
-            127 => {
-                let mut l = [0u8; 8];
-                self.s.read_exact(&mut l).unwrap();
-                u64::from_be_bytes(l) as usize
-            }
-            n => n as usize,
-        };
-        let mut body = vec![0u8; n];
-        self.s.read_exact(&mut body).unwrap();
-        serde_json::from_slice(&body).unwrap()
-    }
-}
-
 fn rss_bytes() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -99,9 +36,9 @@ fn a_thousand_connections_receive_one_update() {
     let a = A;
     let init = json!({"op":2,"d":{"user_id": a.to_string()}}).to_string();
     // Warm up allocator pools with a few connections first, then measure the rest.
-    let mut conns: Vec<Raw> = Vec::new();
+    let mut conns: Vec<RawWs> = Vec::new();
     for _ in 0..50 {
-        let mut c = Raw::connect(env.port);
+        let mut c = RawWs::connect(env.port);
         assert_eq!(c.recv()["t"], "HELLO");
         c.send(&init);
         assert_eq!(c.recv()["t"], "INIT_ACK");
@@ -109,7 +46,7 @@ fn a_thousand_connections_receive_one_update() {
     }
     let before = rss_bytes();
     for _ in 0..950 {
-        let mut c = Raw::connect(env.port);
+        let mut c = RawWs::connect(env.port);
         assert_eq!(c.recv()["t"], "HELLO");
         c.send(&init);
         assert_eq!(c.recv()["t"], "INIT_ACK");

@@ -7,69 +7,19 @@ use lantern::discord::Snowflake;
 use lantern::runtime::shard_of;
 use lantern::sim::{SimConfig, Simulator};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::kv::{create_token, try_request, value_body, wait_healthy};
+use support::binary::{command, start, write_config};
+use support::kv::{create_token, try_request, value_body};
 use support::{wait_for, DEADLINE};
-
-const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn write_config(sim: &Simulator, dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("config.toml");
-    let toml = format!(
-        "base_guild_id = '{}'\napplication_id = '{}'\n[server]\nhost = '127.0.0.1'\nport = 0\nshards = 2\n\
-         [storage]\ndir = {:?}\n[discord]\ngateway_url = '{}'\napi_url = '{}'\ncdn_url = '{}'\n[log]\nformat = 'json'\nlevel = 'info'\n",
-        sim.guild_id(),
-        sim.application_id(),
-        dir.join("data").display().to_string(),
-        sim.gateway_url(),
-        sim.api_url(),
-        sim.cdn_url(),
-    );
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
-fn command(config: &Path, secret: Option<&str>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lantern"));
-    cmd.arg("serve").arg("--config").arg(config);
-    // Run where no stray .env can be picked up.
-    cmd.current_dir(config.parent().unwrap());
-    cmd.env("DISCORD_BOT_TOKEN", "sim-token").env_remove("KV_TOKEN_ENCRYPTION_SECRET").env_remove("RUST_LOG");
-    if let Some(s) = secret {
-        cmd.env("KV_TOKEN_ENCRYPTION_SECRET", s);
-    }
-    cmd
-}
-
-/// Starts the server and returns it with the port it reports in its log.
-fn start(config: &Path) -> (Child, u16) {
-    let mut child = command(config, Some(SECRET)).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("lantern starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["fields"]["message"] == "listening" {
-                    let _ = tx.send(v["fields"]["port"].as_u64().unwrap_or(0) as u16);
-                }
-            }
-        }
-    });
-    let port = rx.recv_timeout(DEADLINE).expect("the server logs its port");
-    assert!(wait_healthy(port), "the server never became healthy");
-    (child, port)
-}
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {
     let sim = Simulator::start(SimConfig { members: 30, seed: 5, heartbeat_interval_ms: 1000, ..SimConfig::default() }).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path());
+    let config = write_config(&sim, dir.path(), "");
     let (mut child, port) = start(&config);
 
     // One member per shard, each with a token.
@@ -130,7 +80,7 @@ fn acknowledged_writes_survive_kill_9() {
 fn refuses_to_start_without_a_valid_secret() {
     let sim = Simulator::start(SimConfig { members: 3, ..SimConfig::default() }).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path());
+    let config = write_config(&sim, dir.path(), "");
     for secret in [None, Some("not-hex"), Some(&"g".repeat(64)[..])] {
         let mut child = command(&config, secret).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let deadline = Instant::now() + DEADLINE;
@@ -155,7 +105,7 @@ fn refuses_to_start_without_a_valid_secret() {
 fn commands_register_and_unregister() {
     let sim = Simulator::start(SimConfig { members: 3, ..SimConfig::default() }).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path());
+    let config = write_config(&sim, dir.path(), "");
     let run = |action: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_lantern"))
             .args(["commands", action, "--config"])

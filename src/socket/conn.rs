@@ -24,6 +24,10 @@ pub const READ_BUFFER: usize = 1024;
 /// Frames are gathered into tungstenite's write buffer up to this size before a write (its
 /// default is 128 KiB); the writer hands over at most this much per flush.
 pub const WRITE_BATCH: usize = 16 * 1024;
+/// The next client message is read only while at most this many bytes wait in the outbox (or
+/// `max_queued_bytes`, if smaller): the answers a client provokes but does not read stay
+/// bounded, and a client that stops reading is no longer read.
+pub const REPLY_HIGH_WATER: usize = 64 * 1024;
 
 type Stream = glommio::net::TcpStream;
 
@@ -121,7 +125,12 @@ pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAd
         }
         let closing = closing_since.is_some();
         let wait = deadline.saturating_duration_since(Instant::now());
-        let wake = futures_lite::future::or(async { Wake::Message(rx.next().await) }, async {
+        let high_water = REPLY_HIGH_WATER.min(cfg.max_queued_bytes);
+        let read = async {
+            poll_fn(|cx| out.poll_room(cx, high_water)).await;
+            Wake::Message(rx.next().await)
+        };
+        let wake = futures_lite::future::or(read, async {
             futures_lite::future::or(
                 async {
                     glommio::timer::sleep(wait).await;

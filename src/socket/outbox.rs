@@ -22,6 +22,8 @@ struct Inner {
     finished: bool,
     writer: Option<Waker>,
     reader: Option<Waker>,
+    /// The reader waits here for the queue to drain below its high-water mark.
+    room: Option<Waker>,
 }
 
 /// What the writer should do next.
@@ -35,15 +37,16 @@ pub enum Next {
 }
 
 impl Outbox {
-    /// Queues a frame. False when the queue would pass `cap` bytes (a single frame always fits
-    /// into an empty queue); `None` is for answers to the client's own requests, which are
-    /// not capped. Frames for a closing connection are dropped.
+    /// Queues a frame. False when the queue would pass `cap` bytes: a frame larger than the cap
+    /// is never admitted, not even into an empty queue. `None` is for answers to the client's
+    /// own requests, which are bounded instead by the reader waiting for [`Outbox::poll_room`]
+    /// before it reads the next request. Frames for a closing connection are dropped.
     pub fn push(&self, frame: Frame, cap: Option<usize>) -> bool {
         let mut inner = self.inner.borrow_mut();
         if inner.closing.is_some() || inner.finished {
             return true;
         }
-        if cap.is_some_and(|cap| !inner.queue.is_empty() && inner.bytes + frame.len() > cap) {
+        if cap.is_some_and(|cap| inner.bytes + frame.len() > cap) {
             return false;
         }
         inner.bytes += frame.len();
@@ -69,7 +72,7 @@ impl Outbox {
         inner.bytes += frame.len();
         inner.queue.push_back(frame);
         inner.closing = Some(reason);
-        for w in [inner.writer.take(), inner.reader.take()].into_iter().flatten() {
+        for w in [inner.writer.take(), inner.reader.take(), inner.room.take()].into_iter().flatten() {
             w.wake();
         }
     }
@@ -84,7 +87,7 @@ impl Outbox {
         inner.finished = true;
         inner.queue.clear();
         inner.bytes = 0;
-        if let Some(w) = inner.writer.take() {
+        for w in [inner.writer.take(), inner.room.take()].into_iter().flatten() {
             w.wake();
         }
     }
@@ -109,12 +112,27 @@ impl Outbox {
                 out.push(f);
             }
             inner.bytes -= taken;
+            if let Some(w) = inner.room.take() {
+                w.wake();
+            }
             return Poll::Ready(Next::Frames(out));
         }
         if let Some(reason) = inner.closing {
             return Poll::Ready(Next::Close(reason));
         }
         inner.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The reader's wait before it reads the next request: ready while at most `high_water`
+    /// bytes are queued (or the connection is closing). A client that does not read what it is
+    /// sent thus stops being read, and the replies it provokes stay bounded.
+    pub fn poll_room(&self, cx: &mut Context<'_>, high_water: usize) -> Poll<()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.bytes <= high_water || inner.closing.is_some() || inner.finished {
+            return Poll::Ready(());
+        }
+        inner.room = Some(cx.waker().clone());
         Poll::Pending
     }
 

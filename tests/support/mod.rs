@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod kv;
+pub mod raw_ws;
 
 use lantern::config::Config;
 use lantern::server::Server;
