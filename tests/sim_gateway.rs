@@ -318,6 +318,97 @@ async fn close_code_4000_resumes_and_4004_is_fatal() {
 }
 
 #[tokio::test]
+async fn resume_after_close_4007_or_4009_is_refused_and_the_client_identifies_anew() {
+    for code in [4007, 4009] {
+        let sim = sim(20, 41250);
+        let mut c = Client::new(&sim, &sim.token());
+        assert!(c.until(|c| c.count("GUILD_CREATE") == 1).await);
+        sim.fault(Fault::Close(code));
+        assert!(c.until(|c| c.count("GUILD_CREATE") == 2).await, "{code}");
+        assert_eq!(c.closes.first(), Some(&Some(code)));
+        // twilight tries to resume; the session is gone, so the answer is op 9 `false`.
+        let invalid: Vec<&Value> = c.frames.iter().filter(|f| f["op"] == 9).collect();
+        assert_eq!(invalid.len(), 1, "{code}");
+        assert_eq!(invalid[0]["d"], false);
+        assert_eq!(c.count("RESUMED"), 0);
+        let readies = c.dispatches("READY");
+        assert_eq!(readies.len(), 2);
+        assert_ne!(readies[0]["d"]["session_id"], readies[1]["d"]["session_id"]);
+        let s = sim.stats();
+        assert_eq!((s.identifies, s.resumes, s.sessions), (2, 0, 1), "{code}");
+    }
+}
+
+/// A raw gateway client, for what twilight never does (stop heartbeating).
+async fn raw_ws(sim: &Simulator) -> async_tungstenite::WebSocketStream<async_tungstenite::tokio::ConnectStream> {
+    let (ws, _) = async_tungstenite::tokio::connect_async(format!("{}/?v=10&encoding=json", sim.gateway_url()))
+        .await
+        .unwrap();
+    ws
+}
+
+/// The next text frame as JSON, or the close code when the server closes.
+async fn raw_next(
+    ws: &mut async_tungstenite::WebSocketStream<async_tungstenite::tokio::ConnectStream>,
+) -> Result<Value, Option<u16>> {
+    use async_tungstenite::tungstenite::Message as M;
+    loop {
+        match timeout(DEADLINE, ws.next()).await.expect("a frame before the deadline") {
+            Some(Ok(M::Text(t))) => return Ok(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(M::Close(f))) => return Err(f.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_timeout_closes_4009_and_the_session_cannot_be_resumed() {
+    let sim = sim(5, 200);
+    let mut ws = raw_ws(&sim).await;
+    assert_eq!(raw_next(&mut ws).await.unwrap()["op"], 10);
+    let identify = serde_json::json!({"op": 2, "d": {
+        "token": "Bot sim-token", "intents": 1 | (1 << 1) | (1 << 8),
+        "properties": {"os": "linux", "browser": "test", "device": "test"},
+    }});
+    ws.send(async_tungstenite::tungstenite::Message::text(identify.to_string())).await.unwrap();
+    let ready = raw_next(&mut ws).await.unwrap();
+    assert_eq!(ready["t"], "READY");
+    let session_id = ready["d"]["session_id"].as_str().unwrap().to_owned();
+    // No heartbeats: the simulator gives up on the session.
+    let code = loop {
+        if let Err(code) = raw_next(&mut ws).await {
+            break code;
+        }
+    };
+    assert_eq!(code, Some(4009));
+
+    let mut ws = raw_ws(&sim).await;
+    assert_eq!(raw_next(&mut ws).await.unwrap()["op"], 10);
+    let resume = serde_json::json!({"op": 6, "d": {"token": "Bot sim-token", "session_id": session_id, "seq": 2}});
+    ws.send(async_tungstenite::tungstenite::Message::text(resume.to_string())).await.unwrap();
+    let answer = raw_next(&mut ws).await.unwrap();
+    assert_eq!(answer, serde_json::json!({"op": 9, "d": false, "s": null, "t": null}));
+    let s = sim.stats();
+    assert_eq!((s.identifies, s.resumes, s.sessions), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn privileged_intents_not_enabled_in_the_portal_close_4014() {
+    let sim = Simulator::start(SimConfig {
+        members: 5,
+        privileged_intents: lantern::sim::PRIVILEGED_INTENTS & !(1 << 8),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let mut c = Client::new(&sim, &sim.token());
+    assert!(c.until(|c| c.ended).await);
+    assert_eq!(c.closes, vec![Some(4014)]);
+    assert_eq!(c.count("READY"), 0);
+    assert_eq!(sim.stats().identifies, 0);
+}
+
+#[tokio::test]
 async fn missing_heartbeat_acks_trigger_zombie_reconnect() {
     let sim = sim(5, 300);
     let mut c = Client::new(&sim, &sim.token());

@@ -122,10 +122,11 @@ async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
 /// Answers one request.
 pub async fn handle(ctx: &ShardContext, mut req: Request<Incoming>) -> Response<Body> {
     let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
-    let reply = match dispatch(ctx, &mut req).await {
+    let mut reply = match dispatch(ctx, &mut req).await {
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
+    users::mark_gateway_state(ctx, req.method(), req.uri().path(), &mut reply);
     reply.finish(gzip, ctx.index)
 }
 

@@ -3,7 +3,7 @@
 use crate::card::params::{self as card_params, UserQuery};
 use crate::discord::Snowflake;
 use crate::http::response::{ApiError, Reply};
-use crate::http::router::parse_user_id;
+use crate::http::router::{parse_user_id, Route};
 use crate::ingest::events::GatewayState;
 use crate::runtime::ShardContext;
 use bytes::Bytes;
@@ -62,6 +62,25 @@ pub async fn health(ctx: &ShardContext) -> Reply {
     };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Reply::json(status, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// Header on user-route reads while the gateway is not connected: the presence served is
+/// what was last received and may be stale. Its value is `/health`'s `gateway` field
+/// (`connecting`, `reconnecting` or `failed`); it is absent while connected.
+pub const GATEWAY_HEADER: &str = "x-lantern-gateway";
+
+/// Adds [`GATEWAY_HEADER`] to a read of a user route (single, bulk, card, storage) while the
+/// gateway is not connected. The state is this shard's copy, so this costs one `Cell` read.
+pub fn mark_gateway_state(ctx: &ShardContext, method: &http::Method, path: &str, reply: &mut Reply) {
+    let state = ctx.gateway.get().state;
+    if state == GatewayState::Connected || !(method == http::Method::GET || method == http::Method::HEAD) {
+        return;
+    }
+    if let Some(Route::Users | Route::User(_) | Route::Storage(_) | Route::StorageKey(..)) = crate::http::router::route(path) {
+        reply.headers.insert(GATEWAY_HEADER, http::HeaderValue::from_static(state.as_str()));
+        // Cross-origin scripts may read it too.
+        reply.headers.insert(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, http::HeaderValue::from_static(GATEWAY_HEADER));
+    }
 }
 
 pub fn not_monitored(id: &str) -> ApiError {

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use twilight_gateway::{queue::InMemoryQueue, CloseFrame, ConfigBuilder, Intents, Message, Shard, ShardId};
 use futures_util::StreamExt as _;
 use twilight_model::gateway::payload::outgoing::RequestGuildMembers;
+use twilight_model::gateway::CloseCode;
 use twilight_model::id::Id;
 
 /// The running ingest thread.
@@ -60,6 +61,28 @@ impl Drop for Ingest {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The log line for a gateway close that twilight will not retry (4004, 4010–4014), naming
+/// the cause and what to do; `None` for a close that is followed by a reconnect.
+pub fn fatal_close_message(code: u16) -> Option<String> {
+    // twilight decides what is retried; follow it so the log never disagrees with what happens.
+    let close = CloseCode::try_from(code).ok().filter(|c| !c.can_reconnect())?;
+    let (cause, hint) = match close {
+        CloseCode::AuthenticationFailed => ("authentication failed", "Discord rejected the bot token; check DISCORD_BOT_TOKEN"),
+        CloseCode::InvalidShard => ("invalid shard", "the shard id or shard count sent in IDENTIFY is not valid"),
+        CloseCode::ShardingRequired => ("sharding required", "the bot is in too many guilds to run on one shard"),
+        CloseCode::InvalidApiVersion => ("invalid API version", "the gateway does not accept the API version requested"),
+        CloseCode::InvalidIntents => ("invalid intents", "the gateway does not accept the intents sent in IDENTIFY"),
+        CloseCode::DisallowedIntents => (
+            "disallowed intents",
+            "enable the Presence and Server Members intents for the bot in the Discord developer portal",
+        ),
+        _ => ("refused", "the gateway will not accept this connection"),
+    };
+    Some(format!(
+        "gateway closed the connection with {code} {cause}: {hint}. Will not reconnect; presence is no longer updated"
+    ))
 }
 
 fn deliver(
@@ -110,6 +133,8 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop
     let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.len(), config.discord.request_members);
     let bot = crate::bot::Bot::new(&config, shards.clone());
     let mut actions = Vec::new();
+    // A fatal close was seen (and logged): the stream ends next, without a retry.
+    let mut fatal = false;
     tracing::info!(url = %config.discord.gateway_url, "connecting to the gateway");
     loop {
         let item = tokio::select! {
@@ -118,7 +143,9 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop
         };
         match item {
             None => {
-                tracing::error!("the gateway closed the connection for good (check the token and the intents)");
+                if !fatal {
+                    tracing::error!("the gateway connection ended for good; not reconnecting");
+                }
                 dispatcher.set_state(GatewayState::Failed, &mut actions);
                 deliver(&shards, &shard, &bot, &mut actions);
                 let _ = stop.wait_for(|s| *s).await;
@@ -130,8 +157,19 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop
                 }
             }
             Some(Ok(Message::Close(frame))) => {
-                tracing::warn!(code = frame.as_ref().map(|f| f.code), "gateway connection closed; reconnecting");
-                dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
+                let code = frame.as_ref().map(|f| f.code);
+                match code.and_then(fatal_close_message) {
+                    Some(message) => {
+                        // twilight ends the stream next; this is the one line naming the cause.
+                        tracing::error!(code, "{message}");
+                        fatal = true;
+                        dispatcher.set_state(GatewayState::Failed, &mut actions);
+                    }
+                    None => {
+                        tracing::warn!(code, "gateway connection closed; reconnecting");
+                        dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
+                    }
+                }
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "gateway receive error");
@@ -150,4 +188,35 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fatal_close_message;
+
+    #[test]
+    fn fatal_close_messages_name_the_cause() {
+        let m = |code| fatal_close_message(code).unwrap();
+        assert_eq!(
+            m(4004),
+            "gateway closed the connection with 4004 authentication failed: Discord rejected the bot token; \
+             check DISCORD_BOT_TOKEN. Will not reconnect; presence is no longer updated"
+        );
+        assert_eq!(
+            m(4014),
+            "gateway closed the connection with 4014 disallowed intents: enable the Presence and Server Members \
+             intents for the bot in the Discord developer portal. Will not reconnect; presence is no longer updated"
+        );
+        assert!(m(4010).contains("4010 invalid shard: "));
+        assert!(m(4011).contains("4011 sharding required: "));
+        assert!(m(4012).contains("4012 invalid API version: "));
+        assert!(m(4013).contains("4013 invalid intents: "));
+    }
+
+    #[test]
+    fn retried_closes_have_no_fatal_message() {
+        for code in [1000, 1001, 1006, 4000, 4001, 4002, 4003, 4005, 4007, 4008, 4009, 4999] {
+            assert_eq!(fatal_close_message(code), None, "{code}");
+        }
+    }
 }

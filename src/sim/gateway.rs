@@ -5,7 +5,7 @@
 //! its channel from the world (dispatches) or from faults, so frames keep the world's order.
 
 use super::world::{Identify, MemberRequest, Out};
-use super::{bump, Shared};
+use super::{bump, Shared, PRIVILEGED_INTENTS};
 use crate::discord::Snowflake;
 use async_tungstenite::tokio::TokioAdapter;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -25,6 +25,13 @@ type Ws = WebSocketStream<TokioAdapter<TcpStream>>;
 
 /// Intent bits Discord defines (0..=25); others are refused with 4013.
 const KNOWN_INTENTS: u64 = (1 << 26) - 1;
+
+/// Whether a session survives the server closing its connection with `code`: Discord asks for
+/// a new session after 4007 (invalid seq) and 4009 (session timed out), and does not take the
+/// client back after the fatal codes; any other close can be resumed.
+pub(crate) fn session_survives(code: u16) -> bool {
+    !matches!(code, 4004 | 4007 | 4009..=4014)
+}
 
 /// Discord's reason text for its close codes.
 fn close_reason(code: u16) -> &'static str {
@@ -157,6 +164,12 @@ impl Conn {
             }
         };
         if let End::Close(code) = end {
+            if !session_survives(code) {
+                // Gone before the close frame leaves, so no RESUME can race it.
+                if let Some(id) = self.session.take() {
+                    self.shared.world().end_session(&id);
+                }
+            }
             self.close(code).await;
         }
         // End::Drop: returning drops the socket, a TCP close with no close frame.
@@ -253,6 +266,9 @@ impl Conn {
             .ok_or(End::Close(4002))?;
         if intents & !KNOWN_INTENTS != 0 {
             return Err(End::Close(4013));
+        }
+        if intents & PRIVILEGED_INTENTS & !self.shared.cfg.privileged_intents != 0 {
+            return Err(End::Close(4014));
         }
         let shard = match d.get("shard") {
             None | Some(Value::Null) => None,

@@ -28,6 +28,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use world::World;
 
+/// The privileged intents: GUILD_MEMBERS, GUILD_PRESENCES and MESSAGE_CONTENT.
+pub const PRIVILEGED_INTENTS: u64 = (1 << 1) | (1 << 8) | (1 << 15);
+
 /// How the simulator is set up.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -42,6 +45,9 @@ pub struct SimConfig {
     pub heartbeat_interval_ms: u64,
     /// Random presence changes per second; 0 disables churn.
     pub churn_per_sec: f64,
+    /// Privileged intents enabled for the application in the developer portal, of
+    /// [`PRIVILEGED_INTENTS`]; an IDENTIFY asking for another one is closed with 4014.
+    pub privileged_intents: u64,
     /// 0 picks an ephemeral port.
     pub gateway_port: u16,
     /// 0 picks an ephemeral port.
@@ -58,6 +64,7 @@ impl Default for SimConfig {
             token: "sim-token".into(),
             heartbeat_interval_ms: 41250,
             churn_per_sec: 0.0,
+            privileged_intents: PRIVILEGED_INTENTS,
             gateway_port: 0,
             http_port: 0,
         }
@@ -71,7 +78,8 @@ pub enum Fault {
     DropConnections,
     /// `true`: stop answering heartbeats (zombie connection); `false`: answer again.
     StopHeartbeatAcks(bool),
-    /// Send a close frame with this code.
+    /// Send a close frame with this code. After 4007 (invalid seq), 4009 (session timed out)
+    /// and the fatal codes the sessions are gone, as on Discord: a RESUME gets op 9 `false`.
     Close(u16),
     /// Send op 7 RECONNECT.
     Reconnect,

@@ -306,12 +306,23 @@ impl World {
         for tx in self.conns.values() {
             let _ = tx.send(out());
         }
+        let ends_sessions = match f {
+            Fault::InvalidSession { resumable } => !resumable,
+            Fault::Close(code) => !super::gateway::session_survives(code),
+            _ => false,
+        };
+        if ends_sessions {
+            // Only sessions that had a connection were told; detached ones stay resumable.
+            self.sessions.retain(|_, s| s.conn.is_none());
+        }
         for s in self.sessions.values_mut() {
             s.detach();
         }
-        if let Fault::InvalidSession { resumable: false } = f {
-            self.sessions.clear();
-        }
+    }
+
+    /// Forgets a session: it can no longer be resumed (a RESUME gets op 9 `false`).
+    pub fn end_session(&mut self, session_id: &str) {
+        self.sessions.remove(session_id);
     }
 
     /// Forgets sessions that have had no connection for [`SESSION_TTL`].
