@@ -8,11 +8,8 @@ mod support;
 use lantern::discord::{PartialUser, Presence, Snowflake, Status};
 use lantern::sim::{Fault, SimConfig, Simulator, PRIVILEGED_INTENTS};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Instant;
+use std::process::Command;
+use support::binary::{command, message, spawn_logged, wait_listening, write_config_sharded, SECRET};
 use support::kv::{create_token, try_request, value_body};
 use support::{wait_for, Env, DEADLINE};
 
@@ -139,70 +136,15 @@ fn after_close_4009_the_server_identifies_anew_and_reloads_members() {
 
 // ---- the real binary, for its log ----
 
-const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn write_config(sim: &Simulator, dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("config.toml");
-    let toml = format!(
-        "base_guild_id = '{}'\napplication_id = '{}'\n[server]\nhost = '127.0.0.1'\nport = 0\nshards = 1\n\
-         [storage]\ndir = {:?}\n[discord]\ngateway_url = '{}'\napi_url = '{}'\ncdn_url = '{}'\n[log]\nformat = 'json'\nlevel = 'info'\n",
-        sim.guild_id(),
-        sim.application_id(),
-        dir.join("data").display().to_string(),
-        sim.gateway_url(),
-        sim.api_url(),
-        sim.cdn_url(),
-    );
-    std::fs::write(&path, toml).unwrap();
-    path
-}
-
-/// `lantern serve` with `token`, its JSON log lines arriving on the receiver.
-fn spawn(config: &Path, token: &str) -> (Child, mpsc::Receiver<Value>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lantern"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .current_dir(config.parent().unwrap())
-        .env("DISCORD_BOT_TOKEN", token)
-        .env("KV_TOKEN_ENCRYPTION_SECRET", SECRET)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("lantern starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    (child, rx)
-}
-
-fn message(line: &Value) -> &str {
-    line["fields"]["message"].as_str().unwrap_or_default()
-}
-
 /// Runs the server against `sim` until the gateway has failed, then stops it gracefully and
 /// returns every log line. Also checks the header on a user route and `/health`.
 fn run_until_failed(sim: &Simulator, token: &str) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(sim, dir.path());
-    let (mut child, rx) = spawn(&config, token);
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    let port = loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the server logs its port");
-        let port = (message(&line) == "listening").then(|| line["fields"]["port"].as_u64().unwrap_or(0) as u16);
-        lines.push(line);
-        if let Some(p) = port {
-            break p;
-        }
-    };
+    let config = write_config_sharded(sim, dir.path(), 1, "");
+    let mut cmd = command(&config, Some(SECRET));
+    cmd.env("DISCORD_BOT_TOKEN", token);
+    let (mut child, rx) = spawn_logged(cmd);
+    let (mut lines, port) = wait_listening(&rx);
     let health = |port| try_request(port, "GET", "/health", &[], b"");
     assert!(wait_for(DEADLINE, || health(port).is_some_and(|r| r.json()["gateway"] == "failed")), "the gateway never failed");
     let r = health(port).unwrap();
