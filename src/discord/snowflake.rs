@@ -27,6 +27,13 @@ impl Snowflake {
     }
 }
 
+/// The key a snowflake is placed by (see `runtime::shard_of`).
+impl From<Snowflake> for u64 {
+    fn from(id: Snowflake) -> u64 {
+        id.0
+    }
+}
+
 impl fmt::Display for Snowflake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -1,15 +1,13 @@
-//! Which shard owns which user.
+//! Which shard owns which key.
 
-use crate::discord::Snowflake;
-
-/// The owner shard of a user: a stable hash of the id modulo the shard count.
+/// The owner shard of a key (a user id, an address): a stable hash of it modulo the shard count.
 ///
-/// Snowflakes are not uniform in their low bits (the low 12 bits are a per-process counter
-/// that is often small), so the id is mixed with the splitmix64 finalizer first. The function
+/// Ids are not uniform in their low bits (a snowflake's low 12 bits are a per-process counter
+/// that is often small), so the key is mixed with the splitmix64 finalizer first. The function
 /// is fixed forever: on-disk partitions and tests rely on it.
-pub fn shard_of(user: Snowflake, shards: usize) -> usize {
+pub fn shard_of(key: impl Into<u64>, shards: usize) -> usize {
     debug_assert!(shards > 0);
-    (mix64(user.0) % shards as u64) as usize
+    (mix64(key.into()) % shards as u64) as usize
 }
 
 fn mix64(mut z: u64) -> u64 {
@@ -25,10 +23,12 @@ mod tests {
     #[test]
     fn stable_and_spread() {
         // Fixed values: changing the hash would move users between on-disk partitions.
-        assert_eq!(shard_of(Snowflake(1_000_000_000_000_000_000), 2), shard_of(Snowflake(1_000_000_000_000_000_000), 2));
+        assert_eq!(shard_of(1_000_000_000_000_000_000u64, 2), 0);
+        assert_eq!(shard_of(1_300_000_000_000_000_001u64, 2), 1);
+        assert_eq!(shard_of(1_300_000_000_000_000_001u64, 7), 3);
         let mut counts = [0usize; 4];
         for i in 0..4000u64 {
-            counts[shard_of(Snowflake((1_300_000_000_000_000_000 + i) << 1), 4)] += 1;
+            counts[shard_of((1_300_000_000_000_000_000 + i) << 1, 4)] += 1;
         }
         for c in counts {
             assert!((800..1200).contains(&c), "{counts:?}");

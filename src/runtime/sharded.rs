@@ -1,0 +1,377 @@
+//! Sharded services in the Seastar style: every shard runs one value of a type `S` (the set
+//! of services a shard runs; the runtime knows nothing about it), and crossing shards is one
+//! explicit operation, [`Sharded::invoke_on`]: run this closure on that shard, give me the
+//! answer.
+//!
+//! - [`Peers`] holds every shard's mailbox. It is `Send + Sync`, so any thread (the gateway's,
+//!   the bot's) can [`Peers::submit`] work to a shard or [`Peers::ask`] it for an answer; such a
+//!   sender waits, as a task, while the mailbox is full.
+//! - [`Here`] is one shard's own view: its index, the peers, and per-destination backlogs. Work a
+//!   shard sends from inside a mailbox job (which must never wait) goes out through the backlog
+//!   in order, and a task on the sending shard waits for room for it; so no executor ever
+//!   blocks, and two shards whose mailboxes are both full cannot deadlock each other.
+//! - [`Owned`] proves that this shard owns a key. Only the placement check makes one, and it
+//!   cannot leave the shard's thread: code that mutates per-user state takes one instead of
+//!   trusting that its caller checked.
+
+use crate::runtime::mailbox::{mailbox, Closed, MailboxReceiver, MailboxSender, Refused};
+use crate::runtime::placement::shard_of;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Work for a shard: runs on its thread with its services.
+pub type Job<S> = Box<dyn FnOnce(&Rc<S>) + Send>;
+
+/// What travels in a shard's mailbox.
+pub enum Envelope<S> {
+    Job(Job<S>),
+    /// Ends the mailbox loop.
+    Stop,
+}
+
+/// Every shard's mailbox, by index. Cheap to clone; usable from any thread.
+pub struct Peers<S> {
+    mailboxes: Arc<[MailboxSender<Envelope<S>>]>,
+}
+
+impl<S> Clone for Peers<S> {
+    fn clone(&self) -> Self {
+        Peers { mailboxes: self.mailboxes.clone() }
+    }
+}
+
+impl<S: 'static> Peers<S> {
+    /// Mailboxes for `shards` shards holding `capacity` messages each, and their receivers.
+    pub fn new(shards: usize, capacity: usize) -> (Peers<S>, Vec<MailboxReceiver<Envelope<S>>>) {
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| mailbox(capacity)).unzip();
+        (Peers { mailboxes: senders.into() }, receivers)
+    }
+
+    pub fn count(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// The shard that owns `key`.
+    pub fn owner_of(&self, key: impl Into<u64>) -> usize {
+        shard_of(key, self.count())
+    }
+
+    /// Messages waiting in each shard's mailbox.
+    pub fn depths(&self) -> Vec<usize> {
+        self.mailboxes.iter().map(MailboxSender::len).collect()
+    }
+
+    /// How many messages one mailbox holds at most.
+    pub fn capacity(&self) -> usize {
+        self.mailboxes.first().map(MailboxSender::capacity).unwrap_or(0)
+    }
+
+    /// Runs `f` on `shard`, waiting while its mailbox is full (from any thread, as a task).
+    pub async fn submit(&self, shard: usize, f: impl FnOnce(&Rc<S>) + Send + 'static) -> Result<(), Closed> {
+        self.mailboxes[shard].send(Envelope::Job(Box::new(f))).await
+    }
+
+    /// Runs `f` on `shard` and returns its answer (from any thread, as a task).
+    pub async fn ask<R: Send + 'static>(&self, shard: usize, f: impl FnOnce(&Rc<S>) -> R + Send + 'static) -> Result<R, Closed> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(shard, move |s| {
+            let _ = reply.send(f(s));
+        })
+        .await?;
+        answer.await.map_err(|_| Closed)
+    }
+
+    /// Runs the future `f` makes as a task on `shard` and returns its output (from any thread).
+    pub async fn ask_async<R, Fut>(&self, shard: usize, f: impl FnOnce(Rc<S>) -> Fut + Send + 'static) -> Result<R, Closed>
+    where
+        R: Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(shard, move |s| spawn_answer(s.clone(), f, reply)).await?;
+        answer.await.map_err(|_| Closed)
+    }
+
+    /// [`Peers::ask_async`] on the owner of `key`, with the proof that it owns it.
+    pub async fn ask_owner<K, R, Fut>(&self, key: K, f: impl FnOnce(Rc<S>, Owned<K>) -> Fut + Send + 'static) -> Result<R, Closed>
+    where
+        K: Copy + Into<u64> + Send + 'static,
+        R: Send + 'static,
+        Fut: Future<Output = R> + 'static,
+        S: Sharded,
+    {
+        let owner = self.owner_of(key);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(owner, move |s| {
+            if let Ok(owned) = s.here().claim(key) {
+                spawn_answer(s.clone(), move |s| f(s, owned), reply);
+            }
+        })
+        .await?;
+        answer.await.map_err(|_| Closed)
+    }
+
+    /// Ends every shard's mailbox loop (from a thread that may block: not an executor).
+    pub fn stop_all(&self) {
+        for m in self.mailboxes.iter() {
+            let _ = futures_lite::future::block_on(m.send(Envelope::Stop));
+        }
+    }
+}
+
+fn spawn_answer<S: 'static, R: 'static, Fut: Future<Output = R> + 'static>(
+    s: Rc<S>,
+    f: impl FnOnce(Rc<S>) -> Fut + 'static,
+    reply: tokio::sync::oneshot::Sender<R>,
+) {
+    glommio::spawn_local(async move {
+        let _ = reply.send(f(s).await);
+    })
+    .detach();
+}
+
+/// Proof that the shard at hand owns `key`. Made only by [`Here::claim`]; `!Send`, so it
+/// never leaves the thread of the shard that checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owned<K> {
+    key: K,
+    _on_this_thread: PhantomData<*const ()>,
+}
+
+impl<K: Copy> Owned<K> {
+    pub fn key(&self) -> K {
+        self.key
+    }
+}
+
+/// One shard's own view of the runtime.
+pub struct Here<S> {
+    index: usize,
+    peers: Peers<S>,
+    /// Per destination: envelopes waiting for room in its mailbox, oldest first.
+    backlog: RefCell<Vec<VecDeque<Envelope<S>>>>,
+    draining: Vec<Cell<bool>>,
+}
+
+impl<S: Sharded> Here<S> {
+    pub fn new(index: usize, peers: Peers<S>) -> Here<S> {
+        let n = peers.count();
+        Here { index, peers, backlog: RefCell::new((0..n).map(|_| VecDeque::new()).collect()), draining: (0..n).map(|_| Cell::new(false)).collect() }
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn count(&self) -> usize {
+        self.peers.count()
+    }
+
+    pub fn peers(&self) -> &Peers<S> {
+        &self.peers
+    }
+
+    /// The shard that owns `key`.
+    pub fn owner_of(&self, key: impl Into<u64>) -> usize {
+        self.peers.owner_of(key)
+    }
+
+    /// The placement check: proof that this shard owns `key`, or the index of the shard that does.
+    pub fn claim<K: Copy + Into<u64>>(&self, key: K) -> Result<Owned<K>, usize> {
+        let owner = self.owner_of(key);
+        if owner == self.index {
+            Ok(Owned { key, _on_this_thread: PhantomData })
+        } else {
+            Err(owner)
+        }
+    }
+
+    /// Envelopes waiting in this shard's backlogs (sent, not yet in a mailbox).
+    pub fn backlog(&self) -> usize {
+        self.backlog.borrow().iter().map(VecDeque::len).sum()
+    }
+}
+
+/// A shard's set of services: the one thing the runtime needs from it is its [`Here`].
+pub trait Sharded: Sized + 'static {
+    fn here(&self) -> &Here<Self>;
+}
+
+/// Queues `envelope` for `shard` behind whatever this shard already sent it, never waiting.
+fn enqueue<S: Sharded>(this: &Rc<S>, shard: usize, envelope: Envelope<S>) {
+    let here = this.here();
+    let mut backlog = here.backlog.borrow_mut();
+    if backlog[shard].is_empty() && !here.draining[shard].get() {
+        match here.peers.mailboxes[shard].try_send(envelope) {
+            Ok(()) | Err(Refused::Closed(_)) => return,
+            Err(Refused::Full(e)) => backlog[shard].push_back(e),
+        }
+    } else {
+        backlog[shard].push_back(envelope);
+    }
+    if !here.draining[shard].replace(true) {
+        let this = this.clone();
+        glommio::spawn_local(async move {
+            loop {
+                let next = this.here().backlog.borrow_mut()[shard].pop_front();
+                let Some(envelope) = next else { break };
+                if this.here().peers.mailboxes[shard].send(envelope).await.is_err() {
+                    this.here().backlog.borrow_mut()[shard].clear();
+                    break;
+                }
+            }
+            this.here().draining[shard].set(false);
+        })
+        .detach();
+    }
+}
+
+/// Crossing shards, from a shard: each call names the shard (or the key whose owner) it runs on.
+#[allow(async_fn_in_trait)]
+pub trait Invoke: Sharded {
+    /// Runs `f` on `shard` (at once when that is this one) and returns its answer.
+    async fn invoke_on<R: Send + 'static>(self: &Rc<Self>, shard: usize, f: impl FnOnce(&Rc<Self>) -> R + Send + 'static) -> Result<R, Closed> {
+        if shard == self.here().index {
+            return Ok(f(self));
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        enqueue(self, shard, Envelope::Job(Box::new(move |s| drop(reply.send(f(s))))));
+        answer.await.map_err(|_| Closed)
+    }
+
+    /// Runs the future `f` makes on `shard` (as a task there) and returns its output.
+    async fn invoke_on_async<R, Fut>(self: &Rc<Self>, shard: usize, f: impl FnOnce(Rc<Self>) -> Fut + Send + 'static) -> Result<R, Closed>
+    where
+        R: Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if shard == self.here().index {
+            return Ok(f(self.clone()).await);
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        enqueue(self, shard, Envelope::Job(Box::new(move |s| spawn_answer(s.clone(), f, reply))));
+        answer.await.map_err(|_| Closed)
+    }
+
+    /// Runs `f` on the owner of `key` with the proof that it owns it.
+    async fn on_owner<K, R>(self: &Rc<Self>, key: K, f: impl FnOnce(&Rc<Self>, Owned<K>) -> R + Send + 'static) -> Result<R, Closed>
+    where
+        K: Copy + Into<u64> + Send + 'static,
+        R: Send + 'static,
+    {
+        let owner = self.here().owner_of(key);
+        self.invoke_on(owner, move |s| s.here().claim(key).map(|owned| f(s, owned)).map_err(|_| Closed)).await?
+    }
+
+    /// Runs the future `f` makes on the owner of `key`, with the proof that it owns it.
+    async fn on_owner_async<K, R, Fut>(self: &Rc<Self>, key: K, f: impl FnOnce(Rc<Self>, Owned<K>) -> Fut + Send + 'static) -> Result<R, Closed>
+    where
+        K: Copy + Into<u64> + Send + 'static,
+        R: Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let owner = self.here().owner_of(key);
+        self.invoke_on_async(owner, move |s| async move {
+            match s.here().claim(key) {
+                Ok(owned) => Ok(f(s.clone(), owned).await),
+                Err(_) => Err(Closed),
+            }
+        })
+        .await?
+    }
+
+    /// Scatter/gather: groups `keys` by owner, runs `f` once on each owner with the keys it owns
+    /// (in request order), and returns one answer per key in request order (`None` where an
+    /// owner did not answer). `f` must answer one `R` per key it is given.
+    async fn gather_by_owner<K, R>(self: &Rc<Self>, keys: &[K], f: impl Fn(&Rc<Self>, &[Owned<K>]) -> Vec<R> + Clone + Send + 'static) -> Vec<Option<R>>
+    where
+        K: Copy + Into<u64> + Send + 'static,
+        R: Send + 'static,
+    {
+        let here = self.here();
+        let mut by_owner: Vec<(Vec<usize>, Vec<K>)> = (0..here.count()).map(|_| (Vec::new(), Vec::new())).collect();
+        for (pos, &key) in keys.iter().enumerate() {
+            let (positions, wanted) = &mut by_owner[here.owner_of(key)];
+            positions.push(pos);
+            wanted.push(key);
+        }
+        let mut out: Vec<Option<R>> = (0..keys.len()).map(|_| None).collect();
+        let mut pending = Vec::new();
+        for (shard, (positions, wanted)) in by_owner.into_iter().enumerate().filter(|(_, (p, _))| !p.is_empty()) {
+            let f = f.clone();
+            let run = move |s: &Rc<Self>| {
+                let owned: Vec<Owned<K>> = wanted.iter().filter_map(|k| s.here().claim(*k).ok()).collect();
+                f(s, &owned)
+            };
+            if shard == here.index {
+                place(&mut out, positions, run(self));
+            } else {
+                pending.push((positions, self.invoke_on(shard, run)));
+            }
+        }
+        for (positions, answer) in pending {
+            if let Ok(answers) = answer.await {
+                place(&mut out, positions, answers);
+            }
+        }
+        out
+    }
+
+    /// Runs `f` on every shard; answers by shard index (`None` where a shard did not answer).
+    async fn invoke_on_all<R: Send + 'static>(self: &Rc<Self>, f: impl Fn(&Rc<Self>) -> R + Clone + Send + 'static) -> Vec<Option<R>> {
+        let n = self.here().count();
+        let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
+        let mut pending = Vec::new();
+        for shard in 0..n {
+            if shard == self.here().index {
+                out[shard] = Some(f(self));
+            } else {
+                pending.push((shard, self.invoke_on(shard, f.clone())));
+            }
+        }
+        for (shard, answer) in pending {
+            out[shard] = answer.await.ok();
+        }
+        out
+    }
+
+    /// Runs `f` on `shard` without waiting for it: behind everything this shard sent there
+    /// before, and never at once, even on this shard (so the caller's borrows are over).
+    fn send_to(self: &Rc<Self>, shard: usize, f: impl FnOnce(&Rc<Self>) + Send + 'static) {
+        if shard == self.here().index {
+            let this = self.clone();
+            glommio::spawn_local(async move { f(&this) }).detach();
+        } else {
+            enqueue(self, shard, Envelope::Job(Box::new(f)));
+        }
+    }
+}
+
+impl<S: Sharded> Invoke for S {}
+
+fn place<R>(out: &mut [Option<R>], positions: Vec<usize>, answers: Vec<R>) {
+    for (pos, answer) in positions.into_iter().zip(answers) {
+        out[pos] = Some(answer);
+    }
+}
+
+/// A shard's mailbox loop: runs each job with the shard's services until [`Envelope::Stop`].
+/// Jobs already queued are run in batches before the executor gets the thread back.
+pub async fn run_mailbox<S: Sharded>(this: Rc<S>, rx: MailboxReceiver<Envelope<S>>) {
+    while let Some(envelope) = rx.recv().await {
+        let Envelope::Job(job) = envelope else { return };
+        job(&this);
+        for _ in 0..256 {
+            match rx.try_recv() {
+                Some(Envelope::Job(job)) => job(&this),
+                Some(Envelope::Stop) => return,
+                None => break,
+            }
+        }
+        glommio::yield_if_needed().await;
+    }
+}
