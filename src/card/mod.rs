@@ -24,12 +24,10 @@ pub mod text;
 
 use crate::config::CardConfig;
 use crate::discord::Snowflake;
-use crate::http::response::{ApiError, Reply};
 use crate::runtime::{shard_of, ShardContext, ShardMsg};
 use crate::time_fmt::now_ms;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
 use images::Fetcher;
 use lru::Lru;
 use params::{CardParams, Format, Theme};
@@ -208,8 +206,8 @@ pub async fn serve_owned(ctx: &ShardContext, id: Snowflake, req: CardRequest) ->
     CardAnswer::Card { etag, body, timing }
 }
 
-/// Asks the owner shard of `id` for its card.
-async fn ask_owner(ctx: &ShardContext, id: Snowflake, req: CardRequest) -> Option<CardAnswer> {
+/// Asks the owner shard of `id` for its card (`None` when it does not answer).
+pub async fn ask_owner(ctx: &ShardContext, id: Snowflake, req: CardRequest) -> Option<CardAnswer> {
     let owner = shard_of(id, ctx.shards());
     if owner == ctx.index {
         return Some(serve_owned(ctx, id, req).await);
@@ -219,61 +217,13 @@ async fn ask_owner(ctx: &ShardContext, id: Snowflake, req: CardRequest) -> Optio
     rx.await.ok()
 }
 
-fn card_headers(reply: &mut Reply, format: Format, etag: &str, max_age: Duration) {
-    let h = &mut reply.headers;
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", max_age.as_secs())) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    if format == Format::Svg {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; img-src data:; style-src 'unsafe-inline'"));
-    }
-}
-
-/// The error card for a user who is not monitored, as SVG or PNG, with status 404.
-async fn not_monitored(raw_id: &str, format: Format, theme: Theme) -> Reply {
-    let svg_text = svg::not_monitored(raw_id, theme, crate::http::users::DISCORD_INVITE);
-    let body = match format {
-        Format::Svg => Bytes::from(svg_text),
-        Format::Png => match glommio::executor().spawn_blocking(move || png::render(&svg_text)).await {
-            Ok(b) => Bytes::from(b),
-            Err(_) => return crate::http::users::not_monitored(raw_id).into_reply(),
-        },
-    };
-    let mut reply = Reply::new(StatusCode::NOT_FOUND, format.content_type(), body);
-    reply.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
-    reply.headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    reply
-}
-
-/// Answers a card request for `id` on any shard.
-pub async fn respond(ctx: &ShardContext, raw_id: &str, id: Snowflake, format: Format, params: CardParams, headers: &HeaderMap) -> Reply {
-    let theme = params.theme;
-    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let max_age = ctx.config.card.max_age;
-    let req = CardRequest { format, params, if_none_match };
-    match ask_owner(ctx, id, req).await {
-        None => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shard_unavailable", "The shard that owns this user is not answering.").into_reply(),
-        Some(CardAnswer::NotMonitored) => not_monitored(raw_id, format, theme).await,
-        Some(CardAnswer::Failed) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "card_failed", "The card could not be rendered.").into_reply()
-        }
-        Some(CardAnswer::NotModified { etag }) => {
-            let mut reply = Reply { status: StatusCode::NOT_MODIFIED, headers: HeaderMap::new(), body: Bytes::new() };
-            card_headers(&mut reply, format, &etag, max_age);
-            reply
-        }
-        Some(CardAnswer::Card { etag, body, timing }) => {
-            let mut reply = Reply::new(StatusCode::OK, format.content_type(), body);
-            card_headers(&mut reply, format, &etag, max_age);
-            if let Ok(v) = HeaderValue::from_str(&timing) {
-                reply.headers.insert("server-timing", v);
-            }
-            reply
-        }
+/// The error card for a user who is not monitored, as SVG or PNG; `None` when the PNG could not
+/// be drawn. It names `raw_id` as requested and says how to join (`invite`).
+pub async fn not_monitored_card(raw_id: &str, format: Format, theme: Theme, invite: &str) -> Option<Bytes> {
+    let svg_text = svg::not_monitored(raw_id, theme, invite);
+    match format {
+        Format::Svg => Some(Bytes::from(svg_text)),
+        Format::Png => glommio::executor().spawn_blocking(move || png::render(&svg_text)).await.ok().map(Bytes::from),
     }
 }
 

@@ -5,7 +5,6 @@
 //! occurrence and the last one wins.
 
 use crate::card::text::char_count;
-use crate::http::response::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Theme {
@@ -81,11 +80,16 @@ pub enum UserQuery {
     Card(Format, CardParams),
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_query", message)
+/// A parameter that fails validation, with the contract's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidQuery(pub String);
+
+fn invalid(message: impl Into<String>) -> InvalidQuery {
+    InvalidQuery(message.into())
 }
 
-fn flag(name: &str, value: &str) -> Result<bool, ApiError> {
+fn flag(name: &str, value: &str) -> Result<bool, InvalidQuery> {
     match value {
         "1" | "true" => Ok(true),
         "0" | "false" => Ok(false),
@@ -95,7 +99,7 @@ fn flag(name: &str, value: &str) -> Result<bool, ApiError> {
 }
 
 /// Parses and validates the query of `GET /api/v1/users/:id`.
-pub fn parse(query: Option<&str>) -> Result<UserQuery, ApiError> {
+pub fn parse(query: Option<&str>) -> Result<UserQuery, InvalidQuery> {
     let mut p = CardParams::default();
     let mut svg = false;
     let mut format: Option<Format> = None;
@@ -158,7 +162,7 @@ mod tests {
     use super::*;
 
     fn err(q: &str) -> String {
-        parse(Some(q)).unwrap_err().message
+        parse(Some(q)).unwrap_err().0
     }
 
     #[test]

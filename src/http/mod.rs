@@ -4,6 +4,7 @@
 //! the shards. A request is answered by the shard that accepted it, which asks the owner
 //! shards of the users involved through their mailboxes when it does not own them itself.
 
+pub mod card;
 pub mod io;
 pub mod response;
 pub mod router;

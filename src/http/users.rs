@@ -98,8 +98,9 @@ pub fn path_user_id(raw: &str) -> Result<Snowflake, ApiError> {
 /// `GET /api/v1/users/:id`: the user object, or the profile card with `svg=1` / `format=png`.
 pub async fn user(ctx: &ShardContext, raw_id: &str, query: Option<&str>, headers: &http::HeaderMap) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
-    if let UserQuery::Card(format, params) = card_params::parse(query)? {
-        return Ok(crate::card::respond(ctx, raw_id, id, format, params, headers).await);
+    let query = card_params::parse(query).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
+    if let UserQuery::Card(format, params) = query {
+        return Ok(crate::http::card::respond(ctx, raw_id, id, format, params, headers).await);
     }
     match ctx.get_user(id).await {
         Some(json) => Ok(Reply::json(StatusCode::OK, json)),

@@ -25,38 +25,7 @@ const TAG_LEN: usize = 16;
 /// The name of the environment variable that holds the key.
 pub const SECRET_ENV: &str = "KV_TOKEN_ENCRYPTION_SECRET";
 
-/// Why a secret is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SecretError {
-    #[error("must be 64 hexadecimal characters (a 256-bit key), got {0} characters")]
-    Length(usize),
-    #[error("must be 64 hexadecimal characters (a 256-bit key); it contains a non-hex character")]
-    NotHex,
-}
-
-/// Decodes a 64-hex-character secret into a 32-byte key.
-pub fn parse_secret(hex: &str) -> Result<[u8; 32], SecretError> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return Err(SecretError::Length(hex.chars().count()));
-    }
-    let mut key = [0u8; 32];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        let hi = hex_val(pair[0]).ok_or(SecretError::NotHex)?;
-        let lo = hex_val(pair[1]).ok_or(SecretError::NotHex)?;
-        key[i] = hi << 4 | lo;
-    }
-    Ok(key)
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
+pub use crate::config::{parse_secret, SecretError};
 
 /// A fresh random secret as 64 hex characters (demo mode and tests).
 pub fn generate_secret() -> String {
