@@ -79,6 +79,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Idle keep-alive connections are closed after this long.
     pub idle_timeout: Duration,
+    /// Messages one shard's mailbox holds; a sender waits (as a task) while it is full.
+    pub mailbox_capacity: usize,
     pub socket: SocketConfig,
 }
 
@@ -210,6 +212,7 @@ struct FileServer {
     shards: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    mailbox_capacity: Option<usize>,
     #[serde(default)]
     socket: FileSocket,
 }
@@ -338,6 +341,7 @@ impl Config {
                 shards,
                 shutdown_grace: Duration::from_millis(file.server.shutdown_grace_ms.unwrap_or(5_000)),
                 idle_timeout: Duration::from_millis(file.server.idle_timeout_ms.unwrap_or(60_000)),
+                mailbox_capacity: at_least("server.mailbox_capacity", file.server.mailbox_capacity, 4096, 16)?,
                 socket,
             },
             storage: StorageConfig { dir: file.storage.dir.unwrap_or_else(|| PathBuf::from("shards")) },
@@ -362,12 +366,6 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
             n => Ok(n),
         }
     }
-    fn at_least(key: &'static str, v: Option<usize>, default: usize, min: usize) -> Result<usize, ConfigError> {
-        match v.unwrap_or(default) {
-            n if n < min => Err(invalid(key, format!("must be at least {min}"))),
-            n => Ok(n),
-        }
-    }
     let ms = Duration::from_millis;
     Ok(SocketConfig {
         heartbeat_interval: ms(positive("server.socket.heartbeat_interval", f.heartbeat_interval, 30_000)?),
@@ -379,6 +377,14 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
         max_connections_per_ip: at_least("server.socket.max_connections_per_ip", f.max_connections_per_ip, 256, 1)?,
         max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, 1024)?,
     })
+}
+
+/// `v` (or `default`), refused below `min`.
+fn at_least(key: &'static str, v: Option<usize>, default: usize, min: usize) -> Result<usize, ConfigError> {
+    match v.unwrap_or(default) {
+        n if n < min => Err(invalid(key, format!("must be at least {min}"))),
+        n => Ok(n),
+    }
 }
 
 /// 17 MiB: the largest user object (16 MiB of storage plus its presence) fits, so every

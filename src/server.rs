@@ -2,15 +2,15 @@
 
 use crate::config::Config;
 use crate::ingest::Ingest;
-use crate::presence::ShardState;
-use crate::runtime::{mailbox, MailboxReceiver, MailboxSender, ShardContext, ShardMsg};
-use crate::storage::writer::{self, WriterHandle, WriterThread};
+use crate::presence::{Presence, ShardState};
+use crate::runtime::{run_mailbox, Envelope, MailboxReceiver, Peers};
+use crate::shard::{Services, Shard};
 use crate::storage::kv::KvShard;
+use crate::storage::service::Storage;
 use crate::storage::token::TokenCipher;
+use crate::storage::writer::{self, WriterThread};
 use crate::storage::{self, repartition, StorageError};
 use glommio::{LocalExecutorBuilder, Placement};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -32,22 +32,23 @@ pub enum StartError {
 /// A running server. Dropping it shuts it down gracefully.
 pub struct Server {
     port: u16,
-    mailboxes: Vec<MailboxSender<ShardMsg>>,
+    peers: Peers<Shard>,
     executors: Vec<glommio::ExecutorJoinHandle<()>>,
     writers: Vec<WriterThread>,
     ingest: Option<Ingest>,
     drained: std::sync::mpsc::Receiver<()>,
 }
 
+/// What a shard's thread needs to build its services. Everything in it is `Send`; the
+/// services themselves are made on the shard's own thread.
 struct ShardSeed {
     index: usize,
     config: Arc<Config>,
-    rx: MailboxReceiver<ShardMsg>,
-    peers: Vec<MailboxSender<ShardMsg>>,
-    writer: WriterHandle,
-    last_seen: HashMap<crate::discord::Snowflake, i64>,
+    rx: MailboxReceiver<Envelope<Shard>>,
+    peers: Peers<Shard>,
+    writer: writer::WriterHandle,
+    state: ShardState,
     kv: KvShard,
-    storage_json: HashMap<crate::discord::Snowflake, Vec<u8>>,
     cipher: Arc<TokenCipher>,
     addr: SocketAddr,
     drained: std::sync::mpsc::Sender<()>,
@@ -59,7 +60,7 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let n = config.server.shards;
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n).map(|_| mailbox::<ShardMsg>()).unzip();
+        let (peers, receivers) = Peers::<Shard>::new(n, config.server.mailbox_capacity);
         let (drained_tx, drained) = std::sync::mpsc::channel();
         let cipher = Arc::new(TokenCipher::from_hex(config.kv_secret.expose())?);
         let dir = &config.storage.dir;
@@ -79,18 +80,17 @@ impl Server {
             let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher);
             users_with_storage += kv.len();
             unreadable_tokens += unreadable;
-            let storage_json = kv.storage_jsons();
+            let state = ShardState::with_last_seen(loaded.last_seen).with_storage(kv.storage_jsons());
             let (handle, thread) = writer::start(index, db)?;
             writers.push(thread);
             seeds.push(ShardSeed {
                 index,
                 config: config.clone(),
                 rx,
-                peers: senders.clone(),
+                peers: peers.clone(),
                 writer: handle,
-                last_seen: loaded.last_seen,
+                state,
                 kv,
-                storage_json,
                 cipher: cipher.clone(),
                 addr: SocketAddr::new(config.server.host, config.server.port),
                 drained: drained_tx.clone(),
@@ -120,28 +120,18 @@ impl Server {
                 Ok(Ok(p)) => port = p,
                 Ok(Err(message)) => {
                     let addr = SocketAddr::new(config.server.host, port);
-                    stop_all(&senders, executors, writers, &drained);
+                    stop_all(&peers, executors, writers, &drained);
                     return Err(StartError::Bind { shard: index, addr, message });
                 }
                 Err(_) => {
-                    stop_all(&senders, executors, writers, &drained);
+                    stop_all(&peers, executors, writers, &drained);
                     return Err(StartError::Executor { shard: index, message: "exited during start-up".into() });
                 }
             }
         }
         tracing::info!(port, shards = n, "listening");
-        let ingest = Ingest::start(config.clone(), senders.clone()).map_err(StartError::Ingest)?;
-        Ok(Server { port, mailboxes: senders, executors, writers, ingest: Some(ingest), drained })
-    }
-
-    /// Replaces user `id`'s key-value map (a JSON object, e.g. `{"key":"value"}`) in its owner
-    /// shard's memory: the user object's `storage` changes and WebSocket subscribers get
-    /// STORAGE_UPDATE. Nothing is persisted — durable writes go through the KV store, which calls
-    /// [`crate::runtime::ShardContext::set_storage_json`] on the owner after each commit. This
-    /// entry drives the fan-out directly, for tests and load generation.
-    pub fn set_storage_json(&self, id: crate::discord::Snowflake, storage_json: Vec<u8>) {
-        let owner = crate::runtime::shard_of(id, self.mailboxes.len());
-        let _ = self.mailboxes[owner].send(ShardMsg::SetStorage { id, storage_json });
+        let ingest = Ingest::start(config.clone(), peers.clone()).map_err(StartError::Ingest)?;
+        Ok(Server { port, peers, executors, writers, ingest: Some(ingest), drained })
     }
 
     /// The HTTP/WebSocket port every shard listens on.
@@ -168,7 +158,7 @@ impl Server {
         if let Some(ingest) = self.ingest.take() {
             ingest.stop();
         }
-        stop_all(&self.mailboxes, std::mem::take(&mut self.executors), std::mem::take(&mut self.writers), &self.drained);
+        stop_all(&self.peers, std::mem::take(&mut self.executors), std::mem::take(&mut self.writers), &self.drained);
     }
 }
 
@@ -180,21 +170,16 @@ impl Drop for Server {
 
 /// Two phases: every shard stops accepting and drains while the mailboxes still answer each
 /// other's asks; once all have drained (or exited), the mailbox loops stop.
-fn stop_all(
-    mailboxes: &[MailboxSender<ShardMsg>],
-    executors: Vec<glommio::ExecutorJoinHandle<()>>,
-    writers: Vec<WriterThread>,
-    drained: &std::sync::mpsc::Receiver<()>,
-) {
-    let live: Vec<_> = mailboxes.iter().filter(|m| m.send(ShardMsg::Shutdown).is_ok()).collect();
-    for _ in 0..executors.len().min(live.len()) {
+fn stop_all(peers: &Peers<Shard>, executors: Vec<glommio::ExecutorJoinHandle<()>>, writers: Vec<WriterThread>, drained: &std::sync::mpsc::Receiver<()>) {
+    let live = (0..peers.count())
+        .filter(|&shard| futures_lite::future::block_on(peers.submit(shard, |s: &Rc<Shard>| s.begin_shutdown())).is_ok())
+        .count();
+    for _ in 0..executors.len().min(live) {
         if drained.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
             break;
         }
     }
-    for m in mailboxes {
-        let _ = m.send(ShardMsg::Exit);
-    }
+    peers.stop_all();
     for e in executors {
         let _ = e.join();
     }
@@ -214,24 +199,11 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
         }
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(seed.addr.port());
-    let (shutdown, _) = tokio::sync::watch::channel(false);
-    let card = crate::card::ShardCard::new(seed.index, &seed.config.card);
-    let ctx = Rc::new(ShardContext {
-        index: seed.index,
-        config: seed.config,
-        state: RefCell::new(ShardState::with_last_seen(seed.last_seen).with_storage(seed.storage_json)),
-        peers: seed.peers,
-        gateway: Cell::new(Default::default()),
-        writer: seed.writer,
-        shutdown,
-        socket: Default::default(),
-        kv: RefCell::new(seed.kv),
-        cipher: seed.cipher,
-        card,
-    });
-    let mailbox = glommio::spawn_local(ctx.clone().run_mailbox(seed.rx));
+    let services = Services { presence: Presence::new(seed.state), storage: Storage::new(seed.kv, seed.writer, seed.cipher) };
+    let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services));
+    let mailbox = glommio::spawn_local(run_mailbox(shard.clone(), seed.rx));
     let _ = bound.send(Ok(port));
-    crate::http::serve(ctx.clone(), listener).await;
+    crate::http::serve(shard.clone(), listener).await;
     let _ = seed.drained.send(());
     mailbox.await;
 }

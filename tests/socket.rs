@@ -9,6 +9,7 @@ use lantern::runtime::shard_of;
 use lantern::sim::SimConfig;
 use serde_json::{json, Value};
 use std::net::TcpStream;
+use support::kv::{create_token, value_body};
 use support::{wait_for, Env, DEADLINE};
 use tungstenite::{Message, WebSocket};
 
@@ -58,6 +59,12 @@ fn env_with(tweak: impl Fn(&mut Config) + 'static) -> Env {
 
 fn env() -> Env {
     env_with(|_| {})
+}
+
+/// Writes one pair through the storage API (durably, as any client would).
+fn put_storage(env: &Env, token: &str, id: Snowflake, key: &str, value: &str) {
+    let r = env.request("PUT", &format!("/api/v1/users/{id}/storage/{key}"), &[("Authorization", token)], &value_body(value));
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 struct Client {
@@ -386,7 +393,7 @@ fn storage_update_from_the_kv_entry_point() {
     let (a, b) = pair();
     let mut c = Client::hello(&env);
     c.init(json!({"user_ids": [a.to_string(), b.to_string()]}));
-    env.server.as_ref().unwrap().set_storage_json(a, br#"{"city":"Oslo"}"#.to_vec());
+    put_storage(&env, &create_token(&env.sim, a), a, "city", "Oslo");
     assert_eq!(c.recv_text(), format!(r#"{{"t":"STORAGE_UPDATE","op":10,"user_id":"{a}","d":{{"city":"Oslo"}}}}"#));
     assert_eq!(user(&env, a)["storage"], json!({"city":"Oslo"}));
 }
@@ -416,13 +423,17 @@ fn slow_consumer_is_cut_off_while_others_keep_receiving() {
     slow.init(json!({"user_id": a.to_string()}));
     let mut healthy = Client::hello(&env);
     healthy.init(json!({"user_id": a.to_string()}));
-    let server = env.server.as_ref().unwrap();
-    // 32 KiB maps, 800 of them (25 MiB): far more than the socket buffers hold for a reader
-    // that never reads. The healthy reader receives each one before the next is sent.
-    let pad = "x".repeat(32 * 1024);
+    // 32 KiB maps, 800 of them (25 MiB), written durably through the storage API: far more
+    // than the socket buffers hold for a reader that never reads. The healthy reader receives
+    // each one before the next is written.
+    let token = create_token(&env.sim, a);
+    for pad in ["pad1", "pad2"] {
+        put_storage(&env, &token, a, pad, &"x".repeat(16 * 1024));
+        assert_eq!(healthy.recv()["t"], "STORAGE_UPDATE");
+    }
     let rounds = 800;
     for i in 0..rounds {
-        server.set_storage_json(a, format!(r#"{{"n":"{i}","pad":"{pad}"}}"#).into_bytes());
+        put_storage(&env, &token, a, "n", &i.to_string());
         let u = healthy.recv();
         assert_eq!(u["t"], "STORAGE_UPDATE");
         assert_eq!(u["d"]["n"], i.to_string());
@@ -460,8 +471,7 @@ fn a_frame_larger_than_the_queue_cap_is_never_queued() {
     c.init(json!({"user_id": a.to_string()}));
     // An 8 KiB STORAGE_UPDATE for a connection whose queue may hold 4 KiB: even into an empty
     // queue it is refused, and the connection is cut off as a slow consumer.
-    let pad = "x".repeat(8192);
-    env.server.as_ref().unwrap().set_storage_json(a, format!(r#"{{"pad":"{pad}"}}"#).into_bytes());
+    put_storage(&env, &create_token(&env.sim, a), a, "pad", &"x".repeat(8192));
     assert_eq!(c.recv(), json!({"t":"DISCONNECT","op":9,"d":{"reason":"Slow consumer","error":"Slow consumer"}}));
     assert_eq!(c.closed().0, 4008);
 }

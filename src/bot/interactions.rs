@@ -1,9 +1,10 @@
 //! Interactions: decoding, the command handlers, and the replies (Lantern's texts).
 
 use crate::discord::{Snowflake, User};
-use crate::runtime::{MailboxSender, ShardMsg};
+use crate::runtime::Peers;
+use crate::shard::Shard;
 use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp, MAX_PAIRS};
-use crate::storage::service::{ask_owner, StorageAnswer, StorageRequest};
+use crate::storage::service::{StorageAnswer, StorageRequest};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -174,7 +175,7 @@ pub enum Reply {
 pub struct Context {
     pub client: Client,
     pub application_id: Option<Snowflake>,
-    pub shards: Vec<MailboxSender<ShardMsg>>,
+    pub shards: Peers<Shard>,
 }
 
 fn storage_failure(e: KvError) -> String {
@@ -193,7 +194,11 @@ fn storage_failure(e: KvError) -> String {
 
 impl Context {
     async fn storage(&self, user: Snowflake, req: StorageRequest) -> Result<StorageAnswer, KvError> {
-        ask_owner(&self.shards, user, req).await
+        // The owner shard of the user answers, from this (the gateway's) thread.
+        self.shards
+            .ask_owner(user, move |s, owned| async move { s.owned_storage(owned, req).await })
+            .await
+            .unwrap_or_else(|_| Err(KvError::Internal("the owner shard has stopped".into())))
     }
 
     async fn write(&self, user: Snowflake, op: KvOp) -> Result<StorageAnswer, KvError> {

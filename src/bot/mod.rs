@@ -12,7 +12,8 @@ pub mod commands;
 pub mod interactions;
 
 use crate::config::{Config, DEFAULT_API_URL};
-use crate::runtime::{MailboxSender, ShardMsg};
+use crate::runtime::Peers;
+use crate::shard::Shard;
 use std::sync::Arc;
 use std::time::Duration;
 use twilight_http::Client;
@@ -40,7 +41,7 @@ pub struct Bot {
 
 impl Bot {
     /// Builds the bot; call inside the ingest thread's tokio runtime.
-    pub fn new(config: &Config, shards: Vec<MailboxSender<ShardMsg>>) -> Bot {
+    pub fn new(config: &Config, shards: Peers<Shard>) -> Bot {
         Bot {
             inner: Arc::new(interactions::Context {
                 client: http_client(config),

@@ -24,7 +24,6 @@ pub mod text;
 
 use crate::config::CardConfig;
 use crate::discord::Snowflake;
-use crate::runtime::{shard_of, ShardContext, ShardMsg};
 use crate::time_fmt::now_ms;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -147,16 +146,16 @@ fn key(epoch: u64, id: Snowflake, version: u64, req: &CardRequest, clock: u64) -
     h.finish()
 }
 
-/// Renders (or finds in the cache) the card of `id`, which this shard owns.
-pub async fn serve_owned(ctx: &ShardContext, id: Snowflake, req: CardRequest) -> CardAnswer {
-    let card = &ctx.card;
-    let (data, version) = {
-        let state = ctx.state.borrow();
-        match state.get(id) {
-            None => return CardAnswer::NotMonitored,
-            Some(u) => (model::from_state(u), u.version),
-        }
-    };
+impl ShardCard {
+    /// Renders (or finds in the cache) the card of `id`, whose owner shard this is; `data` is
+    /// what the card shows and the user's data version (`None`: not monitored).
+    pub async fn serve(&self, id: Snowflake, data: Option<(model::CardData, u64)>, req: CardRequest) -> CardAnswer {
+        serve_owned(self, id, data, req).await
+    }
+}
+
+async fn serve_owned(card: &ShardCard, id: Snowflake, data: Option<(model::CardData, u64)>, req: CardRequest) -> CardAnswer {
+    let Some((data, version)) = data else { return CardAnswer::NotMonitored };
     let now = now_ms();
     let step = card.config.clock_step.as_millis().max(1) as i64;
     let (clock, render_ms) = if data.shows_clock(req.params.hide_activity, req.params.hide_last_seen) {
@@ -204,17 +203,6 @@ pub async fn serve_owned(ctx: &ShardContext, id: Snowflake, req: CardRequest) ->
         card.cards.borrow_mut().insert(k, Rendered { etag: etag.clone(), body: body.clone() }, body.len() + 64, expires);
     }
     CardAnswer::Card { etag, body, timing }
-}
-
-/// Asks the owner shard of `id` for its card (`None` when it does not answer).
-pub async fn ask_owner(ctx: &ShardContext, id: Snowflake, req: CardRequest) -> Option<CardAnswer> {
-    let owner = shard_of(id, ctx.shards());
-    if owner == ctx.index {
-        return Some(serve_owned(ctx, id, req).await);
-    }
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    ctx.peers[owner].send(ShardMsg::Card { id, request: req, reply }).ok()?;
-    rx.await.ok()
 }
 
 /// The error card for a user who is not monitored, as SVG or PNG; `None` when the PNG could not

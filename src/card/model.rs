@@ -1,4 +1,4 @@
-//! What a card shows, taken from the owner shard's state of one user.
+//! What a card shows, taken from the owner shard's view of one user.
 //!
 //! Image URLs are the public ones (`https://cdn.discordapp.com/...`), resolved with the user
 //! object's helpers; whether and where they are fetched is decided by [`super::images`].
@@ -6,7 +6,8 @@
 use crate::discord::{activity_type, Activity, Status};
 use crate::presence::flags::flag_names;
 use crate::presence::user_object::{asset_url, default_avatar_url, emoji_url, is_spotify, CDN};
-use crate::presence::UserState;
+use crate::discord::Member;
+use crate::presence::UserView;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CardData {
@@ -64,8 +65,8 @@ impl CardData {
 }
 
 /// The avatar as a static 128 px PNG (animated avatars show their first frame).
-fn avatar(state: &UserState) -> String {
-    let user = &state.member.user;
+fn avatar(member: &Member) -> String {
+    let user = &member.user;
     match user.avatar.as_deref() {
         Some(hash) => format!("{CDN}/avatars/{}/{hash}.png?size=128", user.id),
         None => default_avatar_url(user.id, &user.discriminator),
@@ -94,9 +95,10 @@ fn activity(a: &Activity) -> ActivityData {
     }
 }
 
-pub fn from_state(state: &UserState) -> CardData {
-    let user = &state.member.user;
-    let presence = state.presence.as_ref();
+/// What the card of the user in `view` shows.
+pub fn from_view(view: &UserView<'_>) -> CardData {
+    let user = &view.member.user;
+    let presence = view.presence;
     let status = presence.map(|p| p.status).unwrap_or(Status::Offline);
     let offline = status.is_offline();
     let activities: &[Activity] = match presence {
@@ -124,8 +126,8 @@ pub fn from_state(state: &UserState) -> CardData {
         status: status.visible(),
         flags: flag_names(user.public_flags.unwrap_or(0)),
         server_tag,
-        avatar_url: avatar(state),
-        last_seen_ms: if offline { state.last_seen_ms } else { None },
+        avatar_url: avatar(view.member),
+        last_seen_ms: if offline { view.last_seen_ms } else { None },
         custom_status,
         activity: activities.iter().find(|a| a.kind != activity_type::CUSTOM).map(activity),
     }

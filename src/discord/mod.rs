@@ -7,6 +7,7 @@
 //! simulator can serialize the same types the ingest path decodes.
 
 pub mod events;
+pub mod gateway_status;
 mod snowflake;
 
 pub use snowflake::{Snowflake, DISCORD_EPOCH_MS};

@@ -6,7 +6,8 @@ use crate::card::{self, CardAnswer, CardRequest};
 use crate::discord::Snowflake;
 use crate::http::response::{ApiError, Reply};
 use crate::http::users::{not_monitored, DISCORD_INVITE};
-use crate::runtime::ShardContext;
+use crate::shard::Shard;
+use std::rc::Rc;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use std::time::Duration;
@@ -26,12 +27,12 @@ fn card_headers(reply: &mut Reply, format: Format, etag: &str, max_age: Duration
 }
 
 /// Answers a card request for `id` on any shard: the owner renders it.
-pub async fn respond(ctx: &ShardContext, raw_id: &str, id: Snowflake, format: Format, params: CardParams, headers: &HeaderMap) -> Reply {
+pub async fn respond(ctx: &Rc<Shard>, raw_id: &str, id: Snowflake, format: Format, params: CardParams, headers: &HeaderMap) -> Reply {
     let theme = params.theme;
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let max_age = ctx.config.card.max_age;
+    let max_age = ctx.config().card.max_age;
     let req = CardRequest { format, params, if_none_match };
-    match card::ask_owner(ctx, id, req).await {
+    match ctx.card(id, req).await {
         None => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shard_unavailable", "The shard that owns this user is not answering.").into_reply(),
         Some(CardAnswer::NotMonitored) => match card::not_monitored_card(raw_id, format, theme, DISCORD_INVITE).await {
             // An image, not JSON that would show as a broken image.

@@ -9,23 +9,24 @@ pub mod io;
 pub mod response;
 pub mod router;
 pub mod storage;
+pub mod upgrade;
 pub mod users;
 
 use crate::http::response::{accepts_gzip, ApiError, Body, Reply};
 use crate::http::router::Route;
-use crate::runtime::ShardContext;
+use crate::shard::Shard;
+use std::rc::Rc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::rc::Rc;
 use std::time::Duration;
 
 /// Accepts connections until shutdown, then waits (up to the grace period) for in-flight
 /// connections to finish.
-pub async fn serve(ctx: Rc<ShardContext>, listener: glommio::net::TcpListener) {
+pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
     let active = Rc::new(Active::default());
-    let mut shutdown = ctx.shutdown.subscribe();
+    let mut shutdown = ctx.shutdown_signal();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -37,7 +38,7 @@ pub async fn serve(ctx: Rc<ShardContext>, listener: glommio::net::TcpListener) {
             Some(Ok(s)) => s,
             Some(Err(e)) => {
                 // Out of descriptors or similar: back off briefly instead of spinning.
-                tracing::warn!(shard = ctx.index, error = %e, "accept failed");
+                tracing::warn!(shard = ctx.index(), error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -65,7 +66,7 @@ pub async fn serve(ctx: Rc<ShardContext>, listener: glommio::net::TcpListener) {
             idle.await;
         }
     };
-    futures_lite::future::or(drained, glommio::timer::sleep(ctx.config.server.shutdown_grace)).await;
+    futures_lite::future::or(drained, glommio::timer::sleep(ctx.config().server.shutdown_grace)).await;
 }
 
 /// Connections in flight on a shard, and a signal for when there are none left.
@@ -77,10 +78,10 @@ struct Active {
 
 type ServiceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>>>>;
 
-async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
+async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream) {
     let _ = stream.set_nodelay(true);
     // An idle keep-alive connection (or a client that stops mid-request) times out on read.
-    let _ = stream.set_read_timeout(Some(ctx.config.server.idle_timeout));
+    let _ = stream.set_read_timeout(Some(ctx.config().server.idle_timeout));
     let peer_ip = stream.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     // Set when the service answers a WebSocket upgrade with 101: the connection then leaves
     // hyper (without shutting the socket) and becomes a WebSocket.
@@ -91,16 +92,16 @@ async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
         let ctx = svc_ctx.clone();
         let flag = flag.clone();
         Box::pin(async move {
-            if let Some(mut resp) = crate::socket::upgrade::accept(&req) {
+            if let Some(mut resp) = crate::http::upgrade::accept(&req) {
                 flag.set(true);
-                resp.headers_mut().insert("x-lantern-shard", HeaderValue::from(ctx.index));
+                resp.headers_mut().insert("x-lantern-shard", HeaderValue::from(ctx.index()));
                 return Ok(resp);
             }
             Ok::<_, Infallible>(handle(&ctx, req).await)
         }) as ServiceFuture
     });
     let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io::GlommioIo(stream), service);
-    let mut shutdown = ctx.shutdown.subscribe();
+    let mut shutdown = ctx.shutdown_signal();
     let finished = futures_lite::future::or(async { Some(std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await) }, async {
         let _ = shutdown.wait_for(|stop| *stop).await;
         None
@@ -121,17 +122,17 @@ async fn connection(ctx: Rc<ShardContext>, stream: glommio::net::TcpStream) {
 }
 
 /// Answers one request.
-pub async fn handle(ctx: &ShardContext, mut req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(ctx: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
     let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
     let mut reply = match dispatch(ctx, &mut req).await {
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
     users::mark_gateway_state(ctx, req.method(), req.uri().path(), &mut reply);
-    reply.finish(gzip, ctx.index)
+    reply.finish(gzip, ctx.index())
 }
 
-async fn dispatch(ctx: &ShardContext, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
+async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     // The route borrows the path while a handler may read the body; a `Uri` clone is cheap.
     let uri = req.uri().clone();
     let Some(route) = router::route(uri.path()) else { return Err(ApiError::not_found()) };

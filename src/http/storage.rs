@@ -8,7 +8,8 @@
 use crate::discord::Snowflake;
 use crate::http::response::{ApiError, Reply};
 use crate::http::users::{not_monitored, path_user_id};
-use crate::runtime::ShardContext;
+use crate::shard::Shard;
+use std::rc::Rc;
 use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp};
 use crate::storage::service::{StorageAnswer, StorageRequest};
 use bytes::Bytes;
@@ -120,12 +121,12 @@ async fn drain(body: &mut Incoming) {
     }
 }
 
-async fn run(ctx: &ShardContext, id: Snowflake, raw_id: &str, req: StorageRequest) -> Result<StorageAnswer, ApiError> {
+async fn run(ctx: &Rc<Shard>, id: Snowflake, raw_id: &str, req: StorageRequest) -> Result<StorageAnswer, ApiError> {
     ctx.storage(id, req).await.map_err(|e| api_error(e, raw_id))
 }
 
 /// `GET` / `DELETE /api/v1/users/:id/storage`.
-pub async fn storage(ctx: &ShardContext, raw_id: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
+pub async fn storage(ctx: &Rc<Shard>, raw_id: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
     if req.method() == Method::DELETE {
         let auth = auth(req.headers())?;
@@ -139,7 +140,7 @@ pub async fn storage(ctx: &ShardContext, raw_id: &str, req: &mut Request<Incomin
 }
 
 /// `GET` / `PUT` / `PATCH` / `DELETE /api/v1/users/:id/storage/:key`.
-pub async fn storage_key(ctx: &ShardContext, raw_id: &str, raw_key: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
+pub async fn storage_key(ctx: &Rc<Shard>, raw_id: &str, raw_key: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
     let key = path_key(raw_key)?;
     let method = req.method().clone();

@@ -4,8 +4,9 @@ use crate::card::params::{self as card_params, UserQuery};
 use crate::discord::Snowflake;
 use crate::http::response::{ApiError, Reply};
 use crate::http::router::{parse_user_id, Route};
-use crate::ingest::events::GatewayState;
-use crate::runtime::ShardContext;
+use crate::discord::gateway_status::GatewayState;
+use crate::shard::Shard;
+use std::rc::Rc;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Serialize;
@@ -16,7 +17,7 @@ pub const INFO: &str =
 pub const DISCORD_INVITE: &str = "https://invite.lantern.rest";
 
 /// `GET /`: the info sentence and how many users are monitored.
-pub async fn info(ctx: &ShardContext) -> Reply {
+pub async fn info(ctx: &Rc<Shard>) -> Reply {
     #[derive(Serialize)]
     struct Data {
         info: &'static str,
@@ -27,18 +28,18 @@ pub async fn info(ctx: &ShardContext) -> Reply {
     struct Info {
         data: Data,
     }
-    let total: usize = ctx.counts().await.into_iter().flatten().sum();
+    let total: usize = ctx.monitored_counts().await.into_iter().flatten().sum();
     let body = Info { data: Data { info: INFO, discord_invite: DISCORD_INVITE, currently_monitoring_users: total } };
     Reply::json(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
 /// `GET /health`: 200 once the gateway is connected, the member list is loaded and every
 /// shard answers; 503 otherwise, with the same body saying what is missing.
-pub async fn health(ctx: &ShardContext) -> Reply {
-    let counts = ctx.counts().await;
+pub async fn health(ctx: &Rc<Shard>) -> Reply {
+    let counts = ctx.monitored_counts().await;
     let up = counts.iter().filter(|c| c.is_some()).count();
     let total: usize = counts.iter().flatten().sum();
-    let gateway = ctx.gateway.get();
+    let gateway = ctx.gateway();
     let ready = up == counts.len() && gateway.state == GatewayState::Connected && gateway.members_loaded;
     #[derive(Serialize)]
     struct Shards {
@@ -71,8 +72,8 @@ pub const GATEWAY_HEADER: &str = "x-lantern-gateway";
 
 /// Adds [`GATEWAY_HEADER`] to a read of a user route (single, bulk, card, storage) while the
 /// gateway is not connected. The state is this shard's copy, so this costs one `Cell` read.
-pub fn mark_gateway_state(ctx: &ShardContext, method: &http::Method, path: &str, reply: &mut Reply) {
-    let state = ctx.gateway.get().state;
+pub fn mark_gateway_state(ctx: &Rc<Shard>, method: &http::Method, path: &str, reply: &mut Reply) {
+    let state = ctx.gateway().state;
     if state == GatewayState::Connected || !(method == http::Method::GET || method == http::Method::HEAD) {
         return;
     }
@@ -96,13 +97,13 @@ pub fn path_user_id(raw: &str) -> Result<Snowflake, ApiError> {
 }
 
 /// `GET /api/v1/users/:id`: the user object, or the profile card with `svg=1` / `format=png`.
-pub async fn user(ctx: &ShardContext, raw_id: &str, query: Option<&str>, headers: &http::HeaderMap) -> Result<Reply, ApiError> {
+pub async fn user(ctx: &Rc<Shard>, raw_id: &str, query: Option<&str>, headers: &http::HeaderMap) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
     let query = card_params::parse(query).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
     if let UserQuery::Card(format, params) = query {
         return Ok(crate::http::card::respond(ctx, raw_id, id, format, params, headers).await);
     }
-    match ctx.get_user(id).await {
+    match ctx.user(id).await {
         Some(json) => Ok(Reply::json(StatusCode::OK, json)),
         None => Err(not_monitored(raw_id)),
     }
@@ -147,9 +148,9 @@ pub fn bulk_ids(query: Option<&str>, max: usize) -> Result<Vec<Snowflake>, ApiEr
 }
 
 /// `GET /api/v1/users?user_ids=…`: the monitored ones, in request order.
-pub async fn users(ctx: &ShardContext, query: Option<&str>) -> Result<Reply, ApiError> {
-    let ids = bulk_ids(query, ctx.config.max_bulk_get_users_size)?;
-    let found: Vec<Bytes> = ctx.get_users(&ids).await.into_iter().flatten().collect();
+pub async fn users(ctx: &Rc<Shard>, query: Option<&str>) -> Result<Reply, ApiError> {
+    let ids = bulk_ids(query, ctx.config().max_bulk_get_users_size)?;
+    let found: Vec<Bytes> = ctx.users(&ids).await.into_iter().flatten().collect();
     if found.is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "users_not_monitored", "Users you requested are not monitored by Lantern."));
     }

@@ -7,7 +7,8 @@
 
 use crate::discord::events::{Dispatch, GuildCreate, GuildMemberAdd, GuildMemberRemove, GuildMemberUpdate, GuildMembersChunk};
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
-use crate::ingest::events::{GatewayState, GatewayStatus, IngestEvent};
+use crate::discord::gateway_status::{GatewayState, GatewayStatus};
+use crate::presence::IngestEvent;
 use crate::runtime::shard_of;
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};

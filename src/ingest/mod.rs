@@ -5,12 +5,11 @@
 //! [`decode::Dispatcher`], which decodes it once and routes it to the owner shard's mailbox.
 
 pub mod decode;
-pub mod events;
 
 use crate::config::Config;
-use crate::runtime::{MailboxSender, ShardMsg};
+use crate::runtime::Peers;
 use decode::{Dispatcher, Outbound};
-use events::GatewayState;
+use crate::discord::gateway_status::GatewayState;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,7 +28,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Connects to the gateway and routes events to `shards` until [`Ingest::stop`].
-    pub fn start(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>) -> std::io::Result<Ingest> {
+    pub fn start(config: Arc<Config>, shards: Peers<crate::shard::Shard>) -> std::io::Result<Ingest> {
         let (stop, stop_rx) = watch::channel(false);
         let thread = std::thread::Builder::new().name("lantern-ingest".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -85,26 +84,25 @@ pub fn fatal_close_message(code: u16) -> Option<String> {
     ))
 }
 
-fn deliver(
-    shards: &[MailboxSender<ShardMsg>],
-    shard: &Shard,
-    bot: &crate::bot::Bot,
-    actions: &mut Vec<Outbound>,
-) {
+/// Carries out what a frame asked for. Events go to their owner shards' mailboxes; a full
+/// mailbox makes this wait (as a task: the gateway is read again once there is room), so no
+/// event is dropped and nothing blocks the runtime.
+async fn deliver(shards: &Peers<crate::shard::Shard>, shard: &Shard, bot: &crate::bot::Bot, actions: &mut Vec<Outbound>) {
     for action in actions.drain(..) {
         match action {
             Outbound::ToShard(i, event) => {
-                let _ = shards[i].send(ShardMsg::Ingest(event));
+                let _ = shards.submit(i, move |s| s.apply_ingest(event)).await;
             }
             Outbound::Broadcast(event) => {
-                for s in shards {
-                    let _ = s.send(ShardMsg::Ingest(event.clone()));
+                for i in 0..shards.count() {
+                    let event = event.clone();
+                    let _ = shards.submit(i, move |s| s.apply_ingest(event)).await;
                 }
             }
             Outbound::Status(status) => {
                 tracing::info!(gateway = status.state.as_str(), members_loaded = status.members_loaded, "gateway status");
-                for s in shards {
-                    let _ = s.send(ShardMsg::Gateway(status));
+                for i in 0..shards.count() {
+                    let _ = shards.submit(i, move |s| s.set_gateway(status)).await;
                 }
             }
             Outbound::RequestMembers { guild_id, nonce } => {
@@ -117,7 +115,7 @@ fn deliver(
     }
 }
 
-async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop: watch::Receiver<bool>) {
+async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: watch::Receiver<bool>) {
     // rustls needs a process-wide crypto provider for wss://; installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
@@ -130,7 +128,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop
         builder = builder.queue(InMemoryQueue::new(0, 0, Duration::ZERO, 0));
     }
     let mut shard = Shard::with_config(ShardId::ONE, builder.build());
-    let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.len(), config.discord.request_members);
+    let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.count(), config.discord.request_members);
     let bot = crate::bot::Bot::new(&config, shards.clone());
     let mut actions = Vec::new();
     // A fatal close was seen (and logged): the stream ends next, without a retry.
@@ -147,7 +145,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop
                     tracing::error!("the gateway connection ended for good; not reconnecting");
                 }
                 dispatcher.set_state(GatewayState::Failed, &mut actions);
-                deliver(&shards, &shard, &bot, &mut actions);
+                deliver(&shards, &shard, &bot, &mut actions).await;
                 let _ = stop.wait_for(|s| *s).await;
                 return;
             }
@@ -176,7 +174,7 @@ async fn run(config: Arc<Config>, shards: Vec<MailboxSender<ShardMsg>>, mut stop
                 dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
             }
         }
-        deliver(&shards, &shard, &bot, &mut actions);
+        deliver(&shards, &shard, &bot, &mut actions).await;
     }
     shard.close(CloseFrame::NORMAL);
     // Let the close handshake go out, briefly.

@@ -1,13 +1,12 @@
 //! One WebSocket connection, on the shard that accepted it: HELLO, the client's requests,
 //! deadlines, the writer that drains its outbox, and a clean close.
 
-use crate::runtime::{ShardContext, ShardMsg};
-use crate::socket::close::{self, CloseReason};
-use crate::socket::frames;
-use crate::socket::hub::{self, Ack, ConnId};
-use crate::socket::outbox::{Next, Outbox};
+use crate::fanout::close::{self, CloseReason};
+use crate::fanout::outbox::{Next, Outbox};
+use crate::fanout::{self as hub, frames, Ack, ConnId, FanoutHost};
+use crate::per_ip::{self, Kind};
+use crate::shard::Shard;
 use crate::socket::protocol::{self, Refusal, Request, Target};
-use crate::socket::{ip_home, SocketMsg};
 use async_tungstenite::WebSocketStream;
 use futures_util::{SinkExt, StreamExt};
 use std::future::poll_fn;
@@ -40,39 +39,9 @@ pub fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame_bytes))
 }
 
-/// Releases the client address's slot when the connection ends.
-struct IpSlot<'a> {
-    ctx: &'a ShardContext,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot<'_> {
-    fn drop(&mut self) {
-        let home = ip_home(self.ip, self.ctx.shards());
-        let msg = SocketMsg::IpRelease { ip: self.ip };
-        if home == self.ctx.index {
-            hub::handle(self.ctx, msg);
-        } else {
-            let _ = self.ctx.peers[home].send(ShardMsg::Socket(msg));
-        }
-    }
-}
-
-async fn acquire_ip(ctx: &ShardContext, ip: IpAddr) -> bool {
-    let home = ip_home(ip, ctx.shards());
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    let msg = SocketMsg::IpAcquire { ip, reply };
-    if home == ctx.index {
-        hub::handle(ctx, msg);
-    } else if ctx.peers[home].send(ShardMsg::Socket(msg)).is_err() {
-        return false;
-    }
-    rx.await.unwrap_or(false)
-}
-
 /// Forgets the connection in the hub however the task ends.
 struct Registration<'a> {
-    ctx: &'a ShardContext,
+    ctx: &'a Rc<Shard>,
     id: ConnId,
 }
 
@@ -91,8 +60,8 @@ enum Wake {
 
 /// Serves an upgraded connection until it closes. `read_buf` holds bytes hyper read past the
 /// upgrade request.
-pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
-    let cfg = &ctx.config.server.socket;
+pub async fn run(ctx: Rc<Shard>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
+    let cfg = &ctx.config().server.socket;
     // The HTTP idle timeout does not apply: liveness is the heartbeat's job.
     let _ = tcp.set_read_timeout(None);
     let ws = WebSocketStream::from_partially_read(tcp, read_buf, Role::Server, Some(ws_config(cfg.max_frame_bytes))).await;
@@ -100,17 +69,16 @@ pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAd
     let out = Rc::new(Outbox::default());
     let writer = glommio::spawn_local(write_loop(sink, out.clone()));
 
-    let id = hub::register(&ctx, out.clone());
+    let id = ctx.fanout().register(out.clone());
     let _registration = Registration { ctx: &ctx, id };
-    let _slot;
-    if acquire_ip(&ctx, ip).await {
-        _slot = IpSlot { ctx: &ctx, ip };
+    let _slot = per_ip::acquire(&ctx, ip, Kind::Socket).await;
+    if _slot.is_some() {
         out.push(frames::hello(cfg.heartbeat_interval.as_millis()), None);
     } else {
         hub::close(&ctx, id, CloseReason::TooManyConnections, close::TOO_MANY_CONNECTIONS);
     }
 
-    let mut shutdown = ctx.shutdown.subscribe();
+    let mut shutdown = ctx.shutdown_signal();
     let mut initialized = false;
     let mut deadline = Instant::now() + cfg.init_timeout;
     let mut closing_since: Option<Instant> = None;
@@ -233,8 +201,8 @@ fn too_large(max: usize) -> String {
 }
 
 /// Handles one text frame; returns the new deadline when the client proved it is alive.
-async fn on_text(ctx: &ShardContext, id: ConnId, out: &Outbox, text: &str, initialized: &mut bool) -> Option<Instant> {
-    let cfg = &ctx.config.server.socket;
+async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initialized: &mut bool) -> Option<Instant> {
+    let cfg = &ctx.config().server.socket;
     let alive = || Some(Instant::now() + cfg.heartbeat_timeout());
     let request = match protocol::parse(text) {
         Ok(r) => r,
@@ -279,7 +247,7 @@ async fn on_text(ctx: &ShardContext, id: ConnId, out: &Outbox, text: &str, initi
         }
         Request::Subscribe(_) | Request::Unsubscribe(_) if !*initialized => not_initialized(),
         Request::Subscribe(target) => {
-            let Some((all, subs)) = hub::subscription(ctx, id) else { return None };
+            let Some((all, subs)) = ctx.fanout().subscription(id) else { return None };
             let refusal = if all {
                 Some("You are already subscribed to all users.".to_string())
             } else {

@@ -1,30 +1,10 @@
 //! Client→server frames: parsing and validation, with the messages clients see.
 
 use crate::discord::Snowflake;
-use crate::socket::close::CloseReason;
-use crate::socket::frames;
+use crate::fanout::close::CloseReason;
+use crate::fanout::frames;
+pub use crate::fanout::{join_ids, Target};
 use serde_json::Value;
-
-/// Who a subscription names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// `user_id`: one user.
-    One(Snowflake),
-    /// `user_ids`: several users, in request order, without duplicates.
-    Many(Vec<Snowflake>),
-    /// `user_id: "All"` (any case).
-    All,
-}
-
-impl Target {
-    pub fn ids(&self) -> &[Snowflake] {
-        match self {
-            Target::One(id) => std::slice::from_ref(id),
-            Target::Many(ids) => ids,
-            Target::All => &[],
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -131,11 +111,6 @@ pub fn target(d: Option<&Value>) -> Result<Target, String> {
             Ok(Target::Many(ids))
         }
     }
-}
-
-/// `<a>, <b>` for messages.
-pub fn join_ids(ids: &[Snowflake]) -> String {
-    ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
-//! Storage requests on the owner shard, and how REST and the bot reach it.
+//! The storage service: requests for a user's storage, answered on the user's owner shard.
 //!
-//! Every request for a user's storage is answered by the user's owner shard: directly when it
-//! is the shard at hand, else through a [`ShardMsg::Storage`] and a oneshot reply. Writes are
-//! planned against the shard's in-memory state, committed by its writer thread (grouped with
-//! whatever else is queued), and answered only once durable; the user object then carries the
-//! new map and a `Change::StorageUpdated` goes out for fan-out.
+//! Writes are planned against the shard's in-memory state, committed by its writer thread
+//! (grouped with whatever else is queued), and answered only once durable; the caller (the
+//! shard's wiring) then gives the user object the new map, which goes out for fan-out.
 
-use super::kv::{Auth, KvError, KvOp, TokenState};
-use super::token::Token;
+use super::kv::{Auth, KvError, KvOp, KvShard, TokenState};
+use super::token::{Token, TokenCipher};
+use super::writer::{WriteOp, WriterHandle};
 use crate::discord::Snowflake;
-use crate::runtime::{shard_of, MailboxSender, ShardContext, ShardMsg};
+use crate::runtime::Owned;
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use tokio::sync::oneshot;
+use std::sync::Arc;
 
 /// What to do with one user's storage.
 #[derive(Debug, Clone)]
@@ -43,38 +43,63 @@ pub enum StorageAnswer {
     Written(Option<Token>),
 }
 
-impl ShardContext {
-    /// Runs a storage request on the owner shard of `id`, from this shard.
-    pub async fn storage(&self, id: Snowflake, req: StorageRequest) -> Result<StorageAnswer, KvError> {
-        let owner = shard_of(id, self.shards());
-        if owner == self.index {
-            self.storage_local(id, req).await
-        } else {
-            ask(&self.peers[owner], id, req).await
+/// The storage service of one shard: the committed key-value state of the users it owns, in
+/// memory, and the writer thread that makes changes durable.
+pub struct Storage {
+    kv: RefCell<KvShard>,
+    writer: WriterHandle,
+    cipher: Arc<TokenCipher>,
+}
+
+/// A request answered, and for a write, the user's new map (as a JSON object) once durable.
+pub struct Answered {
+    pub answer: StorageAnswer,
+    pub committed: Option<Vec<u8>>,
+}
+
+impl Storage {
+    pub fn new(kv: KvShard, writer: WriterHandle, cipher: Arc<TokenCipher>) -> Storage {
+        Storage { kv: RefCell::new(kv), writer, cipher }
+    }
+
+    /// Queues writes that need no answer (last-seen times).
+    pub fn submit(&self, ops: Vec<WriteOp>) {
+        if !ops.is_empty() {
+            self.writer.submit(ops);
         }
     }
 
-    /// Runs a storage request for a user this shard owns.
-    pub async fn storage_local(&self, id: Snowflake, req: StorageRequest) -> Result<StorageAnswer, KvError> {
+    /// A member was removed from the guild: their pairs and token are deleted.
+    pub fn forget(&self, id: Owned<Snowflake>) {
+        if let Some(op) = self.kv.borrow_mut().forget(id.key()) {
+            self.writer.submit(vec![op]);
+        }
+    }
+
+    /// Answers a storage request for a user this shard owns; `monitored` says whether the user
+    /// is a monitored member now. Writes are answered once durable.
+    pub async fn handle(&self, id: Owned<Snowflake>, req: StorageRequest, monitored: bool) -> Result<Answered, KvError> {
+        let user_id = id.key();
+        let read = |answer| Ok(Answered { answer, committed: None });
         let (auth, op) = match req {
             StorageRequest::GetAll | StorageRequest::GetKey(_) => {
-                if !self.state.borrow().contains(id) {
+                if !monitored {
                     return Err(KvError::NotMonitored);
                 }
                 let kv = self.kv.borrow();
-                let Some(user) = kv.get(id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
+                let Some(user) = kv.get(user_id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
                 return match req {
                     StorageRequest::GetKey(key) => match user.pairs.get(&key) {
-                        Some(v) => Ok(StorageAnswer::Value(v.clone())),
+                        Some(v) => read(StorageAnswer::Value(v.clone())),
                         None => Err(KvError::NoKey(key)),
                     },
-                    _ => Ok(StorageAnswer::Map(Bytes::from(user.json()))),
+                    _ => read(StorageAnswer::Map(Bytes::from(user.json()))),
                 };
             }
             StorageRequest::Pairs | StorageRequest::GetToken => {
                 let kv = self.kv.borrow();
-                let Some(user) = kv.get(id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
-                return Ok(match req {
+                let Some(user) = kv.get(user_id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
+                return read(match req {
                     StorageRequest::Pairs => StorageAnswer::Pairs(user.pairs.clone()),
                     _ => StorageAnswer::Token(match &user.token {
                         TokenState::Valid(t) => Some(t.clone()),
@@ -87,40 +112,25 @@ impl ShardContext {
         match &auth {
             Auth::Token(given) => {
                 // Authorization first: an unauthorized caller learns nothing else.
-                if !self.kv.borrow().authorized(id, given) {
+                if !self.kv.borrow().authorized(user_id, given) {
                     return Err(KvError::Unauthorized);
                 }
-                if !self.state.borrow().contains(id) {
+                if !monitored {
                     return Err(KvError::NotMonitored);
                 }
             }
             Auth::Owner => {
-                if op == KvOp::RotateToken && !self.state.borrow().contains(id) {
+                if op == KvOp::RotateToken && !monitored {
                     return Err(KvError::NotMonitored);
                 }
             }
         }
-        let planned = self.kv.borrow_mut().plan(id, &auth, op, &self.cipher)?;
+        let planned = self.kv.borrow_mut().plan(user_id, &auth, op, &self.cipher)?;
         let result = self.writer.write(planned.ops).await;
-        let committed = self.kv.borrow_mut().finish(id, planned.seq, planned.snapshot, result.is_ok());
+        let committed = self.kv.borrow_mut().finish(user_id, planned.seq, planned.snapshot, result.is_ok());
         if let Err(e) = result {
             return Err(KvError::Internal(e));
         }
-        if let Some(user) = committed {
-            self.set_storage_json(id, user.json());
-        }
-        Ok(StorageAnswer::Written(planned.token))
+        Ok(Answered { answer: StorageAnswer::Written(planned.token), committed: committed.map(|user| user.json()) })
     }
-}
-
-/// Asks the owner shard through its mailbox (from any thread or runtime).
-pub async fn ask(owner: &MailboxSender<ShardMsg>, id: Snowflake, req: StorageRequest) -> Result<StorageAnswer, KvError> {
-    let (reply, rx) = oneshot::channel();
-    owner.send(ShardMsg::Storage { id, req, reply }).map_err(|_| KvError::Internal("the owner shard has stopped".into()))?;
-    rx.await.map_err(|_| KvError::Internal("the owner shard did not answer".into()))?
-}
-
-/// [`ask`], picking the owner among every shard's mailbox.
-pub async fn ask_owner(shards: &[MailboxSender<ShardMsg>], id: Snowflake, req: StorageRequest) -> Result<StorageAnswer, KvError> {
-    ask(&shards[shard_of(id, shards.len())], id, req).await
 }

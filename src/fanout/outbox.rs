@@ -1,7 +1,7 @@
 //! One connection's outbound queue: frames waiting for the connection's writer, bounded in bytes.
 
-use crate::socket::close::CloseReason;
-use crate::socket::frames::{self, Frame};
+use crate::fanout::close::CloseReason;
+use crate::fanout::frames::{self, Frame};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};

@@ -1,0 +1,77 @@
+//! Owner side of fan-out: which other shards want the changes of each user this shard owns,
+//! and the sequence number of the last change published.
+
+use crate::discord::Snowflake;
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub struct Interest {
+    /// Sequence number of the last event published.
+    seq: u64,
+    /// Other shards with subscribers, per user.
+    by_user: HashMap<Snowflake, Vec<usize>>,
+    /// Other shards with All subscribers.
+    all: Vec<usize>,
+}
+
+fn insert_sorted(v: &mut Vec<usize>, x: usize) {
+    if let Err(pos) = v.binary_search(&x) {
+        v.insert(pos, x);
+    }
+}
+
+fn remove_sorted(v: &mut Vec<usize>, x: usize) {
+    if let Ok(pos) = v.binary_search(&x) {
+        v.remove(pos);
+    }
+}
+
+impl Interest {
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Shard `from` has subscribers for `id` (idempotent).
+    pub fn watch(&mut self, from: usize, id: Snowflake) {
+        insert_sorted(self.by_user.entry(id).or_default(), from);
+    }
+
+    /// Shard `from` has All subscribers (idempotent).
+    pub fn watch_all(&mut self, from: usize) {
+        insert_sorted(&mut self.all, from);
+    }
+
+    /// Shard `from` has no subscriber left for `ids`.
+    pub fn unwatch(&mut self, from: usize, ids: &[Snowflake]) {
+        for id in ids {
+            if let Some(shards) = self.by_user.get_mut(id) {
+                remove_sorted(shards, from);
+                if shards.is_empty() {
+                    self.by_user.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Shard `from` has no All subscriber left.
+    pub fn unwatch_all(&mut self, from: usize) {
+        remove_sorted(&mut self.all, from);
+    }
+
+    /// The other shards that want a change to `id`, in order; when the user `left`, its
+    /// per-user interest is dropped with it.
+    pub fn targets(&mut self, id: Snowflake, left: bool) -> Vec<usize> {
+        let mut out = self.all.clone();
+        let per_user = if left { self.by_user.remove(&id) } else { self.by_user.get(&id).cloned() };
+        for s in per_user.into_iter().flatten() {
+            insert_sorted(&mut out, s);
+        }
+        out
+    }
+
+    /// Numbers the next event.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}

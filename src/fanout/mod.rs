@@ -1,0 +1,285 @@
+//! Fan-out of user changes to WebSocket subscribers, across shards.
+//!
+//! - A connection lives on the shard that accepted it; its subscriptions are kept in that
+//!   shard's [`subscribers::Subscribers`]: local subscribers per user, and local All subscribers.
+//! - The owner shard of a user keeps, in its [`interest::Interest`], the *other shards*
+//!   interested in each of its users and the shards with any All subscriber. A shard registers
+//!   its interest with the owner while subscribing and withdraws it when its last local
+//!   subscriber goes.
+//! - When a user changes, the owner encodes each frame once (PRESENCE_UPDATE both as one object
+//!   and as a one-element array), sends one [`SocketEvent`] to each interested shard, and every
+//!   shard writes the same bytes to each of its subscribers.
+//! - Events carry the owner's sequence number, and a subscription's snapshot records it, so a
+//!   subscriber never sees an event older than its ACK, nor misses one after it.
+//!
+//! The service knows the runtime and the model only: what a user object is comes from the
+//! shard it runs on, through [`FanoutHost`]. Every step to another shard is an explicit
+//! `invoke_on`, `gather_by_owner` or `send_to`.
+
+pub mod close;
+pub mod frames;
+pub mod interest;
+pub mod outbox;
+pub mod subscribers;
+
+pub use close::CloseReason;
+pub use subscribers::ConnId;
+
+use crate::discord::Snowflake;
+use crate::runtime::{Invoke, Owned, Sharded};
+use bytes::Bytes;
+use frames::Frame;
+use interest::Interest;
+use outbox::Outbox;
+use std::cell::RefCell;
+use std::rc::Rc;
+use subscribers::{Subscribers, Withdrawal};
+
+/// Who a subscription names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `user_id`: one user.
+    One(Snowflake),
+    /// `user_ids`: several users, in request order, without duplicates.
+    Many(Vec<Snowflake>),
+    /// `user_id: "All"` (any case).
+    All,
+}
+
+impl Target {
+    pub fn ids(&self) -> &[Snowflake] {
+        match self {
+            Target::One(id) => std::slice::from_ref(id),
+            Target::Many(ids) => ids,
+            Target::All => &[],
+        }
+    }
+}
+
+/// `a, b, c`.
+pub fn join_ids(ids: &[Snowflake]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// One change to one user, encoded once by its owner.
+#[derive(Debug, Clone)]
+pub struct SocketEvent {
+    pub owner: usize,
+    pub seq: u64,
+    pub id: Snowflake,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    /// PRESENCE_UPDATE, with `d` as one object and as a one-element array.
+    Updated { object: Frame, array: Frame },
+    /// USER_JOINED.
+    Joined(Frame),
+    /// USER_LEFT.
+    Left(Frame),
+    /// STORAGE_UPDATE.
+    Storage(Frame),
+}
+
+/// Which ACK a subscription answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    Init,
+    Subscribe,
+}
+
+/// One shard's fan-out state. Private: reached through the functions of this module.
+pub struct Fanout {
+    subscribers: RefCell<Subscribers>,
+    interest: RefCell<Interest>,
+    /// `max_queued_bytes`: the outbound cap of each connection.
+    cap: usize,
+}
+
+/// What fan-out needs from the shard it runs on.
+pub trait FanoutHost: Sharded {
+    fn fanout(&self) -> &Fanout;
+    /// The current user objects of users this shard owns (`None`: not monitored).
+    fn render_owned(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>>;
+    /// The current user object of every user this shard owns.
+    fn render_all_owned(&self) -> Vec<Bytes>;
+}
+
+impl Fanout {
+    pub fn new(index: usize, shards: usize, max_queued_bytes: usize) -> Fanout {
+        Fanout { subscribers: RefCell::new(Subscribers::new(index, shards)), interest: RefCell::default(), cap: max_queued_bytes }
+    }
+
+    /// Local connections (registered and not yet closed).
+    pub fn connections(&self) -> usize {
+        self.subscribers.borrow().connections()
+    }
+
+    /// Registers a new connection on this shard, with its outbound queue.
+    pub fn register(&self, out: Rc<Outbox>) -> ConnId {
+        self.subscribers.borrow_mut().register(out)
+    }
+
+    /// What a connection is subscribed to: (All, its users); `None` once it is gone.
+    pub fn subscription(&self, conn: ConnId) -> Option<(bool, Vec<Snowflake>)> {
+        self.subscribers.borrow().subscription(conn)
+    }
+}
+
+/// Tells owners about interest this shard no longer has.
+fn withdraw<S: FanoutHost>(this: &Rc<S>, w: Withdrawal) {
+    if w.is_empty() {
+        return;
+    }
+    let from = this.here().index();
+    for (shard, ids) in w.users.into_iter().enumerate().filter(|(_, ids)| !ids.is_empty()) {
+        this.send_to(shard, move |s| s.fanout().interest.borrow_mut().unwatch(from, &ids));
+    }
+    if w.all {
+        for shard in (0..this.here().count()).filter(|&s| s != from) {
+            this.send_to(shard, move |s| s.fanout().interest.borrow_mut().unwatch_all(from));
+        }
+    }
+}
+
+/// Forgets a connection and everything it subscribed to (idempotent).
+pub fn remove<S: FanoutHost>(this: &Rc<S>, conn: ConnId) {
+    let w = this.fanout().subscribers.borrow_mut().remove(conn);
+    withdraw(this, w);
+}
+
+/// Closes a connection with DISCONNECT `text` and the reason's code, and forgets it.
+pub fn close<S: FanoutHost>(this: &Rc<S>, conn: ConnId, reason: CloseReason, text: &str) {
+    let w = this.fanout().subscribers.borrow_mut().close(conn, reason, text);
+    withdraw(this, w);
+}
+
+/// Removes `target` from a connection's subscription. `Ok(true)` when nothing is left (the
+/// caller disconnects); an error message for what is not subscribed.
+pub fn unsubscribe<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target) -> Result<bool, String> {
+    let (empty, w) = this.fanout().subscribers.borrow_mut().unsubscribe(conn, target)?;
+    withdraw(this, w);
+    Ok(empty)
+}
+
+/// Subscribes a connection to `target` atomically: on success the ACK (with the users' current
+/// data) is queued, followed by any change that happened after the data was read; on failure
+/// nothing stays registered and the error message is returned.
+pub async fn subscribe<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target, ack: Ack) -> Result<(), String> {
+    let me = this.here().index();
+    let all = matches!(target, Target::All);
+    let ids: Vec<Snowflake> = target.ids().to_vec();
+    if !this.fanout().subscribers.borrow_mut().begin(conn, &ids, all) {
+        return Err(close::INVALID_CONNECTION.into());
+    }
+    let mut seqs = vec![0u64; this.here().count()];
+    let mut users: Vec<Bytes> = Vec::new();
+    let mut failed = false;
+    let mut missing = Vec::new();
+    if all {
+        let answers = this
+            .invoke_on_all(move |s| {
+                let mut interest = s.fanout().interest.borrow_mut();
+                if s.here().index() != me {
+                    interest.watch_all(me);
+                }
+                (interest.seq(), s.render_all_owned())
+            })
+            .await;
+        for (shard, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Some((seq, rendered)) => {
+                    seqs[shard] = seq;
+                    users.extend(rendered);
+                }
+                None => failed = true,
+            }
+        }
+    } else {
+        let answers = this
+            .gather_by_owner(&ids, move |s, owned| {
+                let rendered = s.render_owned(owned);
+                let mut interest = s.fanout().interest.borrow_mut();
+                if s.here().index() != me {
+                    for (id, user) in owned.iter().zip(&rendered) {
+                        if user.is_some() {
+                            interest.watch(me, id.key());
+                        }
+                    }
+                }
+                let seq = interest.seq();
+                rendered.into_iter().map(|u| (seq, u)).collect()
+            })
+            .await;
+        for (id, answer) in ids.iter().zip(answers) {
+            match answer {
+                None => failed = true,
+                Some((seq, user)) => {
+                    seqs[this.here().owner_of(*id)] = seq;
+                    match user {
+                        Some(u) => users.push(u),
+                        None => missing.push(*id),
+                    }
+                }
+            }
+        }
+    }
+
+    let cap = this.fanout().cap;
+    if failed || !missing.is_empty() {
+        let w = this.fanout().subscribers.borrow_mut().abort(conn, cap);
+        withdraw(this, w);
+        return Err(if failed {
+            close::SHUTTING_DOWN.to_string()
+        } else if let Target::One(id) = target {
+            format!("User {id} not found.")
+        } else {
+            format!("User(s) {} not found.", join_ids(&missing))
+        });
+    }
+    let make_ack = |single: bool| match ack {
+        Ack::Init if single => frames::with_data(frames::INIT_ACK, &users[0]),
+        Ack::Init => frames::with_array(frames::INIT_ACK, users.iter().map(|u| &u[..])),
+        Ack::Subscribe => frames::with_array(frames::SUBSCRIBE_ACK, users.iter().map(|u| &u[..])),
+    };
+    let committed = this.fanout().subscribers.borrow_mut().commit(conn, &seqs, cap, make_ack);
+    match committed {
+        Some(w) => {
+            withdraw(this, w);
+            Ok(())
+        }
+        None => Err(close::INVALID_CONNECTION.into()),
+    }
+}
+
+/// Owner side: tells subscribers (here and on interested shards) about a change to `id`.
+/// `encode` builds the frames, and is called only when someone listens; `left` drops the
+/// per-user interest with the user.
+pub fn publish<S: FanoutHost>(this: &Rc<S>, id: Owned<Snowflake>, left: bool, encode: impl FnOnce() -> Option<EventKind>) {
+    let key = id.key();
+    let remote = this.fanout().interest.borrow_mut().targets(key, left);
+    if remote.is_empty() && !this.fanout().subscribers.borrow().wants(key) {
+        return;
+    }
+    let Some(kind) = encode() else { return };
+    let seq = this.fanout().interest.borrow_mut().next_seq();
+    let ev = SocketEvent { owner: this.here().index(), seq, id: key, kind };
+    for shard in remote {
+        let ev = ev.clone();
+        this.send_to(shard, move |s| deliver(s, &ev));
+    }
+    deliver(this, &ev);
+}
+
+/// Delivers an event to this shard's subscribers.
+fn deliver<S: FanoutHost>(this: &Rc<S>, ev: &SocketEvent) {
+    let cap = this.fanout().cap;
+    let w = this.fanout().subscribers.borrow_mut().deliver(ev, cap);
+    withdraw(this, w);
+}
+
+/// Encodes the frames of a change to a user whose object is `json`.
+pub fn updated(json: &[u8]) -> EventKind {
+    EventKind::Updated { object: frames::with_data(frames::PRESENCE_UPDATE, json), array: frames::with_array(frames::PRESENCE_UPDATE, [json]) }
+}

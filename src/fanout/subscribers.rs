@@ -1,0 +1,282 @@
+//! Subscriber side of fan-out: this shard's connections, what each is subscribed to, and the
+//! delivery of events to them. What must be told to owner shards (a user, or All, that no local
+//! connection wants any more) is returned as a [`Withdrawal`] for the caller to send.
+
+use crate::discord::Snowflake;
+use crate::fanout::close::{self, CloseReason};
+use crate::fanout::outbox::Outbox;
+use crate::fanout::{EventKind, SocketEvent};
+use crate::runtime::shard_of;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+pub type ConnId = u64;
+
+pub struct Subscribers {
+    index: usize,
+    shards: usize,
+    next_id: ConnId,
+    conns: HashMap<ConnId, Conn>,
+    /// Local connections subscribed to each user (wherever the user is owned).
+    by_user: HashMap<Snowflake, HashSet<ConnId>>,
+    /// Local All subscribers.
+    all: HashSet<ConnId>,
+}
+
+struct Conn {
+    out: Rc<Outbox>,
+    subs: HashSet<Snowflake>,
+    all: bool,
+    /// A subscription in flight: its users are registered, and events for this connection
+    /// wait here until the ACK is queued.
+    pending: Option<Pending>,
+}
+
+/// A subscription whose ACK is not queued yet.
+pub struct Pending {
+    pub ids: Vec<Snowflake>,
+    pub all: bool,
+    pub held: Vec<SocketEvent>,
+}
+
+/// Interest to withdraw from owners: per owner shard, users no local connection wants; and
+/// whether this shard has no All subscriber left.
+#[derive(Default)]
+pub struct Withdrawal {
+    pub users: Vec<Vec<Snowflake>>,
+    pub all: bool,
+}
+
+impl Withdrawal {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.users.iter().all(Vec::is_empty)
+    }
+}
+
+impl Subscribers {
+    pub fn new(index: usize, shards: usize) -> Subscribers {
+        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new() }
+    }
+
+    /// Local connections (registered and not yet closed).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether any local connection wants changes to `id`.
+    pub fn wants(&self, id: Snowflake) -> bool {
+        !self.all.is_empty() || self.by_user.contains_key(&id)
+    }
+
+    pub fn register(&mut self, out: Rc<Outbox>) -> ConnId {
+        self.next_id += 1;
+        self.conns.insert(self.next_id, Conn { out, subs: HashSet::new(), all: false, pending: None });
+        self.next_id
+    }
+
+    /// What a connection is subscribed to: (All, its users); `None` once it is gone.
+    pub fn subscription(&self, conn: ConnId) -> Option<(bool, Vec<Snowflake>)> {
+        self.conns.get(&conn).map(|c| (c.all, c.subs.iter().copied().collect()))
+    }
+
+    /// Drops one local subscriber of `id`; the owner is told when it was the last.
+    fn unlink_user(&mut self, conn: ConnId, id: Snowflake, w: &mut Withdrawal) {
+        if let Some(set) = self.by_user.get_mut(&id) {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.by_user.remove(&id);
+                let owner = shard_of(id, self.shards);
+                if owner != self.index {
+                    if w.users.is_empty() {
+                        w.users.resize(self.shards, Vec::new());
+                    }
+                    w.users[owner].push(id);
+                }
+            }
+        }
+    }
+
+    fn unlink_all(&mut self, conn: ConnId, w: &mut Withdrawal) {
+        if self.all.remove(&conn) && self.all.is_empty() {
+            w.all = true;
+        }
+    }
+
+    /// Forgets a connection and everything it subscribed to (idempotent).
+    pub fn remove(&mut self, conn: ConnId) -> Withdrawal {
+        let mut w = Withdrawal::default();
+        let Some(c) = self.conns.remove(&conn) else { return w };
+        let pending_ids = c.pending.as_ref().map(|p| p.ids.clone()).unwrap_or_default();
+        for id in c.subs.iter().copied().chain(pending_ids) {
+            self.unlink_user(conn, id, &mut w);
+        }
+        if c.all || c.pending.as_ref().is_some_and(|p| p.all) {
+            self.unlink_all(conn, &mut w);
+        }
+        w
+    }
+
+    /// Queues DISCONNECT and the close, and forgets the connection.
+    pub fn close(&mut self, conn: ConnId, reason: CloseReason, text: &str) -> Withdrawal {
+        if let Some(c) = self.conns.get(&conn) {
+            c.out.close(reason, text);
+        }
+        self.remove(conn)
+    }
+
+    /// Applies an event to one connection that is not pending.
+    fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, w: &mut Withdrawal) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if !(c.all || c.subs.contains(&ev.id)) {
+            return;
+        }
+        let frame = match &ev.kind {
+            EventKind::Updated { object, array } => {
+                if !c.all && c.subs.len() == 1 {
+                    object
+                } else {
+                    array
+                }
+            }
+            EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => f,
+        };
+        if !c.out.push(frame.clone(), Some(cap)) {
+            merge(w, self.close(conn, CloseReason::SlowConsumer, close::SLOW_CONSUMER));
+            return;
+        }
+        if matches!(ev.kind, EventKind::Left(_)) && !c.all {
+            c.subs.remove(&ev.id);
+            let empty = c.subs.is_empty();
+            if let Some(set) = self.by_user.get_mut(&ev.id) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.by_user.remove(&ev.id);
+                }
+            }
+            if empty {
+                merge(w, self.close(conn, CloseReason::NoUsersLeft, close::NO_USERS_LEFT));
+            }
+        }
+    }
+
+    /// Delivers an event to this shard's subscribers; slow consumers are cut off at `cap`.
+    pub fn deliver(&mut self, ev: &SocketEvent, cap: usize) -> Withdrawal {
+        let mut w = Withdrawal::default();
+        let mut targets: Vec<ConnId> = self.all.iter().copied().collect();
+        if let Some(set) = self.by_user.get(&ev.id) {
+            targets.extend(set.iter().copied());
+        }
+        for conn in targets {
+            match self.conns.get_mut(&conn) {
+                Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),
+                Some(_) => self.apply(conn, ev, cap, &mut w),
+                None => {}
+            }
+        }
+        w
+    }
+
+    /// Starts a subscription: registers its users (or All) so that events are held for it
+    /// until [`Subscribers::commit`]. False when the connection is gone.
+    pub fn begin(&mut self, conn: ConnId, ids: &[Snowflake], all: bool) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        c.pending = Some(Pending { ids: ids.to_vec(), all, held: Vec::new() });
+        if all {
+            self.all.insert(conn);
+        } else {
+            for id in ids {
+                self.by_user.entry(*id).or_default().insert(conn);
+            }
+        }
+        true
+    }
+
+    /// Undoes a subscription that failed; events held for it are applied.
+    pub fn abort(&mut self, conn: ConnId, cap: usize) -> Withdrawal {
+        let mut w = Withdrawal::default();
+        let Some(pending) = self.conns.get_mut(&conn).and_then(|c| c.pending.take()) else { return w };
+        for id in &pending.ids {
+            self.unlink_user(conn, *id, &mut w);
+        }
+        if pending.all {
+            self.unlink_all(conn, &mut w);
+        }
+        for ev in &pending.held {
+            self.apply(conn, ev, cap, &mut w);
+        }
+        w
+    }
+
+    /// Completes a subscription: `ack` (built by `make_ack` from whether the connection now
+    /// has exactly one user) is queued, then the held events that are newer than the owners'
+    /// snapshots (`seqs`, per owner shard) or for users the connection already had.
+    pub fn commit(&mut self, conn: ConnId, seqs: &[u64], cap: usize, make_ack: impl FnOnce(bool) -> crate::fanout::frames::Frame) -> Option<Withdrawal> {
+        let mut w = Withdrawal::default();
+        let c = self.conns.get_mut(&conn)?;
+        let pending = c.pending.take()?;
+        let mut dropped_lists = Vec::new();
+        if pending.all {
+            c.all = true;
+            dropped_lists = c.subs.drain().collect();
+        } else {
+            c.subs.extend(pending.ids.iter().copied());
+        }
+        let single = !c.all && c.subs.len() == 1;
+        c.out.push(make_ack(single), None);
+        for id in dropped_lists {
+            self.unlink_user(conn, id, &mut w);
+        }
+        for ev in &pending.held {
+            let fresh = ev.seq > seqs[ev.owner];
+            let new = pending.all || pending.ids.contains(&ev.id);
+            if fresh || !new {
+                self.apply(conn, ev, cap, &mut w);
+            }
+        }
+        Some(w)
+    }
+
+    /// Removes users (or All) from a connection's subscription. `Ok(true)` when nothing is left
+    /// (the caller disconnects); an error message for what is not subscribed.
+    pub fn unsubscribe(&mut self, conn: ConnId, target: &crate::fanout::Target) -> Result<(bool, Withdrawal), String> {
+        use crate::fanout::Target;
+        let mut w = Withdrawal::default();
+        let Some(c) = self.conns.get_mut(&conn) else { return Err(close::INVALID_CONNECTION.into()) };
+        match (c.all, target) {
+            (true, Target::All) => {
+                c.all = false;
+                self.unlink_all(conn, &mut w);
+                return Ok((true, w));
+            }
+            (true, _) => return Err("You are subscribed to all users.".into()),
+            (false, Target::All) => return Err("You are not subscribed to all users.".into()),
+            (false, Target::One(id)) if !c.subs.contains(id) => return Err(format!("You are not subscribed to user {id}.")),
+            (false, Target::Many(ids)) => {
+                let missing: Vec<Snowflake> = ids.iter().filter(|id| !c.subs.contains(id)).copied().collect();
+                if !missing.is_empty() {
+                    return Err(format!("You are not subscribed to user(s) {}.", crate::fanout::join_ids(&missing)));
+                }
+            }
+            _ => {}
+        }
+        for id in target.ids() {
+            c.subs.remove(id);
+        }
+        let empty = c.subs.is_empty();
+        for id in target.ids() {
+            self.unlink_user(conn, *id, &mut w);
+        }
+        Ok((empty, w))
+    }
+}
+
+fn merge(into: &mut Withdrawal, other: Withdrawal) {
+    into.all |= other.all;
+    if into.users.is_empty() {
+        into.users = other.users;
+    } else {
+        for (a, b) in into.users.iter_mut().zip(other.users) {
+            a.extend(b);
+        }
+    }
+}

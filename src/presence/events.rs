@@ -1,0 +1,21 @@
+//! The events that change presence: decoded by ingest once, already filtered to the base guild,
+//! and routed to the shard that owns their users.
+
+use crate::discord::events::GuildMemberUpdate;
+use crate::discord::{Member, PartialUser, Presence, Snowflake};
+
+/// One event for the shard that owns the users in it.
+#[derive(Debug, Clone)]
+pub enum IngestEvent {
+    /// Members listed by GUILD_CREATE or GUILD_MEMBERS_CHUNK, each with its presence from the
+    /// same snapshot (`None` = offline), part of member-list generation `generation`.
+    Listed { generation: u64, members: Vec<(Member, Option<Presence>)> },
+    /// Every member of `generation` has been listed: members not listed in it are gone.
+    /// Sent to every shard.
+    ListComplete { generation: u64 },
+    Presence(Presence),
+    MemberAdd { generation: u64, member: Member },
+    MemberUpdate(GuildMemberUpdate),
+    MemberRemove(Snowflake),
+    UserUpdate(PartialUser),
+}
