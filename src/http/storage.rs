@@ -31,6 +31,7 @@ pub fn api_error(e: KvError, raw_id: &str) -> ApiError {
             "too_many_pairs",
             format!("A storage can hold at most {} key-value pairs.", crate::storage::kv::MAX_PAIRS),
         ),
+        KvError::TooLarge(max) => ApiError::bad_request("storage_too_large", format!("A storage can hold at most {max} bytes of JSON.")),
         KvError::InvalidKey(m) => ApiError::bad_request("invalid_key", m),
         KvError::InvalidValue(m) => ApiError::bad_request("invalid_value", m),
         KvError::Internal(reason) => {
@@ -145,8 +146,11 @@ pub async fn storage_key(ctx: &ShardContext, raw_id: &str, raw_key: &str, req: &
     let method = req.method().clone();
     if method == Method::GET || method == Method::HEAD {
         return match run(ctx, id, raw_id, StorageRequest::GetKey(key)).await? {
-            StorageAnswer::Value(value) => {
-                let body = serde_json::to_vec(&serde_json::json!({ "value": value })).unwrap_or_default();
+            StorageAnswer::Value(value_json) => {
+                let mut body = Vec::with_capacity(value_json.len() + 10);
+                body.extend_from_slice(b"{\"value\":");
+                body.extend_from_slice(&value_json);
+                body.push(b'}');
                 Ok(Reply::json(StatusCode::OK, Bytes::from(body)))
             }
             _ => Err(api_error(KvError::Internal("unexpected storage answer".into()), raw_id)),
