@@ -47,7 +47,7 @@ struct ShardSeed {
     writer: WriterHandle,
     last_seen: HashMap<crate::discord::Snowflake, i64>,
     kv: KvShard,
-    storage_json: HashMap<crate::discord::Snowflake, Vec<u8>>,
+    storage_json: HashMap<crate::discord::Snowflake, bytes::Bytes>,
     cipher: Arc<TokenCipher>,
     addr: SocketAddr,
     drained: std::sync::mpsc::Sender<()>,
@@ -76,7 +76,7 @@ impl Server {
             let db = Arc::new(storage::open(dir, index)?);
             repartition::mark(&db, n)?;
             let loaded = storage::load(&db)?;
-            let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher);
+            let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher, config.storage.max_user_bytes);
             users_with_storage += kv.len();
             unreadable_tokens += unreadable;
             let storage_json = kv.storage_jsons();
@@ -141,7 +141,7 @@ impl Server {
     /// entry drives the fan-out directly, for tests and load generation.
     pub fn set_storage_json(&self, id: crate::discord::Snowflake, storage_json: Vec<u8>) {
         let owner = crate::runtime::shard_of(id, self.mailboxes.len());
-        let _ = self.mailboxes[owner].send(ShardMsg::SetStorage { id, storage_json });
+        let _ = self.mailboxes[owner].send(ShardMsg::SetStorage { id, storage_json: storage_json.into() });
     }
 
     /// The HTTP/WebSocket port every shard listens on.

@@ -128,7 +128,7 @@ fn every_limit_and_error_path() {
     check(send("PUT", "k", &value_body(&"x".repeat(30_001))), 400, "value must not exceed 30,000 characters.", "invalid_value");
     assert_eq!(send("PUT", "k", &value_body(&"é".repeat(30_000))).status, 200, "30,000 characters is the limit, not bytes");
     let big = vec![b' '; lantern::http::storage::MAX_BODY_BYTES + 1];
-    check(send("PUT", "k", &big), 413, "Request body must not exceed 262144 bytes.", "payload_too_large");
+    check(send("PUT", "k", &big), 413, "Request body must not exceed 393216 bytes.", "payload_too_large");
 
     // An empty string is a value like any other.
     assert_eq!(send("PUT", "empty", &value_body("")).status, 200);

@@ -2,10 +2,11 @@
 
 use crate::discord::{Snowflake, User};
 use crate::runtime::{MailboxSender, ShardMsg};
-use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp, MAX_PAIRS};
+use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp, UserKv, MAX_PAIRS};
 use crate::storage::service::{ask_owner, StorageAnswer, StorageRequest};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use twilight_http::Client;
 use twilight_model::application::command::{CommandOptionChoice, CommandOptionChoiceValue};
@@ -183,6 +184,7 @@ fn storage_failure(e: KvError) -> String {
         KvError::NotMonitored => NO_USER.into(),
         KvError::NoKey(key) => format!("We could not find the data for the key `{key}`."),
         KvError::TooManyPairs => format!("Your key-value storage is full: it can hold at most {MAX_PAIRS} key-value pairs."),
+        KvError::TooLarge(max) => format!("Your key-value storage is full: it can hold at most {max} bytes of JSON."),
         KvError::InvalidKey(m) | KvError::InvalidValue(m) => format!("Invalid key-value pair: {m}"),
         KvError::Internal(reason) => {
             tracing::error!(%reason, "storage request from the bot failed");
@@ -200,7 +202,7 @@ impl Context {
         self.storage(user, StorageRequest::Write { auth: Auth::Owner, op }).await
     }
 
-    async fn pairs(&self, user: Snowflake) -> Result<BTreeMap<String, String>, KvError> {
+    async fn pairs(&self, user: Snowflake) -> Result<Arc<UserKv>, KvError> {
         match self.storage(user, StorageRequest::Pairs).await? {
             StorageAnswer::Pairs(p) => Ok(p),
             _ => Err(KvError::Internal("unexpected storage answer".into())),
@@ -291,7 +293,7 @@ impl Context {
             "storage get data" => {
                 let Some(key) = key else { return Reply::Text("A key is required.".into()) };
                 match self.pairs(user).await {
-                    Ok(pairs) => match pairs.get(&key) {
+                    Ok(pairs) => match pairs.get(&key).map(|p| p.value()) {
                         None => format!("We could not find the data for the key `{key}`."),
                         Some(value) => {
                             let text = format!("Here is the data for the key `{key}`: `{value}`");
@@ -320,7 +322,7 @@ impl Context {
             "storage list" => match self.pairs(user).await {
                 Ok(pairs) if pairs.is_empty() => EMPTY_LIST.into(),
                 Ok(pairs) => {
-                    let json = list_json(&pairs);
+                    let json = list_json(&pairs.to_map());
                     if json.chars().count() > LIST_INLINE_MAX {
                         return Reply::File { content: LIST_ATTACHED.into(), name: LIST_FILE, body: json.into_bytes() };
                     }

@@ -26,7 +26,7 @@ pub enum ShardMsg {
     /// How many users the receiver monitors.
     Count { reply: oneshot::Sender<usize> },
     /// Replace a user's key-value map (owned by the receiver); see [`ShardContext::set_storage_json`].
-    SetStorage { id: Snowflake, storage_json: Vec<u8> },
+    SetStorage { id: Snowflake, storage_json: Bytes },
     /// WebSocket subscriptions and fan-out (see [`crate::socket`]).
     Socket(crate::socket::SocketMsg),
     /// A read or write of the storage of `id` (owned by the receiver). Writes are answered once
@@ -138,7 +138,7 @@ impl ShardContext {
 
     /// Replaces a user's key-value map (serialized as a JSON object) on its owner shard, which
     /// must be this one; readers see the new user object and subscribers hear about it.
-    pub fn set_storage_json(&self, id: Snowflake, storage_json: Vec<u8>) {
+    pub fn set_storage_json(&self, id: Snowflake, storage_json: Bytes) {
         debug_assert_eq!(shard_of(id, self.shards()), self.index, "storage is set on the owner shard");
         let mut applied = Applied::default();
         self.state.borrow_mut().set_storage_json(id, storage_json, &mut applied);

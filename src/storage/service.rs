@@ -6,12 +6,12 @@
 //! whatever else is queued), and answered only once durable; the user object then carries the
 //! new map and a `Change::StorageUpdated` goes out for fan-out.
 
-use super::kv::{Auth, KvError, KvOp, TokenState};
+use super::kv::{Auth, KvError, KvOp, TokenState, UserKv};
 use super::token::Token;
 use crate::discord::Snowflake;
 use crate::runtime::{shard_of, MailboxSender, ShardContext, ShardMsg};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// What to do with one user's storage.
@@ -33,10 +33,12 @@ pub enum StorageRequest {
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageAnswer {
-    /// The pairs as a JSON object.
+    /// The pairs as a JSON object (shared, never re-serialized per read).
     Map(Bytes),
-    Value(String),
-    Pairs(BTreeMap<String, String>),
+    /// One value as a JSON string, quotes included.
+    Value(Bytes),
+    /// The committed storage (shared, not copied).
+    Pairs(Arc<UserKv>),
     /// `None`: storage exists but its token cannot be decrypted with the configured secret.
     Token(Option<Token>),
     /// A write is durable (`Some` token for a rotation).
@@ -64,18 +66,18 @@ impl ShardContext {
                 let kv = self.kv.borrow();
                 let Some(user) = kv.get(id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
                 return match req {
-                    StorageRequest::GetKey(key) => match user.pairs.get(&key) {
-                        Some(v) => Ok(StorageAnswer::Value(v.clone())),
+                    StorageRequest::GetKey(key) => match user.get(&key) {
+                        Some(pair) => Ok(StorageAnswer::Value(pair.value_json())),
                         None => Err(KvError::NoKey(key)),
                     },
-                    _ => Ok(StorageAnswer::Map(Bytes::from(user.json()))),
+                    _ => Ok(StorageAnswer::Map(user.json())),
                 };
             }
             StorageRequest::Pairs | StorageRequest::GetToken => {
                 let kv = self.kv.borrow();
                 let Some(user) = kv.get(id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
                 return Ok(match req {
-                    StorageRequest::Pairs => StorageAnswer::Pairs(user.pairs.clone()),
+                    StorageRequest::Pairs => StorageAnswer::Pairs(user.clone()),
                     _ => StorageAnswer::Token(match &user.token {
                         TokenState::Valid(t) => Some(t.clone()),
                         _ => None,
@@ -107,6 +109,8 @@ impl ShardContext {
             return Err(KvError::Internal(e));
         }
         if let Some(user) = committed {
+            // The one copy of the map a write makes: its pairs' JSON, assembled. GET storage,
+            // the user object and STORAGE_UPDATE all share it.
             self.set_storage_json(id, user.json());
         }
         Ok(StorageAnswer::Written(planned.token))
