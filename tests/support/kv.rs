@@ -24,7 +24,7 @@ pub fn interact(sim: &Simulator, user: Snowflake, in_guild: bool, kind: u8, data
     let id = NEXT_INTERACTION.fetch_add(1, Ordering::Relaxed);
     let mut d = json!({
         "id": id.to_string(), "application_id": sim.application_id(), "type": kind, "token": format!("itoken-{id}"),
-        "version": 1, "data": data, "locale": "en-US", "app_permissions": "0", "entitlements": [],
+        "version": 1, "data": data, "locale": "en-US", "app_permissions": "0", "entitlements": [], "attachment_size_limit": 8_388_608,
         "authorizing_integration_owners": {}, "context": if in_guild { 0 } else { 1 },
     });
     let user = user_json(sim, user);
