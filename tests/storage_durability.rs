@@ -134,3 +134,34 @@ fn commands_register_and_unregister() {
     let reqs = sim.requests();
     assert_eq!(reqs.iter().rev().find(|r| r.method == "PUT").unwrap().body, "[]");
 }
+
+#[test]
+fn human_logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
+    let sim = Simulator::start(SimConfig { members: 3, ..SimConfig::default() }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path());
+    let toml = std::fs::read_to_string(&config).unwrap().replace("format = 'json'", "format = 'human'");
+    std::fs::write(&config, toml).unwrap();
+    let mut child = command(&config, Some(SECRET)).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("lantern starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.iter().any(|l| l.contains("listening")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("the server never logged `listening`: {lines:?}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.iter().all(|l| !l.contains('\x1b')), "ANSI escape codes in piped logs: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains(" INFO listening")), "plain human lines: {lines:?}");
+}
