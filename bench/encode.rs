@@ -13,7 +13,7 @@ fn encode(c: &mut Criterion) {
     let (member, presence) = g.iter().max_by_key(|(_, p)| p.as_ref().map(|p| p.activities.len()).unwrap_or(0)).cloned().expect("members");
     let mut presence = presence.expect("presence");
     presence.user.id = member.user.id;
-    let input = UserInputs { member: &member, presence: Some(&presence), last_seen_ms: None, storage_json: b"{}" };
+    let input = UserInputs { member: &member, presence: Some(&presence), last_seen_ms: None, storage_json: &bytes::Bytes::from_static(b"{}") };
     let obj = build(&input);
     let body = obj.render(1_700_000_100_000);
 

@@ -118,6 +118,9 @@ impl SocketConfig {
 pub struct StorageConfig {
     /// Directory holding one redb file per shard.
     pub dir: PathBuf,
+    /// The most one user's key-value map may take as served JSON (`storage` in the user
+    /// object, `GET .../storage`); writes that would grow it past this are refused.
+    pub max_user_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +237,7 @@ struct FileSocket {
 #[serde(deny_unknown_fields)]
 struct FileStorage {
     dir: Option<PathBuf>,
+    max_user_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,6 +335,10 @@ impl Config {
             return Err(invalid("DISCORD_BOT_TOKEN", "is empty"));
         }
         let card = card_config(file.card, &cdn_url)?;
+        let max_user_bytes = file.storage.max_user_bytes.unwrap_or(crate::storage::kv::DEFAULT_MAX_USER_BYTES);
+        if max_user_bytes < 1024 {
+            return Err(invalid("storage.max_user_bytes", "must be at least 1024"));
+        }
         Ok(Config {
             application_id,
             base_guild_id,
@@ -344,7 +352,7 @@ impl Config {
                 mailbox_capacity: at_least("server.mailbox_capacity", file.server.mailbox_capacity, 4096, 16)?,
                 socket,
             },
-            storage: StorageConfig { dir: file.storage.dir.unwrap_or_else(|| PathBuf::from("shards")) },
+            storage: StorageConfig { dir: file.storage.dir.unwrap_or_else(|| PathBuf::from("shards")), max_user_bytes },
             discord: DiscordConfig {
                 token,
                 gateway_url: gateway_url.trim_end_matches('/').to_owned(),
@@ -504,6 +512,7 @@ mod tests {
         assert_eq!(c.server.port, 1234);
         assert_eq!(c.server.shards, 3);
         assert_eq!(c.storage.dir, PathBuf::from("shards"));
+        assert_eq!(c.storage.max_user_bytes, 16 << 20);
         assert_eq!(c.discord.api_url, DEFAULT_API_URL);
         assert_eq!(format!("{:?}", c.discord.token), "Secret(<redacted>)");
     }
@@ -518,6 +527,8 @@ mod tests {
         assert!(e.starts_with("invalid setting `discord.gateway_url`"), "{e}");
         let e = load("base_guild_id = '1378135304107458560'\n[server]\nprot = 1").unwrap_err().to_string();
         assert!(e.contains("unknown field `prot`"), "{e}");
+        let e = load("base_guild_id = '1378135304107458560'\n[storage]\nmax_user_bytes = 10").unwrap_err().to_string();
+        assert_eq!(e, "invalid setting `storage.max_user_bytes`: must be at least 1024");
     }
 
     #[test]
@@ -539,5 +550,6 @@ mod sample {
         let c = super::Config::from_toml(include_str!("../config.toml"), super::Secret::new("t"), &Default::default()).unwrap();
         assert_eq!(c.server.port, 8000);
         assert_eq!(c.application_id, None);
+        assert_eq!(c.storage.max_user_bytes, crate::storage::kv::DEFAULT_MAX_USER_BYTES);
     }
 }

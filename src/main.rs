@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use lantern::config::{Config, LogConfig, LogFormat, Overrides};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -57,7 +58,10 @@ struct ServeArgs {
 fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // Colours only for a person at a terminal: piped or redirected logs (files, journald,
+    // collectors) get plain text.
+    let ansi = std::io::stdout().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
     let _ = match log.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

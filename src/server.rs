@@ -77,7 +77,7 @@ impl Server {
             let db = Arc::new(storage::open(dir, index)?);
             repartition::mark(&db, n)?;
             let loaded = storage::load(&db)?;
-            let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher);
+            let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher, config.storage.max_user_bytes);
             users_with_storage += kv.len();
             unreadable_tokens += unreadable;
             let state = ShardState::with_last_seen(loaded.last_seen).with_storage(kv.storage_jsons());

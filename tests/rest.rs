@@ -309,11 +309,36 @@ fn resumes_after_a_dropped_connection_without_losing_updates() {
 #[test]
 fn reidentifies_after_invalid_session_and_drops_departed_members() {
     let env = env();
+    // Bob and a generated member on the other shard leave while the server is away: the
+    // session is invalidated first, so no GUILD_MEMBER_REMOVE reaches the server and only the
+    // member list of the new session tells it they are gone.
+    let other = env
+        .sim
+        .members()
+        .iter()
+        .map(|(m, _)| m.user.id)
+        .find(|id| ![ALICE, BOB, env.sim.application_id()].contains(id) && shard_of(*id, 2) != shard_of(BOB, 2))
+        .expect("a member on the other shard");
+    let gone = [BOB, other];
+    for id in gone {
+        assert_eq!(env.get(&format!("/api/v1/users/{id}")).status, 200, "{id} is monitored before");
+    }
+    let monitoring = || env.get("/").json()["data"]["currently_monitoring_users"].as_u64().unwrap();
+    let before_count = monitoring();
     let before = env.sim.stats();
-    env.sim.fault(Fault::InvalidSession { resumable: false });
+    env.sim.fault_removing(Fault::InvalidSession { resumable: false }, &gone);
     assert!(wait_for(DEADLINE, || env.sim.stats().identifies > before.identifies));
+    for id in gone {
+        let r = env.get_until(&format!("/api/v1/users/{id}"), |r| r.status != 200);
+        assert_eq!((r.status, r.json()), (404, error(&format!("User {id} is not being monitored by Lantern."), "user_not_monitored")));
+    }
+    assert!(wait_for(DEADLINE, || monitoring() == before_count - 2), "monitoring {} users, expected {}", monitoring(), before_count - 2);
+    assert_eq!(env.sim.stats().resumes, before.resumes, "a new session, not a resume");
+    // The others stay, unchanged.
     env.get_until("/health", |r| r.status == 200);
     assert_eq!(env.get(&format!("/api/v1/users/{ALICE}")).json(), alice_json());
+    let r = env.get(&format!("/api/v1/users?user_ids={ALICE}&user_ids={BOB}"));
+    assert_eq!((r.status, r.json()), (200, json!([alice_json()])));
 }
 
 #[test]
@@ -333,14 +358,19 @@ fn last_seen_survives_a_restart() {
     assert_eq!(v["status"], "offline");
     assert_eq!(v["last_seen_at"], seen);
 
-    // Coming back online clears it, and that is persisted too.
+    // Coming back online clears it, and the clear is persisted: it is gone from the shard
+    // files, and a server started while she is offline (it never saw her leave) shows no
+    // last-seen time rather than the old one.
     env.sim.set_presence(playing(ALICE));
     env.get_until(&path, |r| r.json() == alice_json());
     env.stop_server();
-    env.start_server();
+    let rows = lantern::storage::last_seen_rows(env.dir.path()).unwrap();
+    assert!(rows.iter().all(|(_, id, _)| *id != ALICE), "the clear reached the disk: {rows:?}");
     env.sim.set_presence(Presence { user: PartialUser { id: ALICE, ..Default::default() }, status: Status::Offline, ..Default::default() });
-    let v = env.get_until(&path, |r| r.json()["status"] == "offline").json();
-    assert_ne!(v["last_seen_at"], json!({ "unix": null, "raw": null }));
+    env.start_server();
+    let v = env.get(&path).json();
+    assert_eq!(v["status"], "offline");
+    assert_eq!(v["last_seen_at"], json!({ "unix": null, "raw": null }));
 }
 
 #[test]

@@ -388,12 +388,14 @@ fn init_deadline_and_heartbeat_timeout() {
 }
 
 #[test]
-fn storage_update_from_the_kv_entry_point() {
+fn storage_update_from_a_rest_kv_write() {
     let env = env();
     let (a, b) = pair();
+    let token = create_token(&env.sim, a);
     let mut c = Client::hello(&env);
     c.init(json!({"user_ids": [a.to_string(), b.to_string()]}));
-    put_storage(&env, &create_token(&env.sim, a), a, "city", "Oslo");
+    let r = env.request("PUT", &format!("/api/v1/users/{a}/storage/city"), &[("Authorization", &token)], &value_body("Oslo"));
+    assert_eq!((r.status, r.text()), (200, r#"{"success":true}"#.to_owned()));
     assert_eq!(c.recv_text(), format!(r#"{{"t":"STORAGE_UPDATE","op":10,"user_id":"{a}","d":{{"city":"Oslo"}}}}"#));
     assert_eq!(user(&env, a)["storage"], json!({"city":"Oslo"}));
 }

@@ -12,6 +12,12 @@ use support::Env;
 
 const A: Snowflake = Snowflake(1_300_000_000_000_000_001);
 
+/// Most process RSS growth per idle subscribed connection. Today's sockets measure about
+/// 18.9 KB here (server and this test's raw clients together), so this is just above it and a
+/// regression fails. The socket rebuild's target is 2 KiB per connection: lower the bound as
+/// it lands.
+const MAX_BYTES_PER_IDLE_CONNECTION: usize = 20 * 1024;
+
 fn env() -> Env {
     Env::start_tweaked(
         SimConfig { members: 20, seed: 5, heartbeat_interval_ms: 1000, ..SimConfig::default() },
@@ -54,7 +60,7 @@ fn a_thousand_connections_receive_one_update() {
     }
     let per_conn = (rss_bytes().saturating_sub(before)) / 950;
     eprintln!("memory per idle subscribed connection: {per_conn} bytes (process RSS growth / 950)");
-    assert!(per_conn < 64 * 1024, "{per_conn} bytes per idle connection");
+    assert!(per_conn <= MAX_BYTES_PER_IDLE_CONNECTION, "{per_conn} bytes per idle connection (at most {MAX_BYTES_PER_IDLE_CONNECTION})");
 
     env.sim.set_presence(Presence {
         user: PartialUser { id: a, ..Default::default() },

@@ -7,7 +7,7 @@ use lantern::discord::{Member, Snowflake};
 use lantern::runtime::shard_of;
 use lantern::sim::SimConfig;
 use serde_json::{json, Value};
-use support::kv::{callback, callback_raw, create_token, expect_storage_update, interact, slash, storage_data, value_body};
+use support::kv::{callback, callback_raw, create_token, expect_user_storage, interact, next_frame, slash, storage_data, subscriber_on_other_shard, value_body, StorageWatch};
 use support::Env;
 
 const NO_STORAGE: &str = "We could not find your key-value storage data. Please create a storage first using `/storage create token`.";
@@ -54,6 +54,7 @@ fn token_from_the_bot_then_rest_reads_writes_and_rotation() {
     let token = create_token(&env.sim, id);
     assert!(token.len() > 60, "{token}");
     assert_eq!(env.get(&path).text(), "{}");
+    let mut watch = StorageWatch::subscribe(&env, id);
 
     // Writes through both shards: some requests land on the non-owner shard.
     let mut served_by = [false; 2];
@@ -69,7 +70,7 @@ fn token_from_the_bot_then_rest_reads_writes_and_rotation() {
     assert_eq!(r.status, 200, "Bearer prefix accepted");
     let map = env.get(&path).json();
     assert_eq!(map["greeting"], "hello");
-    expect_storage_update(&env, id, &map);
+    watch.expect_update(&env, &map);
 
     let r = env.get(&format!("{path}/greeting"));
     assert_eq!((r.status, r.text()), (200, r#"{"value":"hello"}"#.to_owned()));
@@ -92,7 +93,7 @@ fn token_from_the_bot_then_rest_reads_writes_and_rotation() {
     assert_eq!(del(&path, "wrong").status, 401);
     assert_eq!(del(&path, &token).status, 200);
     assert_eq!(env.get(&path).text(), "{}");
-    expect_storage_update(&env, id, &json!({}));
+    watch.expect_update(&env, &json!({}));
 
     // Rotation: the old token is refused at once, the new one works.
     let new = create_token(&env.sim, id);
@@ -128,7 +129,7 @@ fn every_limit_and_error_path() {
     check(send("PUT", "k", &value_body(&"x".repeat(30_001))), 400, "value must not exceed 30,000 characters.", "invalid_value");
     assert_eq!(send("PUT", "k", &value_body(&"é".repeat(30_000))).status, 200, "30,000 characters is the limit, not bytes");
     let big = vec![b' '; lantern::http::storage::MAX_BODY_BYTES + 1];
-    check(send("PUT", "k", &big), 413, "Request body must not exceed 262144 bytes.", "payload_too_large");
+    check(send("PUT", "k", &big), 413, "Request body must not exceed 393216 bytes.", "payload_too_large");
 
     // An empty string is a value like any other.
     assert_eq!(send("PUT", "empty", &value_body("")).status, 200);
@@ -177,8 +178,9 @@ fn bot_commands_and_their_replies() {
     assert_eq!(slash(sim, Snowflake(1_300_000_000_000_000_777), &["create", "token"], &[]), "We could not find your user data. This generally means you are not in our Discord server.");
 
     create_token(sim, id);
+    let mut watch = StorageWatch::subscribe(&env, id);
     assert_eq!(slash(sim, id, &["create", "data"], &[("key", "city"), ("value", "Paris")]), "New key-value pair added to your storage: `city` -> `Paris`");
-    expect_storage_update(&env, id, &json!({"city": "Paris"}));
+    watch.expect_update(&env, &json!({"city": "Paris"}));
     assert_eq!(slash(sim, id, &["get", "data"], &[("key", "city")]), "Here is the data for the key `city`: `Paris`");
     assert_eq!(slash(sim, id, &["get", "data"], &[("key", "nope")]), "We could not find the data for the key `nope`.");
     assert_eq!(slash(sim, id, &["update", "data"], &[("key", "city"), ("value", "Rome")]), "Data for the key `city` updated to `Rome`.");
@@ -188,7 +190,7 @@ fn bot_commands_and_their_replies() {
     assert_eq!(slash(sim, id, &["delete", "data"], &[("key", "city")]), "Data for the key `city` deleted.");
     assert_eq!(slash(sim, id, &["delete", "data"], &[("key", "city")]), "We could not find the data for the key `city`.");
     assert_eq!(slash(sim, id, &["list"], &[]), "There is no data in your key-value storage.");
-    expect_storage_update(&env, id, &json!({}));
+    watch.expect_update(&env, &json!({}));
 
     // Long output: every reply fits in a message; the list becomes an attachment.
     let long = "y".repeat(5000);
@@ -312,7 +314,7 @@ fn changing_the_shard_count_keeps_every_pair_exactly_once() {
         for (n, id) in users.iter().enumerate() {
             let r = env.get(&format!("/api/v1/users/{id}/storage"));
             assert_eq!((r.status, r.json()), (200, expected[n].clone()), "{shards} shards");
-            expect_storage_update(&env, *id, &expected[n]);
+            expect_user_storage(&env, *id, &expected[n]);
             // Tokens moved too.
             assert_eq!(put(&env, *id, "k0", &format!("{n}-0"), &tokens[n]).status, 200);
         }
@@ -322,37 +324,6 @@ fn changing_the_shard_count_keeps_every_pair_exactly_once() {
         assert!(rows.iter().all(|(file, user, _, _)| *file == shard_of(*user, shards)), "each row in its owner's file");
         assert_eq!(lantern::storage::repartition::shard_files(env.dir.path()).unwrap().len(), shards);
         env.start_server();
-    }
-}
-
-/// A WebSocket client on the shard that does *not* own `id`, subscribed to it.
-fn subscriber_on_other_shard(env: &Env, id: Snowflake) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
-    let owner = shard_of(id, 2);
-    for _ in 0..200 {
-        let (mut ws, response) = tungstenite::connect(format!("ws://127.0.0.1:{}/socket", env.port)).expect("upgrade");
-        let shard: usize = response.headers()["x-lantern-shard"].to_str().unwrap().parse().unwrap();
-        if shard == owner {
-            continue;
-        }
-        let hello: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
-        assert_eq!(hello["op"], 1);
-        ws.send(tungstenite::Message::text(json!({ "op": 2, "d": { "user_id": id.to_string() } }).to_string())).unwrap();
-        let ack: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
-        assert_eq!(ack["t"], "INIT_ACK");
-        return ws;
-    }
-    panic!("no connection landed on the other shard");
-}
-
-fn next_frame(ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>) -> Value {
-    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
-    }
-    loop {
-        match ws.read().expect("a frame") {
-            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            _ => continue,
-        }
     }
 }
 

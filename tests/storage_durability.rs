@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::binary::{command, start, write_config};
+use support::binary::{command, start, write_config, SECRET};
 use support::kv::{create_token, try_request, value_body};
 use support::{wait_for, DEADLINE};
 
@@ -133,4 +133,35 @@ fn commands_register_and_unregister() {
     assert_eq!(run("unregister").trim(), "removed every global command");
     let reqs = sim.requests();
     assert_eq!(reqs.iter().rev().find(|r| r.method == "PUT").unwrap().body, "[]");
+}
+
+#[test]
+fn human_logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
+    let sim = Simulator::start(SimConfig { members: 3, ..SimConfig::default() }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path(), "");
+    let toml = std::fs::read_to_string(&config).unwrap().replace("format = 'json'", "format = 'human'");
+    std::fs::write(&config, toml).unwrap();
+    let mut child = command(&config, Some(SECRET)).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("lantern starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.iter().any(|l| l.contains("listening")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("the server never logged `listening`: {lines:?}"),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.iter().all(|l| !l.contains('\x1b')), "ANSI escape codes in piped logs: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains(" INFO listening")), "plain human lines: {lines:?}");
 }

@@ -1,15 +1,17 @@
 //! Interactions: decoding, the command handlers, and the replies (Lantern's texts).
 
-use crate::discord::{Snowflake, User};
+use crate::discord::Snowflake;
 use crate::runtime::Peers;
 use crate::shard::Shard;
-use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp, MAX_PAIRS};
+use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp, UserKv, MAX_PAIRS};
 use crate::storage::service::{StorageAnswer, StorageRequest};
-use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use twilight_http::Client;
 use twilight_model::application::command::{CommandOptionChoice, CommandOptionChoiceValue};
+use twilight_model::application::interaction::application_command::{CommandData, CommandDataOption, CommandOptionValue};
+use twilight_model::application::interaction::{Interaction, InteractionData, InteractionType};
 use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle, Component};
 use twilight_model::channel::message::{AllowedMentions, MessageFlags};
 use twilight_model::http::attachment::Attachment;
@@ -40,93 +42,45 @@ pub const NOT_YOUR_BUTTON: &str = "Only the member who ran this command can use 
 pub const CONFIRM_RESET: &str = "confirmResetStorage";
 pub const CANCEL_RESET: &str = "cancelResetStorage";
 
-/// The parts of an interaction the bot uses.
-#[derive(Debug, Deserialize)]
-pub struct Interaction {
-    pub id: Snowflake,
-    pub application_id: Snowflake,
-    #[serde(rename = "type")]
-    pub kind: u8,
-    pub token: String,
-    #[serde(default)]
-    pub guild_id: Option<Snowflake>,
-    #[serde(default)]
-    pub member: Option<InteractionMember>,
-    #[serde(default)]
-    pub user: Option<User>,
-    #[serde(default)]
-    pub data: Option<InteractionData>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct InteractionMember {
-    pub user: User,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct InteractionData {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub options: Vec<OptionData>,
-    #[serde(default)]
-    pub custom_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct OptionData {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: u8,
-    #[serde(default)]
-    pub value: Option<serde_json::Value>,
-    #[serde(default)]
-    pub options: Vec<OptionData>,
-    #[serde(default)]
-    pub focused: bool,
-}
-
-const APPLICATION_COMMAND: u8 = 2;
-const MESSAGE_COMPONENT: u8 = 3;
-const AUTOCOMPLETE: u8 = 4;
-const SUB_COMMAND: u8 = 1;
-const SUB_COMMAND_GROUP: u8 = 2;
-
-/// Decodes an INTERACTION_CREATE gateway frame.
+/// Decodes an INTERACTION_CREATE gateway frame into twilight-model's interaction.
 pub fn decode(frame: &str) -> Result<Interaction, serde_json::Error> {
     serde_json::from_str::<crate::discord::events::Dispatch<Interaction>>(frame).map(|f| f.d)
 }
 
-impl Interaction {
-    /// The user who interacted (a guild member's user, or the DM user).
-    pub fn invoker(&self) -> Option<&User> {
-        self.member.as_ref().map(|m| &m.user).or(self.user.as_ref())
-    }
-
-    /// Replies are ephemeral in guilds, public in DMs.
-    fn ephemeral(&self) -> bool {
-        self.guild_id.is_some()
-    }
+/// Replies are ephemeral in guilds, public in DMs.
+fn ephemeral(interaction: &Interaction) -> bool {
+    interaction.guild_id.is_some()
 }
 
 /// The command path (`storage create token`) and the options of its leaf.
-pub fn command_path(data: &InteractionData) -> (String, Vec<OptionData>) {
-    let mut name = data.name.clone().unwrap_or_default();
+pub fn command_path(data: &CommandData) -> (String, Vec<CommandDataOption>) {
+    let mut name = data.name.clone();
     let mut options = data.options.clone();
-    while let Some(first) = options.first().filter(|o| o.kind == SUB_COMMAND || o.kind == SUB_COMMAND_GROUP).cloned() {
+    while let Some((sub, inner)) = options.first().and_then(|o| match &o.value {
+        CommandOptionValue::SubCommand(inner) | CommandOptionValue::SubCommandGroup(inner) => Some((o.name.clone(), inner.clone())),
+        _ => None,
+    }) {
         name.push(' ');
-        name.push_str(&first.name);
-        options = first.options;
+        name.push_str(&sub);
+        options = inner;
     }
     (name, options)
 }
 
-fn string_option(options: &[OptionData], name: &str) -> Option<String> {
-    options.iter().find(|o| o.name == name).and_then(|o| o.value.as_ref()).and_then(|v| v.as_str()).map(str::to_owned)
+fn string_option(options: &[CommandDataOption], name: &str) -> Option<String> {
+    options.iter().find(|o| o.name == name).and_then(|o| match &o.value {
+        CommandOptionValue::String(s) => Some(s.clone()),
+        _ => None,
+    })
 }
 
-fn focused(options: &[OptionData]) -> Option<&OptionData> {
-    options.iter().find_map(|o| if o.focused { Some(o) } else { focused(&o.options) })
+/// What was typed in the focused option of an autocomplete, at any depth.
+fn focused(options: &[CommandDataOption]) -> Option<&str> {
+    options.iter().find_map(|o| match &o.value {
+        CommandOptionValue::Focused(typed, _) => Some(typed.as_str()),
+        CommandOptionValue::SubCommand(inner) | CommandOptionValue::SubCommandGroup(inner) => focused(inner),
+        _ => None,
+    })
 }
 
 /// Keys offered for what was typed: those starting with it (ignoring case), in order, at most
@@ -184,6 +138,7 @@ fn storage_failure(e: KvError) -> String {
         KvError::NotMonitored => NO_USER.into(),
         KvError::NoKey(key) => format!("We could not find the data for the key `{key}`."),
         KvError::TooManyPairs => format!("Your key-value storage is full: it can hold at most {MAX_PAIRS} key-value pairs."),
+        KvError::TooLarge(max) => format!("Your key-value storage is full: it can hold at most {max} bytes of JSON."),
         KvError::InvalidKey(m) | KvError::InvalidValue(m) => format!("Invalid key-value pair: {m}"),
         KvError::Internal(reason) => {
             tracing::error!(%reason, "storage request from the bot failed");
@@ -205,7 +160,7 @@ impl Context {
         self.storage(user, StorageRequest::Write { auth: Auth::Owner, op }).await
     }
 
-    async fn pairs(&self, user: Snowflake) -> Result<BTreeMap<String, String>, KvError> {
+    async fn pairs(&self, user: Snowflake) -> Result<Arc<UserKv>, KvError> {
         match self.storage(user, StorageRequest::Pairs).await? {
             StorageAnswer::Pairs(p) => Ok(p),
             _ => Err(KvError::Internal("unexpected storage answer".into())),
@@ -215,49 +170,42 @@ impl Context {
     /// Handles one interaction and answers it.
     pub async fn handle(&self, interaction: Interaction, latency: Option<Duration>) {
         let started = Instant::now();
-        let Some(user) = interaction.invoker().cloned() else {
+        let Some((user, username)) = interaction.author().map(|u| (Snowflake(u.id.get()), u.name.clone())) else {
             tracing::warn!("interaction without a user");
             return;
         };
-        let data = interaction.data.as_ref();
-        let (reply, what) = match interaction.kind {
-            APPLICATION_COMMAND => {
-                let (name, options) = data.map(command_path).unwrap_or_default();
-                (self.command(&name, &options, user.id, latency).await, name)
+        let (reply, what) = match (interaction.kind, interaction.data.as_ref()) {
+            (InteractionType::ApplicationCommand, Some(InteractionData::ApplicationCommand(data))) => {
+                let (name, options) = command_path(data);
+                (self.command(&name, &options, user, latency).await, name)
             }
-            AUTOCOMPLETE => {
-                let typed = data
-                    .and_then(|d| focused(&d.options))
-                    .and_then(|o| o.value.as_ref())
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_owned();
-                let choices = match self.pairs(user.id).await {
+            (InteractionType::ApplicationCommandAutocomplete, Some(InteractionData::ApplicationCommand(data))) => {
+                let typed = focused(&data.options).unwrap_or("").to_owned();
+                let choices = match self.pairs(user).await {
                     Ok(pairs) => suggest(pairs.keys(), &typed),
                     Err(_) => Vec::new(),
                 };
                 (Reply::Choices(choices), "autocomplete".into())
             }
-            MESSAGE_COMPONENT => {
-                let custom_id = data.and_then(|d| d.custom_id.clone()).unwrap_or_default();
-                (self.component(&custom_id, user.id).await, format!("button {}", custom_id.split(':').next().unwrap_or("")))
+            (InteractionType::MessageComponent, Some(InteractionData::MessageComponent(data))) => {
+                let custom_id = data.custom_id.as_str();
+                (self.component(custom_id, user).await, format!("button {}", custom_id.split(':').next().unwrap_or("")))
             }
             _ => return,
         };
         // `/ping` answers publicly, as Lantern's does; everything else is private in guilds.
-        let response = response(reply, interaction.ephemeral() && what != "ping");
-        let app = self.application_id.unwrap_or(interaction.application_id);
-        let (Some(app), Some(id)) = (Id::new_checked(app.0), Id::new_checked(interaction.id.0)) else { return };
-        let sent = self.client.interaction(app).create_response(id, &interaction.token, &response).await;
+        let response = response(reply, ephemeral(&interaction) && what != "ping");
+        let app = self.application_id.and_then(|a| Id::new_checked(a.0)).unwrap_or(interaction.application_id);
+        let sent = self.client.interaction(app).create_response(interaction.id, &interaction.token, &response).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match sent {
-            Ok(_) => tracing::info!(user = %user.username, user_id = %user.id, interaction = %what,
-                guild = ?interaction.guild_id.map(|g| g.0), elapsed_ms, "answered an interaction"),
-            Err(e) => tracing::warn!(user_id = %user.id, interaction = %what, error = %e, "could not answer an interaction"),
+            Ok(_) => tracing::info!(user = %username, user_id = %user, interaction = %what,
+                guild = ?interaction.guild_id.map(|g| g.get()), elapsed_ms, "answered an interaction"),
+            Err(e) => tracing::warn!(user_id = %user, interaction = %what, error = %e, "could not answer an interaction"),
         }
     }
 
-    async fn command(&self, name: &str, options: &[OptionData], user: Snowflake, latency: Option<Duration>) -> Reply {
+    async fn command(&self, name: &str, options: &[CommandDataOption], user: Snowflake, latency: Option<Duration>) -> Reply {
         let key = string_option(options, "key");
         let value = string_option(options, "value");
         let text = match name {
@@ -296,7 +244,7 @@ impl Context {
             "storage get data" => {
                 let Some(key) = key else { return Reply::Text("A key is required.".into()) };
                 match self.pairs(user).await {
-                    Ok(pairs) => match pairs.get(&key) {
+                    Ok(pairs) => match pairs.get(&key).map(|p| p.value()) {
                         None => format!("We could not find the data for the key `{key}`."),
                         Some(value) => {
                             let text = format!("Here is the data for the key `{key}`: `{value}`");
@@ -325,7 +273,7 @@ impl Context {
             "storage list" => match self.pairs(user).await {
                 Ok(pairs) if pairs.is_empty() => EMPTY_LIST.into(),
                 Ok(pairs) => {
-                    let json = list_json(&pairs);
+                    let json = list_json(&pairs.to_map());
                     if json.chars().count() > LIST_INLINE_MAX {
                         return Reply::File { content: LIST_ATTACHED.into(), name: LIST_FILE, body: json.into_bytes() };
                     }
@@ -435,8 +383,8 @@ mod tests {
 
     #[test]
     fn paths_and_options() {
-        let data: InteractionData = serde_json::from_value(serde_json::json!({
-            "name": "storage",
+        let data: CommandData = serde_json::from_value(serde_json::json!({
+            "id": "1", "name": "storage", "type": 1,
             "options": [{"name": "create", "type": 2, "options": [{"name": "data", "type": 1, "options": [
                 {"name": "key", "type": 3, "value": "k"}, {"name": "value", "type": 3, "value": "v"}]}]}]
         }))
@@ -444,8 +392,57 @@ mod tests {
         let (name, options) = command_path(&data);
         assert_eq!(name, "storage create data");
         assert_eq!(string_option(&options, "key").as_deref(), Some("k"));
-        let (name, _) = command_path(&serde_json::from_value(serde_json::json!({"name": "storage", "options": [{"name": "list", "type": 1}]})).unwrap());
+        assert_eq!(string_option(&options, "nope"), None);
+        let (name, _) = command_path(&serde_json::from_value(serde_json::json!({"id": "1", "name": "storage", "type": 1, "options": [{"name": "list", "type": 1}]})).unwrap());
         assert_eq!(name, "storage list");
+    }
+
+    /// An INTERACTION_CREATE frame as the gateway sends it, `d` completed with `fields`.
+    fn frame(fields: serde_json::Value) -> String {
+        let mut d = serde_json::json!({
+            "id": "1400000000000000001", "application_id": "1378135304107458561", "type": 2, "token": "itoken",
+            "version": 1, "locale": "en-US", "app_permissions": "0", "entitlements": [], "attachment_size_limit": 8388608,
+            "authorizing_integration_owners": {}, "context": 0, "guild_id": "1378135304107458560", "channel_id": "1378135304107458560",
+            "member": {"user": {"id": "1300000000000000001", "username": "alice", "discriminator": "0", "global_name": "Alice", "avatar": null},
+                "roles": [], "joined_at": "2021-05-03T00:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0, "permissions": "0"},
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        serde_json::json!({"op": 0, "s": 3, "t": "INTERACTION_CREATE", "d": d}).to_string()
+    }
+
+    #[test]
+    fn decodes_gateway_frames_into_twilight_interactions() {
+        let command = decode(&frame(serde_json::json!({"data": {"id": "2", "name": "storage", "type": 1,
+            "options": [{"name": "list", "type": 1}]}}))).unwrap();
+        assert_eq!(command.kind, InteractionType::ApplicationCommand);
+        assert_eq!(command.author().map(|u| (u.id.get(), u.name.as_str())), Some((1_300_000_000_000_000_001, "alice")));
+        assert!(ephemeral(&command));
+        let Some(InteractionData::ApplicationCommand(data)) = &command.data else { panic!("{command:?}") };
+        assert_eq!(command_path(data).0, "storage list");
+
+        // Autocomplete: the focused option, however deep, is what was typed.
+        let auto = decode(&frame(serde_json::json!({"type": 4, "data": {"id": "2", "name": "storage", "type": 1,
+            "options": [{"name": "get", "type": 2, "options": [{"name": "data", "type": 1, "options": [
+                {"name": "key", "type": 3, "value": "al", "focused": true}]}]}]}}))).unwrap();
+        let Some(InteractionData::ApplicationCommand(data)) = &auto.data else { panic!("{auto:?}") };
+        assert_eq!(focused(&data.options), Some("al"));
+
+        // A button in DMs: the user is at the top level and replies are public.
+        let button = frame(serde_json::json!({"type": 3, "data": {"custom_id": "cancelResetStorage:1", "component_type": 2},
+            "context": 1, "user": {"id": "1300000000000000002", "username": "bob", "discriminator": "0", "global_name": null, "avatar": null}}));
+        let mut v: serde_json::Value = serde_json::from_str(&button).unwrap();
+        for k in ["guild_id", "member"] {
+            v["d"].as_object_mut().unwrap().remove(k);
+        }
+        let button = decode(&v.to_string()).unwrap();
+        assert!(!ephemeral(&button));
+        assert_eq!(button.author().map(|u| u.id.get()), Some(1_300_000_000_000_000_002));
+        let Some(InteractionData::MessageComponent(data)) = &button.data else { panic!("{button:?}") };
+        assert_eq!(data.custom_id, "cancelResetStorage:1");
+
+        assert!(decode(r#"{"op":0,"t":"INTERACTION_CREATE","d":{"id":"1"}}"#).is_err());
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! server already holds.
 //!
 //! INTERACTION_CREATE dispatches reach [`Bot::dispatch`] on the ingest thread (tokio
-//! current-thread). Each interaction is decoded into the project's own types and handled in
-//! its own task; storage operations are [`crate::storage::service`] requests to the user's
+//! current-thread). Each interaction is decoded into twilight-model's `Interaction` and handled
+//! in its own task; storage operations are [`crate::storage::service`] requests to the user's
 //! owner shard, and every answer goes out through Discord's interaction callback with
 //! twilight-http against `[discord] api_url`. Every interaction is answered, failures
 //! included, and nothing sent exceeds Discord's limits.

@@ -5,7 +5,7 @@
 //! - [`svg`]: layout and the SVG writer; [`text`]: the embedded font, measuring, ellipsis,
 //!   escaping; [`badges`]: one glyph per public flag.
 //! - [`images`]: the host allowlist and the fetch thread; [`png`]: resvg rasterisation.
-//! - [`lru`]: the per-shard caches (fetched images, rendered cards).
+//! - [`cache`]: the per-shard caches (fetched images, rendered cards), on the `lru` crate.
 //!
 //! The owner shard of a user renders its card: it has the data, the version and the caches.
 //! A request that lands elsewhere asks the owner with [`ShardMsg::Card`] and awaits the answer.
@@ -14,8 +14,8 @@
 //! is answered with 304 without rendering.
 
 pub mod badges;
+pub mod cache;
 pub mod images;
-pub mod lru;
 pub mod model;
 pub mod params;
 pub mod png;
@@ -27,8 +27,8 @@ use crate::discord::Snowflake;
 use crate::time_fmt::now_ms;
 use base64::Engine as _;
 use bytes::Bytes;
+use cache::ByteLru;
 use images::Fetcher;
-use lru::Lru;
 use params::{CardParams, Format, Theme};
 use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
@@ -70,8 +70,8 @@ pub struct ShardCard {
     epoch: u64,
     fetcher: Fetcher,
     /// Public image URL → data URI (`None`: the fetch failed recently).
-    images: RefCell<Lru<String, Option<Rc<str>>>>,
-    cards: RefCell<Lru<u64, Rendered>>,
+    images: RefCell<ByteLru<String, Option<Rc<str>>>>,
+    cards: RefCell<ByteLru<u64, Rendered>>,
 }
 
 impl ShardCard {
@@ -80,8 +80,8 @@ impl ShardCard {
             config: config.clone(),
             epoch: rand::random(),
             fetcher: Fetcher::new(shard, config.fetch_timeout, config.max_image_bytes),
-            images: RefCell::new(Lru::new(config.image_cache_bytes)),
-            cards: RefCell::new(Lru::new(config.card_cache_bytes)),
+            images: RefCell::new(ByteLru::new(config.image_cache_bytes)),
+            cards: RefCell::new(ByteLru::new(config.card_cache_bytes)),
         }
     }
 
@@ -95,7 +95,7 @@ impl ShardCard {
     async fn image(&self, url: Option<&str>) -> (Option<String>, bool) {
         let Some(url) = url else { return (None, false) };
         let Some(target) = images::resolve(url, &self.config.image_hosts) else { return (None, false) };
-        if let Some(hit) = self.images.borrow_mut().get(&url.to_owned(), Instant::now()) {
+        if let Some(hit) = self.images.borrow_mut().get(url, Instant::now()) {
             return match hit {
                 Some(uri) => (Some(uri.to_string()), false),
                 None => (None, true),

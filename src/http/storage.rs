@@ -13,13 +13,16 @@ use std::rc::Rc;
 use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp};
 use crate::storage::service::{StorageAnswer, StorageRequest};
 use bytes::Bytes;
-use http::{header, HeaderMap, Method, Request, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
-/// Largest accepted request body: a 30,000-character value fits even when every character is
-/// written as a JSON `\uXXXX` escape (and a surrogate pair takes 12 bytes for 2 UTF-16 units).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest accepted request body (384 KiB): every valid request fits in its most expensive
+/// encoding. A 30,000-character value whose characters are all outside the BMP, each written
+/// as a surrogate pair of `\uXXXX` escapes, takes 360,000 bytes; the envelope `{"value":""}`
+/// (even with `value` itself escaped) under 40 more, which leaves over 33,000 bytes of
+/// whitespace to spare.
+pub const MAX_BODY_BYTES: usize = 384 * 1024;
 
 /// Maps a storage failure to the one error shape, with the contract's messages.
 pub fn api_error(e: KvError, raw_id: &str) -> ApiError {
@@ -32,6 +35,7 @@ pub fn api_error(e: KvError, raw_id: &str) -> ApiError {
             "too_many_pairs",
             format!("A storage can hold at most {} key-value pairs.", crate::storage::kv::MAX_PAIRS),
         ),
+        KvError::TooLarge(max) => ApiError::bad_request("storage_too_large", format!("A storage can hold at most {max} bytes of JSON.")),
         KvError::InvalidKey(m) => ApiError::bad_request("invalid_key", m),
         KvError::InvalidValue(m) => ApiError::bad_request("invalid_value", m),
         KvError::Internal(reason) => {
@@ -70,44 +74,65 @@ fn path_key(raw: &str) -> Result<String, ApiError> {
     Ok(key)
 }
 
+/// The 413 for a body over [`MAX_BODY_BYTES`]. It closes the connection: what is left of the
+/// body is never read, so the connection cannot carry another request.
+fn too_large() -> Reply {
+    let mut reply =
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("Request body must not exceed {MAX_BODY_BYTES} bytes."))
+            .into_reply();
+    reply.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    reply
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Why a body's value was not taken.
+enum Refused {
+    /// Over [`MAX_BODY_BYTES`]: answered with [`too_large`].
+    TooLarge,
+    Invalid(ApiError),
+}
+
 /// Reads the body (at most [`MAX_BODY_BYTES`]) and takes its `value`.
-async fn body_value(req: &mut Request<Incoming>) -> Result<String, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("Request body must not exceed {MAX_BODY_BYTES} bytes."),
-        )
-    };
+async fn body_value(req: &mut Request<Incoming>) -> Result<String, Refused> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        drain(req.body_mut()).await;
-        return Err(too_large());
+    if let Some(n) = declared.filter(|&n| n > MAX_BODY_BYTES as u64) {
+        // Decided from the header alone, before the body is polled: hyper sends `100 Continue`
+        // on the first poll, so a client waiting for it is refused without sending anything.
+        // A client already sending a body of at most DRAIN_LIMIT bytes has it read and
+        // discarded first, so that it reads this answer rather than a connection reset.
+        if !expects_continue(req.headers()) && n <= DRAIN_LIMIT as u64 {
+            drain(req.body_mut()).await;
+        }
+        return Err(Refused::TooLarge);
     }
+    // A body without a declared length (chunked) is counted as it arrives and cut at the limit.
     let body = match http_body_util::Limited::new(req.body_mut(), MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            drain(req.body_mut()).await;
-            return Err(too_large());
-        }
-        Err(_) => return Err(ApiError::bad_request("invalid_body", "The request body could not be read.")),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Refused::TooLarge),
+        Err(_) => return Err(Refused::Invalid(ApiError::bad_request("invalid_body", "The request body could not be read."))),
     };
+    let invalid = |code, message| Err(Refused::Invalid(ApiError::bad_request(code, message)));
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("invalid_value", "value is required."));
+        return invalid("invalid_value", "value is required.");
     }
-    let json: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid_json", "Request body must be valid JSON."))?;
-    let value = match json.get("value") {
-        None => return Err(ApiError::bad_request("invalid_value", "value is required.")),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(_) => return Err(ApiError::bad_request("invalid_value", "value must be a string.")),
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return invalid("invalid_json", "Request body must be valid JSON.");
     };
-    validate_value(&value).map_err(|e| api_error(e, ""))?;
+    let value = match json.get("value") {
+        None => return invalid("invalid_value", "value is required."),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(_) => return invalid("invalid_value", "value must be a string."),
+    };
+    validate_value(&value).map_err(|e| Refused::Invalid(api_error(e, "")))?;
     Ok(value)
 }
 
-/// Bodies up to this size are read and discarded before a 413, so that the client, still
-/// sending, reads the answer instead of a connection reset; larger ones are cut off.
+/// A declared body over the limit but at most this size, from a client that does not wait for
+/// `100 Continue`, is read and discarded before the 413; larger ones are refused unread.
 const DRAIN_LIMIT: usize = 4 << 20;
 
 async fn drain(body: &mut Incoming) {
@@ -146,8 +171,11 @@ pub async fn storage_key(ctx: &Rc<Shard>, raw_id: &str, raw_key: &str, req: &mut
     let method = req.method().clone();
     if method == Method::GET || method == Method::HEAD {
         return match run(ctx, id, raw_id, StorageRequest::GetKey(key)).await? {
-            StorageAnswer::Value(value) => {
-                let body = serde_json::to_vec(&serde_json::json!({ "value": value })).unwrap_or_default();
+            StorageAnswer::Value(value_json) => {
+                let mut body = Vec::with_capacity(value_json.len() + 10);
+                body.extend_from_slice(b"{\"value\":");
+                body.extend_from_slice(&value_json);
+                body.push(b'}');
                 Ok(Reply::json(StatusCode::OK, Bytes::from(body)))
             }
             _ => Err(api_error(KvError::Internal("unexpected storage answer".into()), raw_id)),
@@ -156,7 +184,11 @@ pub async fn storage_key(ctx: &Rc<Shard>, raw_id: &str, raw_key: &str, req: &mut
     let op = if method == Method::DELETE {
         KvOp::Delete { key }
     } else {
-        let value = body_value(req).await?;
+        let value = match body_value(req).await {
+            Ok(value) => value,
+            Err(Refused::TooLarge) => return Ok(too_large()),
+            Err(Refused::Invalid(e)) => return Err(e),
+        };
         if method == Method::PATCH {
             KvOp::Patch { key, value }
         } else {

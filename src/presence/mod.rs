@@ -72,7 +72,7 @@ impl Presence {
 
     /// The user's KV map as served in the user object (`{}` when empty); `None` when not monitored.
     pub fn storage_json(&self, id: Owned<Snowflake>) -> Option<Bytes> {
-        self.state.borrow().get(id.key()).map(|u| Bytes::copy_from_slice(&u.storage_json))
+        self.state.borrow().get(id.key()).map(|u| u.storage_json.clone())
     }
 
     /// Applies an ingest event whose users this shard owns (each proven by `owns`; a user it
@@ -107,7 +107,7 @@ impl Presence {
     }
 
     /// Replaces the user's KV map (serialized as a JSON object).
-    pub fn set_storage_json(&self, id: Owned<Snowflake>, storage_json: Vec<u8>) -> Applied {
+    pub fn set_storage_json(&self, id: Owned<Snowflake>, storage_json: Bytes) -> Applied {
         let mut applied = Applied::default();
         self.state.borrow_mut().set_storage_json(id.key(), storage_json, &mut applied);
         applied

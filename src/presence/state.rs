@@ -7,6 +7,7 @@
 use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
 use crate::presence::user_object::{self, UserInputs, UserJson};
+use bytes::Bytes;
 use std::collections::HashMap;
 
 /// A visible change to one user, for fan-out.
@@ -33,8 +34,8 @@ pub struct UserState {
     pub member: Member,
     pub presence: Option<Presence>,
     pub last_seen_ms: Option<i64>,
-    /// The KV map as a JSON object (`{}` when empty).
-    pub storage_json: Vec<u8>,
+    /// The KV map as a JSON object (`{}` when empty), shared with the KV store.
+    pub storage_json: Bytes,
     /// Bumped on every visible change.
     pub version: u64,
     pub json: UserJson,
@@ -70,7 +71,7 @@ pub struct ShardState {
     /// Last-seen times loaded from disk for users not (yet) listed as members.
     last_seen: HashMap<Snowflake, i64>,
     /// KV maps (JSON objects) of users with stored pairs who are not (yet) listed as members.
-    storage: HashMap<Snowflake, Vec<u8>>,
+    storage: HashMap<Snowflake, Bytes>,
 }
 
 /// Result of applying an event: what readers must hear about and what must be persisted.
@@ -87,7 +88,7 @@ impl ShardState {
     }
 
     /// Also starts with the persisted KV maps (JSON objects) of the shard's users.
-    pub fn with_storage(mut self, storage: HashMap<Snowflake, Vec<u8>>) -> ShardState {
+    pub fn with_storage(mut self, storage: HashMap<Snowflake, Bytes>) -> ShardState {
         self.storage = storage;
         self
     }
@@ -137,7 +138,7 @@ impl ShardState {
             member,
             presence,
             last_seen_ms,
-            storage_json: self.storage.remove(&id).unwrap_or_else(|| b"{}".to_vec()),
+            storage_json: self.storage.remove(&id).unwrap_or_else(|| Bytes::from_static(b"{}")),
             version: 0,
             json: UserJson::empty(),
             seen_in: generation,
@@ -175,7 +176,7 @@ impl ShardState {
                 if let Some(ms) = u.last_seen_ms {
                     self.last_seen.insert(id, ms);
                 }
-                if u.storage_json != b"{}" {
+                if u.storage_json[..] != b"{}"[..] {
                     self.storage.insert(id, u.storage_json);
                 }
             }
@@ -245,14 +246,15 @@ impl ShardState {
     }
 
     /// Replaces the user's KV map (already serialized as a JSON object). For a user who is not
-    /// a member now, the map is kept for when they are listed again.
-    pub fn set_storage_json(&mut self, id: Snowflake, storage_json: Vec<u8>, applied: &mut Applied) {
+    /// a member now, the map is kept for when they are listed again. A large map is kept in
+    /// the user object as its own piece (see [`UserJson`]), so this does not copy it.
+    pub fn set_storage_json(&mut self, id: Snowflake, storage_json: Bytes, applied: &mut Applied) {
         if let Some(user) = self.users.get_mut(&id) {
             user.storage_json = storage_json;
             if user.rebuild() {
                 applied.changes.push(Change::StorageUpdated(id));
             }
-        } else if storage_json == b"{}" {
+        } else if storage_json[..] == b"{}"[..] {
             self.storage.remove(&id);
         } else {
             self.storage.insert(id, storage_json);

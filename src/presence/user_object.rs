@@ -2,7 +2,9 @@
 //!
 //! The object is serialized once per change. Only one field depends on the clock — the
 //! elapsed time of a Spotify track (`time.start_human_readable`) — so the bytes are kept with
-//! the offset of that value and [`UserJson::render`] inserts the elapsed time there.
+//! the offset of that value and [`UserJson::render`] inserts the elapsed time there. A large
+//! `storage` map is kept the same way, as its own piece inserted at render time, so that
+//! neither a presence change nor a storage write copies it into a new object.
 
 use crate::discord::{activity_type, Activity, Member, Presence, Snowflake, Status};
 use crate::presence::flags::flag_names;
@@ -19,45 +21,75 @@ pub struct UserInputs<'a> {
     /// Unix milliseconds of the last transition to offline, if the user is offline since.
     pub last_seen_ms: Option<i64>,
     /// The user's key-value map, already serialized as a JSON object.
-    pub storage_json: &'a [u8],
+    pub storage_json: &'a Bytes,
 }
 
+/// Storage maps up to this size are copied into the object's bytes (cheap, and rendering then
+/// returns the bytes as they are); larger ones stay a separate piece.
+pub const INLINE_STORAGE_MAX: usize = 16 * 1024;
+
 /// A serialized user object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UserJson {
     bytes: Bytes,
     /// When a Spotify elapsed time must be rendered: (byte offset to insert it at, start unix ms).
     splice: Option<(usize, i64)>,
+    /// A storage map larger than [`INLINE_STORAGE_MAX`]: (byte offset to insert it at, the map).
+    /// It comes after the elapsed time in the object.
+    storage: Option<(usize, Bytes)>,
 }
+
+/// Objects are equal when their bytes are; a storage piece counts as the same only when it is
+/// the same buffer (the KV store hands over a new one only when the pairs changed), so that
+/// comparing never reads a large map.
+impl PartialEq for UserJson {
+    fn eq(&self, other: &UserJson) -> bool {
+        let same_storage = match (&self.storage, &other.storage) {
+            (None, None) => true,
+            (Some((a, x)), Some((b, y))) => a == b && x.as_ptr() == y.as_ptr() && x.len() == y.len(),
+            _ => false,
+        };
+        same_storage && self.splice == other.splice && self.bytes == other.bytes
+    }
+}
+
+impl Eq for UserJson {}
 
 impl UserJson {
     /// A placeholder that never equals a built object.
     pub(crate) fn empty() -> UserJson {
-        UserJson { bytes: Bytes::new(), splice: None }
+        UserJson { bytes: Bytes::new(), splice: None, storage: None }
+    }
+
+    /// Length of the rendered object, give or take the elapsed time.
+    fn len_hint(&self) -> usize {
+        self.bytes.len() + self.storage.as_ref().map_or(0, |(_, s)| s.len()) + 8
     }
 
     /// The object as JSON at `now_ms`.
     pub fn render(&self, now_ms: i64) -> Bytes {
-        match self.splice {
-            None => self.bytes.clone(),
-            Some(_) => {
-                let mut out = Vec::with_capacity(self.bytes.len() + 8);
-                self.render_into(now_ms, &mut out);
-                Bytes::from(out)
-            }
+        if self.splice.is_none() && self.storage.is_none() {
+            return self.bytes.clone();
         }
+        let mut out = Vec::with_capacity(self.len_hint());
+        self.render_into(now_ms, &mut out);
+        Bytes::from(out)
     }
 
     /// Appends the object at `now_ms` to `out` (for arrays and frames, without an extra copy).
     pub fn render_into(&self, now_ms: i64, out: &mut Vec<u8>) {
-        match self.splice {
-            None => out.extend_from_slice(&self.bytes),
-            Some((at, start)) => {
-                out.extend_from_slice(&self.bytes[..at]);
-                out.extend_from_slice(clock((now_ms - start).div_euclid(1000)).as_bytes());
-                out.extend_from_slice(&self.bytes[at..]);
-            }
+        let mut from = 0;
+        if let Some((at, start)) = self.splice {
+            out.extend_from_slice(&self.bytes[from..at]);
+            out.extend_from_slice(clock((now_ms - start).div_euclid(1000)).as_bytes());
+            from = at;
         }
+        if let Some((at, storage)) = &self.storage {
+            out.extend_from_slice(&self.bytes[from..*at]);
+            out.extend_from_slice(storage);
+            from = *at;
+        }
+        out.extend_from_slice(&self.bytes[from..]);
     }
 }
 
@@ -370,7 +402,12 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
         }
     }
     out.extend_from_slice(b"],\"storage\":");
-    out.extend_from_slice(input.storage_json);
+    let storage = if input.storage_json.len() <= INLINE_STORAGE_MAX {
+        out.extend_from_slice(input.storage_json);
+        None
+    } else {
+        Some((out.len(), input.storage_json.clone()))
+    };
     out.extend_from_slice(b",\"server_tag\":");
     let tag = user.primary_guild.as_ref().filter(|g| g.identity_enabled == Some(true)).and_then(|g| {
         let guild = g.identity_guild_id?;
@@ -384,7 +421,7 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
     out.extend_from_slice(format!(",\"status\":\"{}\",\"last_seen_at\":", status.visible()).as_bytes());
     push_json(&mut out, &TimePair::from_ms(if offline { input.last_seen_ms } else { None }));
     out.push(b'}');
-    UserJson { bytes: Bytes::from(out), splice }
+    UserJson { bytes: Bytes::from(out), splice, storage }
 }
 
 #[cfg(test)]
@@ -451,7 +488,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let json = build(&UserInputs { member: &m, presence: Some(&presence), last_seen_ms: Some(5), storage_json: b"{}" });
+        let json = build(&UserInputs { member: &m, presence: Some(&presence), last_seen_ms: Some(5), storage_json: &Bytes::from_static(b"{}") });
         let v: Value = serde_json::from_slice(&json.render(1_700_000_065_400)).unwrap();
         assert_eq!(
             v,
@@ -507,7 +544,7 @@ mod tests {
         m.user.public_flags = None;
         m.user.primary_guild = None;
         m.joined_at = None;
-        let json = build(&UserInputs { member: &m, presence: None, last_seen_ms: Some(1_620_000_000_123), storage_json: b"{\"k\":\"v\"}" });
+        let json = build(&UserInputs { member: &m, presence: None, last_seen_ms: Some(1_620_000_000_123), storage_json: &Bytes::from_static(b"{\"k\":\"v\"}") });
         let v: Value = serde_json::from_slice(&json.render(0)).unwrap();
         assert_eq!(v["metadata"]["avatar_url"], Value::Null);
         // (id >> 22) % 6 for migrated usernames.
@@ -521,6 +558,31 @@ mod tests {
         assert_eq!(v["server_tag"], Value::Null);
         assert_eq!(v["status"], "offline");
         assert_eq!(v["last_seen_at"], json!({ "unix": 1620000000, "raw": "2021-05-03T00:00:00.123Z" }));
+    }
+
+    #[test]
+    fn a_large_storage_map_is_a_piece_spliced_at_render_time() {
+        let m = member();
+        let presence = Presence { user: PartialUser { id: m.user.id, ..Default::default() }, status: Status::Online, activities: vec![spotify()], ..Default::default() };
+        let big = Bytes::from(format!(r#"{{"k":"{}"}}"#, "x".repeat(INLINE_STORAGE_MAX)));
+        let input = UserInputs { member: &m, presence: Some(&presence), last_seen_ms: None, storage_json: &big };
+        let json = build(&input);
+        assert!(json.bytes.len() < 4096, "the object's own bytes leave the map out");
+        let rendered = json.render(1_700_000_065_400);
+        let v: Value = serde_json::from_slice(&rendered).unwrap();
+        assert_eq!(v["storage"]["k"].as_str().unwrap().len(), INLINE_STORAGE_MAX);
+        assert_eq!(v["active_platforms"]["spotify"]["time"]["start_human_readable"], "01:05");
+        let mut into = b"[".to_vec();
+        json.render_into(1_700_000_065_400, &mut into);
+        assert_eq!(&into[1..], &rendered[..]);
+        // Rebuilt around the same map it is the same object; a new map is a change.
+        assert_eq!(build(&input), json);
+        let copy = Bytes::from(big.to_vec());
+        assert_ne!(build(&UserInputs { storage_json: &copy, ..input }), json);
+        // Without the clock, the map alone is spliced.
+        let offline = build(&UserInputs { presence: None, ..input });
+        let v: Value = serde_json::from_slice(&offline.render(0)).unwrap();
+        assert_eq!((v["status"].as_str(), v["storage"]["k"].as_str().map(str::len)), (Some("offline"), Some(INLINE_STORAGE_MAX)));
     }
 
     #[test]

@@ -318,6 +318,21 @@ impl Simulator {
         self.shared.fault(f);
     }
 
+    /// Applies `f` and removes the members `gone`, under one lock of the world: the removals
+    /// happen while the clients are away. After a non-resumable fault no session hears of them,
+    /// so a client learns them only from the member list of its next IDENTIFY; after a
+    /// resumable one they are replayed on RESUME.
+    pub fn fault_removing(&self, f: Fault, gone: &[Snowflake]) {
+        let mut world = self.shared.world();
+        match f {
+            Fault::StopHeartbeatAcks(stop) => self.shared.stop_acks.store(stop, Ordering::Relaxed),
+            other => world.fault(other),
+        }
+        for id in gone {
+            world.remove_member(*id);
+        }
+    }
+
     pub fn stats(&self) -> SimStats {
         self.shared.stats()
     }

@@ -9,8 +9,9 @@
 use super::token::{Token, TokenCipher};
 use super::writer::WriteOp;
 use crate::discord::Snowflake;
+use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Longest key, in characters (keys are ASCII letters and digits).
 pub const MAX_KEY_LEN: usize = 255;
@@ -18,6 +19,9 @@ pub const MAX_KEY_LEN: usize = 255;
 pub const MAX_VALUE_CHARS: usize = 30_000;
 /// Most pairs one user may store.
 pub const MAX_PAIRS: usize = 512;
+/// Default of `storage.max_user_bytes`: the most one user's map may take as served JSON.
+/// 512 pairs of a 255-character key and a 30,000-character ASCII value take about 15.5 MB.
+pub const DEFAULT_MAX_USER_BYTES: usize = 16 << 20;
 
 /// Why a storage request failed. REST and the bot word these differently.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +36,8 @@ pub enum KvError {
     NoKey(String),
     /// A new key would exceed [`MAX_PAIRS`].
     TooManyPairs,
+    /// The map's JSON would grow past this many bytes (`storage.max_user_bytes`).
+    TooLarge(usize),
     InvalidKey(&'static str),
     InvalidValue(&'static str),
     /// The owner shard could not commit or could not be reached.
@@ -70,12 +76,61 @@ pub enum TokenState {
     Unreadable,
 }
 
-/// One user's storage.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One pair as it is served: `"key":"value"`, serialized once when it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    json: Bytes,
+    /// Where the value's JSON string starts in `json`.
+    value_at: usize,
+}
+
+impl Pair {
+    pub fn new(key: &str, value: &str) -> Pair {
+        let mut json = Vec::with_capacity(key.len() + value.len() + 5);
+        // Strings always serialize.
+        let _ = serde_json::to_writer(&mut json, key);
+        json.push(b':');
+        let value_at = json.len();
+        let _ = serde_json::to_writer(&mut json, value);
+        Pair { json: Bytes::from(json), value_at }
+    }
+
+    /// `"key":"value"`, as it appears in the map's JSON.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The value as a JSON string, quotes included.
+    pub fn value_json(&self) -> Bytes {
+        self.json.slice(self.value_at..)
+    }
+
+    /// The value itself.
+    pub fn value(&self) -> String {
+        serde_json::from_slice(&self.json[self.value_at..]).unwrap_or_default()
+    }
+}
+
+/// One user's storage. Cloning it (to plan a write) copies the keys, not the values.
+#[derive(Debug, Clone, Default)]
 pub struct UserKv {
-    pub pairs: BTreeMap<String, String>,
+    pairs: BTreeMap<String, Pair>,
+    /// Total bytes of the pairs' JSON.
+    pair_bytes: usize,
+    /// Changes whenever the pairs do (the sequence number of the last write that changed them).
+    version: u64,
+    /// The map's JSON, assembled from the pairs on first use.
+    json: OnceLock<Bytes>,
     pub token: TokenState,
 }
+
+impl PartialEq for UserKv {
+    fn eq(&self, other: &UserKv) -> bool {
+        self.pairs == other.pairs && self.token == other.token
+    }
+}
+
+impl Eq for UserKv {}
 
 impl UserKv {
     /// Whether the user has storage (a token, readable or not).
@@ -83,13 +138,84 @@ impl UserKv {
         self.token != TokenState::None
     }
 
-    fn is_empty(&self) -> bool {
+    /// No token and no pairs: nothing to keep.
+    fn is_unused(&self) -> bool {
         !self.exists() && self.pairs.is_empty()
     }
 
-    /// The pairs as a JSON object, keys in order.
-    pub fn json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.pairs).unwrap_or_else(|_| b"{}".to_vec())
+    pub fn get(&self, key: &str) -> Option<&Pair> {
+        self.pairs.get(key)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.pairs.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The pairs, values decoded (the bot's list).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.pairs.iter().map(|(k, p)| (k.clone(), p.value())).collect()
+    }
+
+    /// Bytes of the map's JSON: the braces, the pairs and a comma between each two.
+    pub fn json_len(&self) -> usize {
+        2 + self.pair_bytes + self.pairs.len().saturating_sub(1)
+    }
+
+    /// What [`Self::json_len`] would be with `key` set to `new` (removed if `None`).
+    fn json_len_with(&self, key: &str, new: Option<&Pair>) -> usize {
+        let old = self.pairs.get(key);
+        let bytes = self.pair_bytes - old.map_or(0, |p| p.json.len()) + new.map_or(0, |p| p.json.len());
+        let count = self.pairs.len() - usize::from(old.is_some()) + usize::from(new.is_some());
+        2 + bytes + count.saturating_sub(1)
+    }
+
+    fn insert(&mut self, key: String, pair: Pair) {
+        self.pair_bytes += pair.json.len();
+        if let Some(old) = self.pairs.insert(key, pair) {
+            self.pair_bytes -= old.json.len();
+        }
+        self.json = OnceLock::new();
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        let Some(old) = self.pairs.remove(key) else { return false };
+        self.pair_bytes -= old.json.len();
+        self.json = OnceLock::new();
+        true
+    }
+
+    fn clear(&mut self) {
+        self.pairs.clear();
+        self.pair_bytes = 0;
+        self.json = OnceLock::new();
+    }
+
+    /// The pairs as a JSON object, keys in order: assembled from the pairs' JSON once, then
+    /// shared by every reader.
+    pub fn json(&self) -> Bytes {
+        self.json
+            .get_or_init(|| {
+                let mut out = Vec::with_capacity(self.json_len());
+                out.push(b'{');
+                for (i, pair) in self.pairs.values().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&pair.json);
+                }
+                out.push(b'}');
+                Bytes::from(out)
+            })
+            .clone()
     }
 }
 
@@ -136,24 +262,37 @@ struct Entry {
 }
 
 /// The storage of every user one shard owns.
-#[derive(Default)]
 pub struct KvShard {
     users: HashMap<Snowflake, Entry>,
     /// The last sequence number handed out (committed state loaded from disk counts as 0).
     next_seq: u64,
+    /// `storage.max_user_bytes`.
+    max_user_bytes: usize,
+}
+
+impl Default for KvShard {
+    fn default() -> KvShard {
+        KvShard { users: HashMap::new(), next_seq: 0, max_user_bytes: DEFAULT_MAX_USER_BYTES }
+    }
 }
 
 impl KvShard {
     /// Builds the shard's storage from what its file holds. Tokens that cannot be decrypted
-    /// are kept as [`TokenState::Unreadable`]; returns how many there were.
+    /// are kept as [`TokenState::Unreadable`]; returns how many there were. Maps already larger
+    /// than `max_user_bytes` are kept; writes that would grow them are refused.
     pub fn from_loaded(
         kv: HashMap<Snowflake, BTreeMap<String, String>>,
         tokens: HashMap<Snowflake, Vec<u8>>,
         cipher: &TokenCipher,
+        max_user_bytes: usize,
     ) -> (KvShard, usize) {
         let mut users: HashMap<Snowflake, UserKv> = HashMap::new();
         for (id, pairs) in kv {
-            users.entry(id).or_default().pairs = pairs;
+            let user = users.entry(id).or_default();
+            for (key, value) in pairs {
+                let pair = Pair::new(&key, &value);
+                user.insert(key, pair);
+            }
         }
         let mut unreadable = 0;
         for (id, sealed) in tokens {
@@ -172,16 +311,16 @@ impl KvShard {
                 (id, Entry { committed: u.clone(), committed_seq: 0, latest: u, in_flight: 0 })
             })
             .collect();
-        (KvShard { users, next_seq: 0 }, unreadable)
+        (KvShard { users, next_seq: 0, max_user_bytes }, unreadable)
     }
 
     /// The committed storage of a user.
-    pub fn get(&self, id: Snowflake) -> Option<&UserKv> {
-        self.users.get(&id).map(|e| &*e.committed).filter(|u| !u.is_empty())
+    pub fn get(&self, id: Snowflake) -> Option<&Arc<UserKv>> {
+        self.users.get(&id).map(|e| &e.committed).filter(|u| !u.is_unused())
     }
 
     /// The storage JSON of every user with pairs (to seed the user objects).
-    pub fn storage_jsons(&self) -> HashMap<Snowflake, Vec<u8>> {
+    pub fn storage_jsons(&self) -> HashMap<Snowflake, Bytes> {
         self.users.iter().filter(|(_, e)| !e.committed.pairs.is_empty()).map(|(id, e)| (*id, e.committed.json())).collect()
     }
 
@@ -202,8 +341,25 @@ impl KvShard {
         }
     }
 
+    /// Sets `key` to `value` in `next` unless that would take the map past the byte bound
+    /// (a write that does not grow a map already past it is allowed). Returns whether the
+    /// pairs changed.
+    fn set(&self, next: &mut UserKv, key: &str, value: &str) -> Result<bool, KvError> {
+        let pair = Pair::new(key, value);
+        if next.pairs.get(key) == Some(&pair) {
+            return Ok(false);
+        }
+        let after = next.json_len_with(key, Some(&pair));
+        if after > self.max_user_bytes && after > next.json_len() {
+            return Err(KvError::TooLarge(self.max_user_bytes));
+        }
+        next.insert(key.to_owned(), pair);
+        Ok(true)
+    }
+
     /// Checks authorization and the op against the latest state; on success the latest state
     /// includes the op and the returned ops must be committed, then passed to [`Self::finish`].
+    /// Only the changed pair is serialized; the rest of the map is shared with the old state.
     pub fn plan(&mut self, id: Snowflake, auth: &Auth, op: KvOp, cipher: &TokenCipher) -> Result<Planned, KvError> {
         let empty = UserKv::default();
         let base: &UserKv = self.users.get(&id).map(|e| &*e.latest).unwrap_or(&empty);
@@ -219,40 +375,46 @@ impl KvShard {
             }
         }
         let mut next = base.clone();
+        let seq = self.next_seq + 1;
         let mut token = None;
-        let ops = match op {
+        let (ops, changed) = match op {
             KvOp::Put { key, value } => {
                 if !next.pairs.contains_key(&key) && next.pairs.len() >= MAX_PAIRS {
                     return Err(KvError::TooManyPairs);
                 }
-                next.pairs.insert(key.clone(), value.clone());
-                vec![WriteOp::PutKv(id, key, value)]
+                let changed = self.set(&mut next, &key, &value)?;
+                (vec![WriteOp::PutKv(id, key, value)], changed)
             }
             KvOp::Patch { key, value } => {
-                let Some(slot) = next.pairs.get_mut(&key) else { return Err(KvError::NoKey(key)) };
-                slot.clone_from(&value);
-                vec![WriteOp::PutKv(id, key, value)]
-            }
-            KvOp::Delete { key } => {
-                if next.pairs.remove(&key).is_none() {
+                if !next.pairs.contains_key(&key) {
                     return Err(KvError::NoKey(key));
                 }
-                vec![WriteOp::DeleteKv(id, key)]
+                let changed = self.set(&mut next, &key, &value)?;
+                (vec![WriteOp::PutKv(id, key, value)], changed)
+            }
+            KvOp::Delete { key } => {
+                if !next.remove(&key) {
+                    return Err(KvError::NoKey(key));
+                }
+                (vec![WriteOp::DeleteKv(id, key)], true)
             }
             KvOp::Clear => {
-                next.pairs.clear();
-                vec![WriteOp::ClearKv(id)]
+                let changed = !next.pairs.is_empty();
+                next.clear();
+                (vec![WriteOp::ClearKv(id)], changed)
             }
             KvOp::RotateToken => {
                 let t = Token::generate(id);
                 let sealed = cipher.seal(&t).map_err(|e| KvError::Internal(e.to_string()))?;
                 next.token = TokenState::Valid(t.clone());
                 token = Some(t);
-                vec![WriteOp::SetToken(id, sealed)]
+                (vec![WriteOp::SetToken(id, sealed)], false)
             }
         };
-        self.next_seq += 1;
-        let seq = self.next_seq;
+        if changed {
+            next.version = seq;
+        }
+        self.next_seq = seq;
         let snapshot = Arc::new(next);
         let entry = self.users.entry(id).or_default();
         entry.latest = snapshot.clone();
@@ -261,14 +423,16 @@ impl KvShard {
     }
 
     /// Records the outcome of a planned write. Returns the user's new committed storage when
-    /// readers must see a change.
+    /// readers must see a change (its pairs changed; a new token alone is not one).
     pub fn finish(&mut self, id: Snowflake, seq: u64, snapshot: Arc<UserKv>, ok: bool) -> Option<Arc<UserKv>> {
         let entry = self.users.get_mut(&id)?;
         entry.in_flight = entry.in_flight.saturating_sub(1);
         // Commits are applied in order, so a later one that is durable includes every earlier
         // one; an acknowledgement that arrives late for an older write is ignored.
-        let changed = ok && seq > entry.committed_seq;
-        if changed {
+        let newer = ok && seq > entry.committed_seq;
+        let mut changed = false;
+        if newer {
+            changed = snapshot.version != entry.committed.version;
             entry.committed = snapshot;
             entry.committed_seq = seq;
         }
@@ -277,7 +441,7 @@ impl KvShard {
             entry.latest = entry.committed.clone();
         }
         let committed = entry.committed.clone();
-        if entry.in_flight == 0 && committed.is_empty() {
+        if entry.in_flight == 0 && committed.is_unused() {
             self.users.remove(&id);
         }
         changed.then_some(committed)
@@ -287,7 +451,7 @@ impl KvShard {
     /// persist, if there was anything.
     pub fn forget(&mut self, id: Snowflake) -> Option<WriteOp> {
         let entry = self.users.get_mut(&id)?;
-        let had = !entry.latest.is_empty() || !entry.committed.is_empty();
+        let had = !entry.latest.is_unused() || !entry.committed.is_unused();
         // Writes still in flight commit before this delete and their acknowledgements, being
         // older, are ignored.
         entry.committed = Arc::new(UserKv::default());
@@ -346,7 +510,7 @@ mod tests {
         let auth = Auth::Token(token.expose().as_bytes().to_vec());
         assert_eq!(kv.plan(U, &Auth::Token(b"x".to_vec()), put("a", "1"), &c).unwrap_err(), KvError::Unauthorized);
         apply(&mut kv, &auth, put("a", ""), &c).unwrap();
-        assert_eq!(kv.get(U).unwrap().pairs["a"], "");
+        assert_eq!(kv.get(U).unwrap().get("a").unwrap().value(), "");
         assert_eq!(kv.plan(U, &auth, KvOp::Patch { key: "b".into(), value: "x".into() }, &c).unwrap_err(), KvError::NoKey("b".into()));
         assert_eq!(kv.plan(U, &auth, KvOp::Delete { key: "b".into() }, &c).unwrap_err(), KvError::NoKey("b".into()));
         for i in 1..MAX_PAIRS {
@@ -374,15 +538,53 @@ mod tests {
         let b = kv.plan(U, &Auth::Owner, KvOp::Patch { key: "a".into(), value: "2".into() }, &c).unwrap();
         assert!(kv.get(U).unwrap().pairs.is_empty(), "nothing visible before the commit");
         // Acknowledgements may be seen out of order: the later commit wins.
-        assert_eq!(kv.finish(U, b.seq, b.snapshot, true).unwrap().pairs["a"], "2");
+        assert_eq!(kv.finish(U, b.seq, b.snapshot, true).unwrap().get("a").unwrap().value(), "2");
         assert!(kv.finish(U, a.seq, a.snapshot, true).is_none());
-        assert_eq!(kv.get(U).unwrap().pairs["a"], "2");
+        assert_eq!(kv.get(U).unwrap().get("a").unwrap().value(), "2");
 
         // A failed commit leaves nothing behind.
         let f = kv.plan(U, &Auth::Owner, put("f", "1"), &c).unwrap();
         assert!(kv.finish(U, f.seq, f.snapshot, false).is_none());
         assert!(!kv.get(U).unwrap().pairs.contains_key("f"));
         assert!(kv.plan(U, &Auth::Owner, KvOp::Delete { key: "f".into() }, &c).is_err());
+    }
+
+    #[test]
+    fn the_byte_bound_counts_the_map_as_served_and_unchanged_writes_change_nothing() {
+        let c = cipher();
+        let mut kv = KvShard { max_user_bytes: 30, ..KvShard::default() };
+        assert!(apply_changed(&mut kv, KvOp::RotateToken, &c).is_none(), "a token alone does not change the map");
+        let user = apply_changed(&mut kv, put("a", "\0"), &c).expect("a change");
+        assert_eq!(&user.json()[..], br#"{"a":"\u0000"}"#);
+        assert_eq!(user.json_len(), 14);
+        // Braces, two pairs and a comma: 2 + 12 + 1 + 16 = 31 bytes is one too many; 30 fits.
+        assert_eq!(kv.plan(U, &Auth::Owner, put("b", "1234567890"), &c).unwrap_err(), KvError::TooLarge(30));
+        let user = apply_changed(&mut kv, put("b", "123456789"), &c).unwrap();
+        assert_eq!(&user.json()[..], br#"{"a":"\u0000","b":"123456789"}"#);
+        assert_eq!(user.json_len(), 30);
+        assert!(apply_changed(&mut kv, put("a", "\0"), &c).is_none(), "the same value again is no change");
+        let grow = KvOp::Patch { key: "a".into(), value: "\0\0".into() };
+        assert_eq!(kv.plan(U, &Auth::Owner, grow, &c).unwrap_err(), KvError::TooLarge(30));
+        assert_eq!(kv.plan(U, &Auth::Owner, put("c", ""), &c).unwrap_err(), KvError::TooLarge(30));
+        let user = apply_changed(&mut kv, KvOp::Delete { key: "b".into() }, &c).unwrap();
+        assert_eq!((&user.json()[..], user.json_len()), (&br#"{"a":"\u0000"}"#[..], 14));
+        assert_eq!(apply_changed(&mut kv, KvOp::Clear, &c).unwrap().json_len(), 2);
+        assert!(apply_changed(&mut kv, KvOp::Clear, &c).is_none());
+
+        // A map loaded past a smaller bound may shrink, not grow.
+        let loaded = HashMap::from([(U, BTreeMap::from([("a".to_string(), "x".repeat(20))]))]);
+        let tokens = HashMap::from([(U, c.seal(&Token::generate(U)).unwrap())]);
+        let (mut kv, _) = KvShard::from_loaded(loaded, tokens, &c, 10);
+        assert_eq!(kv.get(U).unwrap().json_len(), 28);
+        assert_eq!(kv.plan(U, &Auth::Owner, put("a", &"x".repeat(21)), &c).unwrap_err(), KvError::TooLarge(10));
+        assert_eq!(kv.plan(U, &Auth::Owner, put("b", ""), &c).unwrap_err(), KvError::TooLarge(10));
+        assert_eq!(apply_changed(&mut kv, put("a", &"x".repeat(19)), &c).unwrap().json_len(), 27);
+    }
+
+    /// Plans and commits as the owner; the new storage if readers must see a change.
+    fn apply_changed(kv: &mut KvShard, op: KvOp, c: &TokenCipher) -> Option<Arc<UserKv>> {
+        let p = kv.plan(U, &Auth::Owner, op, c).unwrap();
+        kv.finish(U, p.seq, p.snapshot, true)
     }
 
     #[test]
@@ -403,10 +605,10 @@ mod tests {
         let mut kv = HashMap::new();
         kv.insert(U, BTreeMap::from([("a".to_string(), "1".to_string())]));
         let tokens = HashMap::from([(U, vec![0u8; 40])]);
-        let (mut shard, unreadable) = KvShard::from_loaded(kv, tokens, &c);
+        let (mut shard, unreadable) = KvShard::from_loaded(kv, tokens, &c, DEFAULT_MAX_USER_BYTES);
         assert_eq!(unreadable, 1);
         assert!(shard.get(U).unwrap().exists());
         assert_eq!(shard.plan(U, &Auth::Token(b"x".to_vec()), KvOp::Clear, &c).unwrap_err(), KvError::Unauthorized);
-        assert_eq!(shard.storage_jsons()[&U], br#"{"a":"1"}"#.to_vec());
+        assert_eq!(shard.storage_jsons()[&U], Bytes::from_static(br#"{"a":"1"}"#));
     }
 }

@@ -4,14 +4,13 @@
 //! (grouped with whatever else is queued), and answered only once durable; the caller (the
 //! shard's wiring) then gives the user object the new map, which goes out for fan-out.
 
-use super::kv::{Auth, KvError, KvOp, KvShard, TokenState};
+use super::kv::{Auth, KvError, KvOp, KvShard, TokenState, UserKv};
 use super::token::{Token, TokenCipher};
 use super::writer::{WriteOp, WriterHandle};
 use crate::discord::Snowflake;
 use crate::runtime::Owned;
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What to do with one user's storage.
@@ -33,10 +32,12 @@ pub enum StorageRequest {
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageAnswer {
-    /// The pairs as a JSON object.
+    /// The pairs as a JSON object (shared, never re-serialized per read).
     Map(Bytes),
-    Value(String),
-    Pairs(BTreeMap<String, String>),
+    /// One value as a JSON string, quotes included.
+    Value(Bytes),
+    /// The committed storage (shared, not copied).
+    Pairs(Arc<UserKv>),
     /// `None`: storage exists but its token cannot be decrypted with the configured secret.
     Token(Option<Token>),
     /// A write is durable (`Some` token for a rotation).
@@ -54,7 +55,9 @@ pub struct Storage {
 /// A request answered, and for a write, the user's new map (as a JSON object) once durable.
 pub struct Answered {
     pub answer: StorageAnswer,
-    pub committed: Option<Vec<u8>>,
+    /// The one copy of the map a write makes: its pairs' JSON, assembled. GET storage, the
+    /// user object and STORAGE_UPDATE all share it.
+    pub committed: Option<Bytes>,
 }
 
 impl Storage {
@@ -89,18 +92,18 @@ impl Storage {
                 let kv = self.kv.borrow();
                 let Some(user) = kv.get(user_id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
                 return match req {
-                    StorageRequest::GetKey(key) => match user.pairs.get(&key) {
-                        Some(v) => read(StorageAnswer::Value(v.clone())),
+                    StorageRequest::GetKey(key) => match user.get(&key) {
+                        Some(pair) => read(StorageAnswer::Value(pair.value_json())),
                         None => Err(KvError::NoKey(key)),
                     },
-                    _ => read(StorageAnswer::Map(Bytes::from(user.json()))),
+                    _ => read(StorageAnswer::Map(user.json())),
                 };
             }
             StorageRequest::Pairs | StorageRequest::GetToken => {
                 let kv = self.kv.borrow();
                 let Some(user) = kv.get(user_id).filter(|u| u.exists()) else { return Err(KvError::NoStorage) };
                 return read(match req {
-                    StorageRequest::Pairs => StorageAnswer::Pairs(user.pairs.clone()),
+                    StorageRequest::Pairs => StorageAnswer::Pairs(user.clone()),
                     _ => StorageAnswer::Token(match &user.token {
                         TokenState::Valid(t) => Some(t.clone()),
                         _ => None,

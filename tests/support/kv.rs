@@ -24,7 +24,7 @@ pub fn interact(sim: &Simulator, user: Snowflake, in_guild: bool, kind: u8, data
     let id = NEXT_INTERACTION.fetch_add(1, Ordering::Relaxed);
     let mut d = json!({
         "id": id.to_string(), "application_id": sim.application_id(), "type": kind, "token": format!("itoken-{id}"),
-        "version": 1, "data": data, "locale": "en-US", "app_permissions": "0", "entitlements": [],
+        "version": 1, "data": data, "locale": "en-US", "app_permissions": "0", "entitlements": [], "attachment_size_limit": 8_388_608,
         "authorizing_integration_owners": {}, "context": if in_guild { 0 } else { 1 },
     });
     let user = user_json(sim, user);
@@ -88,12 +88,72 @@ pub fn create_token(sim: &Simulator, user: Snowflake) -> String {
     lines[2].to_owned()
 }
 
-/// Checks that readers of the user object see `storage` after a change.
-///
-/// Once the WebSocket lands (issue 3), a STORAGE_UPDATE assertion belongs here too: a client
-/// subscribed to `id` on the other shard receives `{"t":"STORAGE_UPDATE","op":10,"d":storage}`.
-pub fn expect_storage_update(env: &Env, id: Snowflake, storage: &Value) {
+/// Checks that the user object over REST shows `storage` (waiting for it).
+pub fn expect_user_storage(env: &Env, id: Snowflake, storage: &Value) {
     env.get_until(&format!("/api/v1/users/{id}"), |r| r.status == 200 && r.json()["storage"] == *storage);
+}
+
+pub type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// A WebSocket client on the shard that does *not* own `id`, subscribed to it (INIT_ACK read).
+pub fn subscriber_on_other_shard(env: &Env, id: Snowflake) -> Ws {
+    let owner = lantern::runtime::shard_of(id, env.shards);
+    for _ in 0..200 {
+        let (mut ws, response) = tungstenite::connect(format!("ws://127.0.0.1:{}/socket", env.port)).expect("upgrade");
+        let shard: usize = response.headers()["x-lantern-shard"].to_str().unwrap().parse().unwrap();
+        if shard == owner {
+            continue;
+        }
+        let hello: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(hello["op"], 1);
+        ws.send(tungstenite::Message::text(json!({ "op": 2, "d": { "user_id": id.to_string() } }).to_string())).unwrap();
+        let ack: Value = serde_json::from_str(ws.read().unwrap().to_text().unwrap()).unwrap();
+        assert_eq!(ack["t"], "INIT_ACK");
+        return ws;
+    }
+    panic!("no connection landed on the other shard");
+}
+
+/// The next text frame, as JSON (fails the test after [`DEADLINE`]).
+pub fn next_frame(ws: &mut Ws) -> Value {
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+    }
+    loop {
+        match ws.read().expect("a frame") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Watches one user's storage the way readers see it: a WebSocket subscriber on the shard
+/// that does not own the user, and the user object over REST.
+pub struct StorageWatch {
+    ws: Ws,
+    id: Snowflake,
+}
+
+impl StorageWatch {
+    pub fn subscribe(env: &Env, id: Snowflake) -> StorageWatch {
+        StorageWatch { ws: subscriber_on_other_shard(env, id), id }
+    }
+
+    /// Checks that readers see `storage` after a change: the subscriber receives
+    /// `{"t":"STORAGE_UPDATE","op":10,"user_id":id,"d":storage}` (after the updates of earlier
+    /// writes, each a STORAGE_UPDATE of the same user), and the user object shows it.
+    pub fn expect_update(&mut self, env: &Env, storage: &Value) {
+        let want = json!({ "t": "STORAGE_UPDATE", "op": 10, "user_id": self.id.to_string(), "d": storage });
+        loop {
+            let frame = next_frame(&mut self.ws);
+            if frame == want {
+                break;
+            }
+            assert_eq!((&frame["t"], &frame["op"], &frame["user_id"]), (&want["t"], &want["op"], &want["user_id"]), "waiting for {want}, got {frame}");
+        }
+        expect_user_storage(env, self.id, storage);
+    }
 }
 
 /// `{"value": v}`.
