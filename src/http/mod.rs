@@ -133,6 +133,10 @@ async fn dispatch(ctx: &ShardContext, req: &mut Request<Incoming>) -> Result<Rep
     // The route borrows the path while a handler may read the body; a `Uri` clone is cheap.
     let uri = req.uri().clone();
     let Some(route) = router::route(uri.path()) else { return Err(ApiError::not_found()) };
+    // WebSocket upgrades are served on `/socket` only; anywhere else the resource does not exist.
+    if route != Route::Socket && crate::socket::upgrade::is_upgrade(req) {
+        return Err(ApiError::not_found());
+    }
     let method = &req.method().clone();
     if method == Method::OPTIONS {
         return Ok(Reply::preflight());
