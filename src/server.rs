@@ -225,6 +225,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
         writer: seed.writer,
         shutdown,
         socket: Default::default(),
+        ips: Default::default(),
         kv: RefCell::new(seed.kv),
         cipher: seed.cipher,
         card,

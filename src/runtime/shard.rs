@@ -29,6 +29,8 @@ pub enum ShardMsg {
     SetStorage { id: Snowflake, storage_json: Vec<u8> },
     /// WebSocket subscriptions and fan-out (see [`crate::socket`]).
     Socket(crate::socket::SocketMsg),
+    /// Connection counts of the client addresses whose home is the receiver (see [`crate::per_ip`]).
+    Ip(crate::per_ip::IpMsg),
     /// A read or write of the storage of `id` (owned by the receiver). Writes are answered once
     /// durable.
     Storage { id: Snowflake, req: StorageRequest, reply: oneshot::Sender<Result<StorageAnswer, KvError>> },
@@ -52,6 +54,8 @@ pub struct ShardContext {
     pub shutdown: watch::Sender<bool>,
     /// WebSocket connections on this shard and fan-out interest in its users.
     pub socket: RefCell<crate::socket::Hub>,
+    /// Connections per client address, for the addresses whose home is this shard.
+    pub ips: RefCell<crate::per_ip::IpCounts>,
     /// The key-value storage of the users this shard owns (committed state in memory).
     pub kv: RefCell<KvShard>,
     pub cipher: Arc<TokenCipher>,
@@ -208,6 +212,7 @@ impl ShardContext {
             }
             ShardMsg::SetStorage { id, storage_json } => self.set_storage_json(id, storage_json),
             ShardMsg::Socket(msg) => crate::socket::handle(self, msg),
+            ShardMsg::Ip(msg) => crate::per_ip::handle(self, msg),
             ShardMsg::Storage { id, req, reply } => {
                 let ctx = self.clone();
                 glommio::spawn_local(async move {

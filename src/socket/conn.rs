@@ -1,13 +1,13 @@
 //! One WebSocket connection, on the shard that accepted it: HELLO, the client's requests,
 //! deadlines, the writer that drains its outbox, and a clean close.
 
-use crate::runtime::{ShardContext, ShardMsg};
+use crate::per_ip::{self, Kind};
+use crate::runtime::ShardContext;
 use crate::socket::close::{self, CloseReason};
 use crate::socket::frames;
 use crate::socket::hub::{self, Ack, ConnId};
 use crate::socket::outbox::{Next, Outbox};
 use crate::socket::protocol::{self, Refusal, Request, Target};
-use crate::socket::{ip_home, SocketMsg};
 use async_tungstenite::WebSocketStream;
 use futures_util::{SinkExt, StreamExt};
 use std::future::poll_fn;
@@ -36,36 +36,6 @@ pub fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame_bytes))
 }
 
-/// Releases the client address's slot when the connection ends.
-struct IpSlot<'a> {
-    ctx: &'a ShardContext,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot<'_> {
-    fn drop(&mut self) {
-        let home = ip_home(self.ip, self.ctx.shards());
-        let msg = SocketMsg::IpRelease { ip: self.ip };
-        if home == self.ctx.index {
-            hub::handle(self.ctx, msg);
-        } else {
-            let _ = self.ctx.peers[home].send(ShardMsg::Socket(msg));
-        }
-    }
-}
-
-async fn acquire_ip(ctx: &ShardContext, ip: IpAddr) -> bool {
-    let home = ip_home(ip, ctx.shards());
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    let msg = SocketMsg::IpAcquire { ip, reply };
-    if home == ctx.index {
-        hub::handle(ctx, msg);
-    } else if ctx.peers[home].send(ShardMsg::Socket(msg)).is_err() {
-        return false;
-    }
-    rx.await.unwrap_or(false)
-}
-
 /// Forgets the connection in the hub however the task ends.
 struct Registration<'a> {
     ctx: &'a ShardContext,
@@ -86,7 +56,8 @@ enum Wake {
 }
 
 /// Serves an upgraded connection until it closes. `read_buf` holds bytes hyper read past the
-/// upgrade request.
+/// upgrade request. The connection already holds its address's connection slot (see
+/// [`crate::per_ip`]); here it also takes a WebSocket slot.
 pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
     let cfg = &ctx.config.server.socket;
     // The HTTP idle timeout does not apply: liveness is the heartbeat's job.
@@ -98,9 +69,8 @@ pub async fn run(ctx: Rc<ShardContext>, tcp: Stream, read_buf: Vec<u8>, ip: IpAd
 
     let id = hub::register(&ctx, out.clone());
     let _registration = Registration { ctx: &ctx, id };
-    let _slot;
-    if acquire_ip(&ctx, ip).await {
-        _slot = IpSlot { ctx: &ctx, ip };
+    let _slot = per_ip::acquire(&ctx, ip, Kind::Socket).await;
+    if _slot.is_some() {
         out.push(frames::hello(cfg.heartbeat_interval.as_millis()), None);
     } else {
         hub::close(&ctx, id, CloseReason::TooManyConnections, close::TOO_MANY_CONNECTIONS);

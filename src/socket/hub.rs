@@ -12,7 +12,6 @@ use crate::socket::{EventKind, Snapshot, SocketEvent, SocketMsg};
 use crate::time_fmt::now_ms;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::rc::Rc;
 use tokio::sync::oneshot;
 
@@ -32,8 +31,6 @@ pub struct Hub {
     interest: HashMap<Snowflake, Vec<usize>>,
     /// Owner side: other shards with All subscribers.
     all_shards: Vec<usize>,
-    /// Connections per client address, for the addresses whose home is this shard.
-    ips: HashMap<IpAddr, usize>,
 }
 
 struct Conn {
@@ -480,22 +477,5 @@ pub fn handle(ctx: &ShardContext, msg: SocketMsg) {
         }
         SocketMsg::UnwatchAll { from } => remove_sorted(&mut hub.all_shards, from),
         SocketMsg::Event(ev) => hub.deliver(&me, &ev),
-        SocketMsg::IpAcquire { ip, reply } => {
-            let max = ctx.config.server.socket.max_connections_per_ip;
-            let count = hub.ips.entry(ip).or_default();
-            let ok = *count < max;
-            if ok {
-                *count += 1;
-            }
-            let _ = reply.send(ok);
-        }
-        SocketMsg::IpRelease { ip } => {
-            if let Some(count) = hub.ips.get_mut(&ip) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    hub.ips.remove(&ip);
-                }
-            }
-        }
     }
 }

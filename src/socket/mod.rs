@@ -28,7 +28,6 @@ pub use hub::Hub;
 use crate::discord::Snowflake;
 use bytes::Bytes;
 use frames::Frame;
-use std::net::IpAddr;
 use tokio::sync::oneshot;
 
 /// The current data of users, as one owner shard saw it at sequence number `seq`.
@@ -52,11 +51,6 @@ pub enum SocketMsg {
     UnwatchAll { from: usize },
     /// A change to a user, from its owner, for the receiver's subscribers.
     Event(SocketEvent),
-    /// A connection from `ip` wants in; the receiver keeps that address's count (it is the
-    /// address's home shard). Replies whether it is under the limit (and counted it).
-    IpAcquire { ip: IpAddr, reply: oneshot::Sender<bool> },
-    /// A connection from `ip` has ended.
-    IpRelease { ip: IpAddr },
 }
 
 /// One change to one user, encoded once by its owner.
@@ -78,18 +72,6 @@ pub enum EventKind {
     Left(Frame),
     /// STORAGE_UPDATE.
     Storage(Frame),
-}
-
-/// The shard that counts connections from `ip`.
-pub fn ip_home(ip: IpAddr, shards: usize) -> usize {
-    let key = match ip {
-        IpAddr::V4(v4) => u32::from(v4) as u64,
-        IpAddr::V6(v6) => {
-            let b = u128::from(v6);
-            (b as u64) ^ ((b >> 64) as u64)
-        }
-    };
-    crate::runtime::shard_of(Snowflake(key), shards)
 }
 
 pub use hub::{handle, publish};

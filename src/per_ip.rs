@@ -1,0 +1,194 @@
+//! Connections per client address, counted over all shards.
+//!
+//! Each address has one *home* shard ([`home`]) that keeps its counts; a connection accepted
+//! by any shard asks the home shard for a slot ([`IpMsg::Acquire`]) and gives it back when it
+//! ends ([`IpMsg::Release`], sent by [`Slot`]'s `Drop`). Nothing is shared between shards.
+//!
+//! Two caps, one count per connection:
+//! - every TCP connection on the HTTP port holds one [`Kind::Connection`] slot from the moment
+//!   it is accepted until it closes (cap `server.max_connections_per_ip`), a WebSocket
+//!   included: the upgrade keeps the slot the connection already had;
+//! - a connection that upgrades to a WebSocket also holds a [`Kind::Socket`] slot (cap
+//!   `server.socket.max_connections_per_ip`), a sub-count of the first.
+//!
+//! So an address holds at most `server.max_connections_per_ip` connections, of which at most
+//! `server.socket.max_connections_per_ip` are WebSockets.
+//!
+//! IPv4 addresses (also when seen as IPv4-mapped IPv6) count one by one; IPv6 addresses count
+//! per /64 network, the block one subscriber usually gets, so that rotating through one's own
+//! addresses does not multiply the cap.
+
+use crate::discord::Snowflake;
+use crate::runtime::{shard_of, ShardContext, ShardMsg};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use tokio::sync::oneshot;
+
+/// Which count a slot belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any connection on the HTTP port (plain HTTP or WebSocket).
+    Connection,
+    /// An upgraded WebSocket (also holding a `Connection` slot).
+    Socket,
+}
+
+impl Kind {
+    fn index(self) -> usize {
+        match self {
+            Kind::Connection => 0,
+            Kind::Socket => 1,
+        }
+    }
+}
+
+/// Messages to an address's home shard (carried by [`ShardMsg::Ip`]).
+#[derive(Debug)]
+pub enum IpMsg {
+    /// A connection from `ip` wants a `kind` slot; the reply says whether it got one (and was
+    /// counted).
+    Acquire { ip: IpAddr, kind: Kind, reply: oneshot::Sender<bool> },
+    /// A connection from `ip` gives its `kind` slot back.
+    Release { ip: IpAddr, kind: Kind },
+}
+
+/// The counts of the addresses whose home is this shard.
+#[derive(Debug, Default)]
+pub struct IpCounts {
+    counts: HashMap<IpAddr, [usize; 2]>,
+}
+
+impl IpCounts {
+    /// Counts one more `kind` connection for `ip` (a [`key`]) unless it already has `max`.
+    pub fn acquire(&mut self, ip: IpAddr, kind: Kind, max: usize) -> bool {
+        let count = &mut self.counts.entry(ip).or_default()[kind.index()];
+        let ok = *count < max;
+        if ok {
+            *count += 1;
+        } else if self.counts.get(&ip) == Some(&[0, 0]) {
+            self.counts.remove(&ip);
+        }
+        ok
+    }
+
+    pub fn release(&mut self, ip: IpAddr, kind: Kind) {
+        if let Some(counts) = self.counts.get_mut(&ip) {
+            let c = &mut counts[kind.index()];
+            *c = c.saturating_sub(1);
+            if *counts == [0, 0] {
+                self.counts.remove(&ip);
+            }
+        }
+    }
+
+    /// The `kind` connections counted for `ip` (a [`key`]).
+    pub fn count(&self, ip: IpAddr, kind: Kind) -> usize {
+        self.counts.get(&ip).map_or(0, |c| c[kind.index()])
+    }
+}
+
+/// The address a connection is counted under: IPv4 as is (unmapped from IPv6), IPv6 by its /64.
+pub fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+    }
+}
+
+/// The shard that counts connections from `ip` (already a [`key`]).
+pub fn home(ip: IpAddr, shards: usize) -> usize {
+    let key = match ip {
+        IpAddr::V4(v4) => u32::from(v4) as u64,
+        IpAddr::V6(v6) => {
+            let b = u128::from(v6);
+            (b as u64) ^ ((b >> 64) as u64)
+        }
+    };
+    shard_of(Snowflake(key), shards)
+}
+
+fn cap(ctx: &ShardContext, kind: Kind) -> usize {
+    match kind {
+        Kind::Connection => ctx.config.server.max_connections_per_ip,
+        Kind::Socket => ctx.config.server.socket.max_connections_per_ip,
+    }
+}
+
+/// Handles a message on the address's home shard.
+pub fn handle(ctx: &ShardContext, msg: IpMsg) {
+    let mut counts = ctx.ips.borrow_mut();
+    match msg {
+        IpMsg::Acquire { ip, kind, reply } => {
+            let _ = reply.send(counts.acquire(ip, kind, cap(ctx, kind)));
+        }
+        IpMsg::Release { ip, kind } => counts.release(ip, kind),
+    }
+}
+
+fn send(ctx: &ShardContext, home: usize, msg: IpMsg) -> bool {
+    if home == ctx.index {
+        handle(ctx, msg);
+        true
+    } else {
+        ctx.peers[home].send(ShardMsg::Ip(msg)).is_ok()
+    }
+}
+
+/// A counted connection; gives its slot back when dropped.
+#[must_use = "the slot is released when dropped"]
+pub struct Slot<'a> {
+    ctx: &'a ShardContext,
+    ip: IpAddr,
+    kind: Kind,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        send(self.ctx, home(self.ip, self.ctx.shards()), IpMsg::Release { ip: self.ip, kind: self.kind });
+    }
+}
+
+/// Asks the home shard of `ip` for a `kind` slot; `None` when the address is at its cap (or
+/// the home shard has stopped).
+pub async fn acquire(ctx: &ShardContext, ip: IpAddr, kind: Kind) -> Option<Slot<'_>> {
+    let ip = key(ip);
+    let (reply, rx) = oneshot::channel();
+    if !send(ctx, home(ip, ctx.shards()), IpMsg::Acquire { ip, kind, reply }) {
+        return None;
+    }
+    rx.await.unwrap_or(false).then_some(Slot { ctx, ip, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_kind_and_forgets_addresses_at_zero() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut c = IpCounts::default();
+        assert!(c.acquire(ip, Kind::Connection, 2));
+        assert!(c.acquire(ip, Kind::Connection, 2));
+        assert!(!c.acquire(ip, Kind::Connection, 2));
+        assert!(c.acquire(ip, Kind::Socket, 1));
+        assert!(!c.acquire(ip, Kind::Socket, 1));
+        assert_eq!((c.count(ip, Kind::Connection), c.count(ip, Kind::Socket)), (2, 1));
+        c.release(ip, Kind::Socket);
+        c.release(ip, Kind::Connection);
+        c.release(ip, Kind::Connection);
+        assert!(c.counts.is_empty());
+        assert!(!c.acquire(ip, Kind::Socket, 0));
+        assert!(c.counts.is_empty(), "a refused first acquire leaves nothing behind");
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(key(a), key(b));
+        assert_ne!(key(a), key(other));
+        assert_eq!(key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_eq!(key("192.0.2.7".parse().unwrap()), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+}
