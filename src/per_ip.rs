@@ -156,7 +156,8 @@ pub async fn acquire(ctx: &ShardContext, ip: IpAddr, kind: Kind) -> Option<Slot<
     if !send(ctx, home(ip, ctx.shards()), IpMsg::Acquire { ip, kind, reply }) {
         return None;
     }
-    rx.await.unwrap_or(false).then_some(Slot { ctx, ip, kind })
+    // `then`, not `then_some`: a slot built for a refusal would release on drop.
+    rx.await.unwrap_or(false).then(|| Slot { ctx, ip, kind })
 }
 
 #[cfg(test)]
