@@ -81,6 +81,12 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Messages one shard's mailbox holds; a sender waits (as a task) while it is full.
     pub mailbox_capacity: usize,
+    /// A request's headers must be complete this long after its first byte arrived, or the
+    /// connection is answered 408 and closed. Idle time between requests is not counted.
+    pub header_timeout: Duration,
+    /// Most simultaneous connections (plain HTTP and WebSocket together) from one client IP
+    /// address, over all shards.
+    pub max_connections_per_ip: usize,
     pub socket: SocketConfig,
 }
 
@@ -216,6 +222,8 @@ struct FileServer {
     shutdown_grace_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     mailbox_capacity: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    max_connections_per_ip: Option<usize>,
     #[serde(default)]
     socket: FileSocket,
 }
@@ -318,6 +326,14 @@ impl Config {
             n => n,
         };
         let socket = socket_config(&file.server.socket)?;
+        let header_timeout = match file.server.header_timeout_ms.unwrap_or(5_000) {
+            0 => return Err(invalid("server.header_timeout_ms", "must be a positive number of milliseconds")),
+            n => Duration::from_millis(n),
+        };
+        let max_connections_per_ip = match file.server.max_connections_per_ip.unwrap_or(512) {
+            0 => return Err(invalid("server.max_connections_per_ip", "must be at least 1")),
+            n => n,
+        };
         let gateway_url = file.discord.gateway_url.unwrap_or_else(|| DEFAULT_GATEWAY_URL.to_owned());
         if !(gateway_url.starts_with("ws://") || gateway_url.starts_with("wss://")) {
             return Err(invalid("discord.gateway_url", format!("{gateway_url:?} must start with ws:// or wss://")));
@@ -350,6 +366,8 @@ impl Config {
                 shutdown_grace: Duration::from_millis(file.server.shutdown_grace_ms.unwrap_or(5_000)),
                 idle_timeout: Duration::from_millis(file.server.idle_timeout_ms.unwrap_or(60_000)),
                 mailbox_capacity: at_least("server.mailbox_capacity", file.server.mailbox_capacity, 4096, 16)?,
+                header_timeout,
+                max_connections_per_ip,
                 socket,
             },
             storage: StorageConfig { dir: file.storage.dir.unwrap_or_else(|| PathBuf::from("shards")), max_user_bytes },

@@ -14,6 +14,8 @@
 //! - [`presence`]: per-shard member and presence state, the Lantern user object, and its
 //!   serialized bytes cached per version.
 //! - [`http`]: the glommio↔hyper adapter, router, REST handlers, errors, CORS and compression.
+//! - [`per_ip`]: connections per client address (HTTP and WebSocket caps), counted by each
+//!   address's home shard.
 //! - [`socket`]: the WebSocket `/socket` protocol and its fan-out across shards.
 //! - [`storage`]: each shard's redb file (last seen, key-value pairs, encrypted tokens), written
 //!   off the executor thread; tokens; start-up repartitioning; the owner-shard storage service.

@@ -73,7 +73,7 @@ impl IpHost for Shard {
 
     fn ip_cap(&self, kind: Kind) -> usize {
         match kind {
-            Kind::Connection => usize::MAX,
+            Kind::Connection => self.config.server.max_connections_per_ip,
             Kind::Socket => self.config.server.socket.max_connections_per_ip,
         }
     }

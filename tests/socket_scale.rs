@@ -26,7 +26,11 @@ fn env() -> Env {
             let user = User { id: A, username: "alice".into(), discriminator: "0".into(), ..Default::default() };
             sim.add_member(Member { user, ..Default::default() }, None);
         },
-        |c| c.server.socket.max_connections_per_ip = 5000,
+        |c| {
+            // Every connection of this test comes from 127.0.0.1.
+            c.server.max_connections_per_ip = 5000;
+            c.server.socket.max_connections_per_ip = 5000;
+        },
     )
 }
 

@@ -273,7 +273,7 @@ impl Ctx {
         let data = self.dir.join(format!("lantern-data-{}", self.seq));
         let port = free_port()?;
         let toml = format!(
-            "base_guild_id = '{guild}'\napplication_id = '{app}'\n[server]\nhost = '127.0.0.1'\nport = {port}\nshards = {shards}\n\
+            "base_guild_id = '{guild}'\napplication_id = '{app}'\n[server]\nhost = '127.0.0.1'\nport = {port}\nshards = {shards}\nmax_connections_per_ip = 1000000\n\
              [server.socket]\nmax_connections_per_ip = 1000000\n[storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{api}/cdn'\n[log]\nformat = 'human'\nlevel = 'warn'\n",
             dir = data.display().to_string(),
         );

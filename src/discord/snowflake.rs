@@ -11,15 +11,23 @@ pub struct Snowflake(pub u64);
 pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 
 impl Snowflake {
+    /// Whether `s` is written as a decimal number the way ids are: digits only, no leading
+    /// zero. Length is checked separately (see [`Snowflake::parse_strict`]), so that errors can
+    /// say which rule failed.
+    pub fn is_canonical_decimal(s: &str) -> bool {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0')
+    }
+
     /// Unix milliseconds at which the id was minted.
     pub fn timestamp_ms(self) -> u64 {
         (self.0 >> 22) + DISCORD_EPOCH_MS
     }
 
     /// Parses a path or query id: ASCII digits only, 17 to 19 of them (every snowflake minted
-    /// since 2015 and until about 2090), as the contract requires.
+    /// since 2015 and until about 2090), as the contract requires, and no leading zero (Discord
+    /// never writes one, and `0123…` would otherwise name the same user as `123…`).
     pub fn parse_strict(s: &str) -> Option<Snowflake> {
-        if (17..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        if (17..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0') {
             s.parse().ok().map(Snowflake)
         } else {
             None
@@ -65,5 +73,24 @@ impl<'de> Deserialize<'de> for Snowflake {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_parsing_refuses_leading_zeros() {
+        assert_eq!(Snowflake::parse_strict("135978639193315726"), Some(Snowflake(135_978_639_193_315_726)));
+        assert_eq!(Snowflake::parse_strict("0135978639193315726"), None);
+        assert_eq!(Snowflake::parse_strict("00000000000000000"), None);
+        assert_eq!(Snowflake::parse_strict("1300000000000000001"), Some(Snowflake(1_300_000_000_000_000_001)));
+        assert_eq!(Snowflake::parse_strict("1234567890123456"), None);
+        assert!(Snowflake::is_canonical_decimal("10"));
+        assert!(!Snowflake::is_canonical_decimal("010"));
+        assert!(!Snowflake::is_canonical_decimal("0"));
+        assert!(!Snowflake::is_canonical_decimal(""));
+        assert!(!Snowflake::is_canonical_decimal("1a"));
     }
 }

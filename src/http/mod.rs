@@ -12,20 +12,32 @@ pub mod storage;
 pub mod upgrade;
 pub mod users;
 
+use crate::http::io::{ConnState, Phase};
 use crate::http::response::{accepts_gzip, ApiError, Body, Reply};
 use crate::http::router::Route;
+use crate::per_ip::{self, Kind};
 use crate::shard::Shard;
-use std::rc::Rc;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Idle keep-alive connections closed at once when an accept runs out of descriptors.
+const SHED_BATCH: usize = 16;
+/// Accept failures are logged at most this often (each line carries the count since the last).
+const FAILURE_REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How long a connection answered outside hyper (429, 408) is given to read the answer and
+/// close before the socket is closed anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Accepts connections until shutdown, then waits (up to the grace period) for in-flight
 /// connections to finish.
 pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
     let active = Rc::new(Active::default());
+    let mut failures = AcceptFailures::default();
     let mut shutdown = ctx.shutdown_signal();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -35,23 +47,38 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         .await;
         let stream = match accepted {
             None => break,
-            Some(Ok(s)) => s,
+            Some(Ok(s)) => {
+                if let Some(report) = failures.succeeded(Instant::now()) {
+                    report.log(ctx.index());
+                }
+                s
+            }
             Some(Err(e)) => {
-                // Out of descriptors or similar: back off briefly instead of spinning.
-                tracing::warn!(shard = ctx.index(), error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                // Out of descriptors: close the longest-idle keep-alive connections so that the
+                // clients waiting to be accepted can be served. First let the connections whose
+                // bytes have arrived read them: only those still waiting on their client are idle.
+                let shed = if out_of_descriptors(&e) {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                    active.shed_idle(SHED_BATCH)
+                } else {
+                    0
+                };
+                if let Some(report) = failures.failed(e.to_string(), shed, Instant::now()) {
+                    report.log(ctx.index());
+                }
+                // Shed connections close as soon as their tasks run; otherwise back off briefly
+                // instead of spinning.
+                glommio::timer::sleep(Duration::from_millis(if shed > 0 { 1 } else { 10 })).await;
                 continue;
             }
         };
         let ctx = ctx.clone();
         let active = active.clone();
-        active.count.set(active.count.get() + 1);
+        let state = Rc::new(ConnState::default());
+        let key = active.insert(state.clone());
         glommio::spawn_local(async move {
-            connection(ctx, stream).await;
-            active.count.set(active.count.get() - 1);
-            if active.count.get() == 0 {
-                active.idle.notify_waiters();
-            }
+            connection(ctx, stream, state).await;
+            active.remove(key);
         })
         .detach();
     }
@@ -60,7 +87,7 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         loop {
             // Created before the check, so a notification in between is not missed.
             let idle = active.idle.notified();
-            if active.count.get() == 0 {
+            if active.conns.borrow().is_empty() {
                 return;
             }
             idle.await;
@@ -69,38 +96,147 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
     futures_lite::future::or(drained, glommio::timer::sleep(ctx.config().server.shutdown_grace)).await;
 }
 
-/// Connections in flight on a shard, and a signal for when there are none left.
+/// The connections in flight on a shard, and a signal for when there are none left.
 #[derive(Default)]
 struct Active {
-    count: Cell<usize>,
+    next: Cell<u64>,
+    conns: RefCell<HashMap<u64, Rc<ConnState>>>,
     idle: tokio::sync::Notify,
+}
+
+impl Active {
+    fn insert(&self, state: Rc<ConnState>) -> u64 {
+        let key = self.next.get();
+        self.next.set(key + 1);
+        self.conns.borrow_mut().insert(key, state);
+        key
+    }
+
+    fn remove(&self, key: u64) {
+        let mut conns = self.conns.borrow_mut();
+        conns.remove(&key);
+        if conns.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Asks up to `max` idle connections to close, longest idle first; returns how many.
+    fn shed_idle(&self, max: usize) -> usize {
+        let conns = self.conns.borrow();
+        let mut idle: Vec<(Instant, &Rc<ConnState>)> = conns.values().filter_map(|c| c.idle_since().map(|t| (t, c))).collect();
+        let n = max.min(idle.len());
+        if n == 0 {
+            return 0;
+        }
+        if n < idle.len() {
+            idle.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+        }
+        for (_, c) in &idle[..n] {
+            c.shed();
+        }
+        n
+    }
+}
+
+/// EMFILE or ENFILE: the process (or the system) has no descriptor left for the connection.
+fn out_of_descriptors(e: &glommio::GlommioError<()>) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    let source = match e {
+        glommio::GlommioError::IoError(e) => e,
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        _ => return false,
+    };
+    matches!(source.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
+/// Accept failures since the last log line; a line is written at most once a
+/// [`FAILURE_REPORT_EVERY`].
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    last_report: Option<Instant>,
+    failures: u64,
+    shed: usize,
+    last_error: String,
+}
+
+/// One log line about accept failures.
+#[derive(Debug, PartialEq, Eq)]
+struct FailureReport {
+    failures: u64,
+    shed: usize,
+    error: String,
+}
+
+impl FailureReport {
+    fn log(&self, shard: usize) {
+        tracing::warn!(shard, failures = self.failures, shed_idle = self.shed, error = %self.error,
+            "accept failed");
+    }
+}
+
+impl AcceptFailures {
+    fn due(&self, now: Instant) -> bool {
+        self.last_report.is_none_or(|t| now.saturating_duration_since(t) >= FAILURE_REPORT_EVERY)
+    }
+
+    fn take(&mut self, now: Instant) -> FailureReport {
+        self.last_report = Some(now);
+        let report = FailureReport { failures: self.failures, shed: self.shed, error: std::mem::take(&mut self.last_error) };
+        self.failures = 0;
+        self.shed = 0;
+        report
+    }
+
+    /// Counts a failure (and the idle connections it shed); a report when one is due.
+    fn failed(&mut self, error: String, shed: usize, now: Instant) -> Option<FailureReport> {
+        self.failures += 1;
+        self.shed += shed;
+        self.last_error = error;
+        self.due(now).then(|| self.take(now))
+    }
+
+    /// After a successful accept: reports failures not yet reported, when a report is due.
+    fn succeeded(&mut self, now: Instant) -> Option<FailureReport> {
+        (self.failures > 0 && self.due(now)).then(|| self.take(now))
+    }
 }
 
 type ServiceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>>>>;
 
-async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream) {
+async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<ConnState>) {
     let _ = stream.set_nodelay(true);
     // An idle keep-alive connection (or a client that stops mid-request) times out on read.
     let _ = stream.set_read_timeout(Some(ctx.config().server.idle_timeout));
     let peer_ip = stream.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    // Set when the service answers a WebSocket upgrade with 101: the connection then leaves
-    // hyper (without shutting the socket) and becomes a WebSocket.
-    let upgraded = Rc::new(Cell::new(false));
+    // One slot per connection for its whole life, a WebSocket upgrade included.
+    let Some(_slot) = per_ip::acquire(&ctx, peer_ip, Kind::Connection).await else {
+        let refusal = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "Too many connections from your address.");
+        answer_and_close(stream, &refusal, ctx.index()).await;
+        return;
+    };
     let svc_ctx = ctx.clone();
-    let flag = upgraded.clone();
+    let svc_state = state.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        let flag = flag.clone();
+        let state = svc_state.clone();
+        // The head is complete: the header deadline no longer applies.
+        state.busy();
         Box::pin(async move {
             if let Some(mut resp) = crate::http::upgrade::accept(&req) {
-                flag.set(true);
+                // The connection then leaves hyper (without shutting the socket) and becomes a
+                // WebSocket.
+                state.upgraded();
                 resp.headers_mut().insert("x-lantern-shard", HeaderValue::from(ctx.index()));
                 return Ok(resp);
             }
-            Ok::<_, Infallible>(handle(&ctx, req).await)
+            let resp = handle(&ctx, req).await;
+            state.answered();
+            Ok::<_, Infallible>(resp)
         }) as ServiceFuture
     });
-    let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io::GlommioIo(stream), service);
+    let io = io::GlommioIo::new(stream, state.clone(), ctx.config().server.header_timeout);
+    let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     let mut shutdown = ctx.shutdown_signal();
     let finished = futures_lite::future::or(async { Some(std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await) }, async {
         let _ = shutdown.wait_for(|stop| *stop).await;
@@ -115,10 +251,35 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream) {
             std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
         }
     };
-    if result.is_ok() && upgraded.get() {
-        let parts = conn.into_parts();
-        crate::socket::conn::run(ctx, parts.io.0, parts.read_buf.to_vec(), peer_ip).await;
+    match result {
+        Ok(()) if state.phase() == Phase::Upgraded => {
+            let parts = conn.into_parts();
+            crate::socket::conn::run(ctx.clone(), parts.io.into_stream(), parts.read_buf.to_vec(), peer_ip).await;
+        }
+        Err(_) if state.timed_out() => {
+            let late = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request headers were not received in time.");
+            answer_and_close(conn.into_parts().io.into_stream(), &late, ctx.index()).await;
+        }
+        _ => {}
     }
+}
+
+/// Writes an error answer with `Connection: close` straight to the socket (outside hyper) and
+/// closes it once the client has closed its side, or after [`CLOSE_LINGER`]. Reading what the
+/// client sent until then keeps the close from resetting the connection before the client has
+/// read the answer.
+async fn answer_and_close(mut stream: glommio::net::TcpStream, err: &ApiError, shard: usize) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let answer = response::closing_answer(err, shard);
+    let _ = glommio::timer::timeout(CLOSE_LINGER, async {
+        stream.write_all(&answer).await?;
+        stream.flush().await?;
+        stream.shutdown(std::net::Shutdown::Write).await?;
+        let mut buf = [0u8; 1024];
+        while stream.read(&mut buf).await? > 0 {}
+        Ok(())
+    })
+    .await;
 }
 
 /// Answers one request.
@@ -136,6 +297,10 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
     // The route borrows the path while a handler may read the body; a `Uri` clone is cheap.
     let uri = req.uri().clone();
     let Some(route) = router::route(uri.path()) else { return Err(ApiError::not_found()) };
+    // WebSocket upgrades are served on `/socket` only; anywhere else the resource does not exist.
+    if route != Route::Socket && crate::http::upgrade::is_upgrade(req) {
+        return Err(ApiError::not_found());
+    }
     let method = &req.method().clone();
     if method == Method::OPTIONS {
         return Ok(Reply::preflight());
@@ -160,5 +325,51 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
         Route::Storage(id) => storage::storage(ctx, id, req).await,
         Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
         Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::io::Phase;
+
+    #[test]
+    fn accept_failures_are_reported_at_most_once_a_second_with_their_count() {
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        let mut f = AcceptFailures::default();
+        let report = |failures, shed| Some(FailureReport { failures, shed, error: "EMFILE".into() });
+        assert_eq!(f.failed("EMFILE".into(), 0, t), report(1, 0), "the first failure is reported at once");
+        assert_eq!(f.failed("EMFILE".into(), 16, ms(10)), None);
+        assert_eq!(f.succeeded(ms(20)), None, "not yet due");
+        assert_eq!(f.failed("EMFILE".into(), 0, ms(500)), None);
+        assert_eq!(f.failed("EMFILE".into(), 2, ms(1000)), report(3, 18));
+        assert_eq!(f.succeeded(ms(2500)), None, "nothing left to report");
+        assert_eq!(f.failed("EMFILE".into(), 0, ms(2600)), report(1, 0));
+        assert_eq!(f.failed("EMFILE".into(), 0, ms(2700)), None);
+        assert_eq!(f.succeeded(ms(3000)), None);
+        assert_eq!(f.succeeded(ms(3600)), report(1, 0), "a success reports what is left once due");
+    }
+
+    #[test]
+    fn shedding_closes_the_longest_idle_connections_first() {
+        let t = Instant::now() + Duration::from_secs(200);
+        let active = Active::default();
+        let mut idle = Vec::new();
+        for age in [5u64, 50, 1, 30, 40, 2] {
+            let c = Rc::new(ConnState::test_state(Phase::Idle, t - Duration::from_secs(age), true));
+            active.insert(c.clone());
+            idle.push((age, c));
+        }
+        for phase in [Phase::Head, Phase::Busy, Phase::Upgraded] {
+            active.insert(Rc::new(ConnState::test_state(phase, t - Duration::from_secs(100), true)));
+        }
+        active.insert(Rc::new(ConnState::test_state(Phase::Idle, t - Duration::from_secs(100), false)));
+        assert_eq!(active.shed_idle(3), 3);
+        let mut shed: Vec<u64> = idle.iter().filter(|(_, c)| c.idle_since().is_none()).map(|(age, _)| *age).collect();
+        shed.sort();
+        assert_eq!(shed, [30, 40, 50]);
+        assert_eq!(active.shed_idle(16), 3, "only the idle ones not yet shed");
+        assert_eq!(active.shed_idle(16), 0);
     }
 }

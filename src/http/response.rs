@@ -52,6 +52,23 @@ impl ApiError {
     }
 }
 
+/// The bytes of a complete HTTP/1.1 error answer that ends the connection, for answers written
+/// to the socket outside hyper (a refused connection, a request head past its deadline). It
+/// carries the headers of every answer (CORS, shard) and `Connection: close`.
+pub fn closing_answer(err: &ApiError, shard: usize) -> Vec<u8> {
+    let body = err.body();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\naccess-control-allow-origin: *\r\n\
+         x-lantern-shard: {shard}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        err.status.as_u16(),
+        err.status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
 /// A handler's answer, before the common headers and compression are applied.
 #[derive(Debug, Clone)]
 pub struct Reply {

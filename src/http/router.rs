@@ -59,7 +59,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     }
 }
 
-/// Parses a user id from a path segment or query value: digits only, 17-19 of them.
+/// Parses a user id from a path segment or query value: digits only, 17-19 of them, no leading zero.
 pub fn parse_user_id(raw: &str) -> Option<Snowflake> {
     Snowflake::parse_strict(raw)
 }

@@ -88,9 +88,10 @@ pub fn not_monitored(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "user_not_monitored", format!("User {id} is not being monitored by Lantern."))
 }
 
-/// Validates a path id with the contract's messages.
+/// Validates a path id with the contract's messages. A leading zero is "not a number" here:
+/// ids are written without one, and `0123…` must not name user `123…`.
 pub fn path_user_id(raw: &str) -> Result<Snowflake, ApiError> {
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    if !Snowflake::is_canonical_decimal(raw) {
         return Err(ApiError::bad_request("invalid_user_id", "user_id must be a number."));
     }
     parse_user_id(raw).ok_or_else(|| ApiError::bad_request("invalid_user_id", "user_id must be 17-19 characters long."))

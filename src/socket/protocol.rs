@@ -89,7 +89,7 @@ pub fn target(d: Option<&Value>) -> Result<Target, String> {
         (Some(id), None) => {
             if id.eq_ignore_ascii_case("all") {
                 Ok(Target::All)
-            } else if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            } else if !Snowflake::is_canonical_decimal(id) {
                 Err("user_id must be a number.".into())
             } else {
                 Snowflake::parse_strict(id).map(Target::One).ok_or_else(|| "user_id must be 17-19 characters long.".into())
@@ -145,6 +145,11 @@ mod tests {
         assert_eq!(err(r#"{"op":12,"d":{"user_id":5}}"#), Refusal::Error("Expected string, received number".into()));
         assert_eq!(err(r#"{"op":12,"d":{"user_id":"12a"}}"#), Refusal::Error("user_id must be a number.".into()));
         assert_eq!(err(r#"{"op":12,"d":{"user_id":"123"}}"#), Refusal::Error("user_id must be 17-19 characters long.".into()));
+        assert_eq!(err(r#"{"op":12,"d":{"user_id":"0135978639193315726"}}"#), Refusal::Error("user_id must be a number.".into()));
+        assert_eq!(
+            err(r#"{"op":12,"d":{"user_ids":["0135978639193315726"]}}"#),
+            Refusal::Error("user_ids must be an array of strings with 17-19 characters long.".into())
+        );
         assert_eq!(
             err(r#"{"op":12,"d":{"user_id":"1300000000000000001","user_ids":[]}}"#),
             Refusal::Error("Only one of user_ids or user_id can be provided.".into())
