@@ -282,7 +282,7 @@ impl Config {
         let token = std::env::var("DISCORD_BOT_TOKEN").ok().filter(|t| !t.trim().is_empty());
         let token = token.ok_or_else(|| invalid("DISCORD_BOT_TOKEN", "not set (put it in the environment or in .env)"))?;
         let mut config = Config::from_parts(file, Secret::new(token.trim()), overrides)?;
-        match std::env::var(crate::storage::token::SECRET_ENV) {
+        match std::env::var(SECRET_ENV) {
             Ok(v) => config.kv_secret = parse_kv_secret(&v)?,
             Err(_) if !require_kv_secret => {}
             Err(_) => {
@@ -351,7 +351,7 @@ impl Config {
             return Err(invalid("DISCORD_BOT_TOKEN", "is empty"));
         }
         let card = card_config(file.card, &cdn_url)?;
-        let max_user_bytes = file.storage.max_user_bytes.unwrap_or(crate::storage::kv::DEFAULT_MAX_USER_BYTES);
+        let max_user_bytes = file.storage.max_user_bytes.unwrap_or(DEFAULT_MAX_USER_BYTES);
         if max_user_bytes < 1024 {
             return Err(invalid("storage.max_user_bytes", "must be at least 1024"));
         }
@@ -379,7 +379,7 @@ impl Config {
                 request_members: file.discord.request_members.unwrap_or(true),
             },
             log: LogConfig { format, level: file.log.level.unwrap_or_else(|| "info".to_owned()) },
-            kv_secret: Secret::new(crate::storage::token::generate_secret()),
+            kv_secret: Secret::new(generate_secret()),
             card,
         })
     }
@@ -413,9 +413,32 @@ fn at_least(key: &'static str, v: Option<usize>, default: usize, min: usize) -> 
     }
 }
 
+/// Default of `storage.max_user_bytes`: the most one user's map may take as served JSON.
+/// 512 pairs of a 255-character key and a 30,000-character ASCII value take about 15.5 MB.
+pub const DEFAULT_MAX_USER_BYTES: usize = 16 << 20;
+
 /// 17 MiB: the largest user object (16 MiB of storage plus its presence) fits, so every
 /// subscriber can be sent every user.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 17 << 20;
+
+/// The name of the environment variable that holds the key for storage tokens.
+pub const SECRET_ENV: &str = "KV_TOKEN_ENCRYPTION_SECRET";
+
+/// A fresh random secret as 64 hex characters (demo mode and tests).
+pub fn generate_secret() -> String {
+    hex_lower(&rand::random::<[u8; 32]>())
+}
+
+/// `bytes` as lowercase hexadecimal.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
 
 /// Why a secret is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -568,6 +591,6 @@ mod sample {
         let c = super::Config::from_toml(include_str!("../config.toml"), super::Secret::new("t"), &Default::default()).unwrap();
         assert_eq!(c.server.port, 8000);
         assert_eq!(c.application_id, None);
-        assert_eq!(c.storage.max_user_bytes, crate::storage::kv::DEFAULT_MAX_USER_BYTES);
+        assert_eq!(c.storage.max_user_bytes, DEFAULT_MAX_USER_BYTES);
     }
 }

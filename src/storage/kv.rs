@@ -19,9 +19,7 @@ pub const MAX_KEY_LEN: usize = 255;
 pub const MAX_VALUE_CHARS: usize = 30_000;
 /// Most pairs one user may store.
 pub const MAX_PAIRS: usize = 512;
-/// Default of `storage.max_user_bytes`: the most one user's map may take as served JSON.
-/// 512 pairs of a 255-character key and a 30,000-character ASCII value take about 15.5 MB.
-pub const DEFAULT_MAX_USER_BYTES: usize = 16 << 20;
+pub use crate::config::DEFAULT_MAX_USER_BYTES;
 
 /// Why a storage request failed. REST and the bot word these differently.
 #[derive(Debug, Clone, PartialEq, Eq)]

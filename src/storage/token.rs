@@ -22,27 +22,8 @@ type Cipher = AesGcm<Aes256, U16>;
 const IV_LEN: usize = 16;
 const TAG_LEN: usize = 16;
 
-/// The name of the environment variable that holds the key.
-pub const SECRET_ENV: &str = "KV_TOKEN_ENCRYPTION_SECRET";
-
-pub use crate::config::{parse_secret, SecretError};
-
-/// A fresh random secret as 64 hex characters (demo mode and tests).
-pub fn generate_secret() -> String {
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    hex(&key)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
+pub use crate::config::{generate_secret, parse_secret, SecretError, SECRET_ENV};
+use crate::config::hex_lower as hex;
 
 /// A plaintext token held in memory. Never printed, not even by `{:?}`.
 #[derive(Clone, PartialEq, Eq)]
