@@ -591,6 +591,6 @@ mod sample {
         let c = super::Config::from_toml(include_str!("../config.toml"), super::Secret::new("t"), &Default::default()).unwrap();
         assert_eq!(c.server.port, 8000);
         assert_eq!(c.application_id, None);
-        assert_eq!(c.storage.max_user_bytes, DEFAULT_MAX_USER_BYTES);
+        assert_eq!(c.storage.max_user_bytes, super::DEFAULT_MAX_USER_BYTES);
     }
 }

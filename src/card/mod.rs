@@ -8,7 +8,7 @@
 //! - [`cache`]: the per-shard caches (fetched images, rendered cards), on the `lru` crate.
 //!
 //! The owner shard of a user renders its card: it has the data, the version and the caches.
-//! A request that lands elsewhere asks the owner with [`ShardMsg::Card`] and awaits the answer.
+//! A request that lands elsewhere asks the owner (`Shard::card`, an `on_owner`) and awaits the answer.
 //! Rendered cards are cached per (user, data version, parameters, format), plus the clock step
 //! for cards that show a clock; the ETag is derived from the same key, so `If-None-Match`
 //! is answered with 304 without rendering.

@@ -72,7 +72,15 @@ impl<S: 'static> Peers<S> {
 
     /// Runs `f` on `shard`, waiting while its mailbox is full (from any thread, as a task).
     pub async fn submit(&self, shard: usize, f: impl FnOnce(&Rc<S>) + Send + 'static) -> Result<(), Closed> {
-        self.mailboxes[shard].send(Envelope::Job(Box::new(f))).await
+        let mailbox = &self.mailboxes[shard];
+        match mailbox.try_send(Envelope::Job(Box::new(f))) {
+            Ok(()) => Ok(()),
+            Err(Refused::Closed(_)) => Err(Closed),
+            Err(Refused::Full(envelope)) => {
+                tracing::warn!(to = shard, capacity = mailbox.capacity(), "a shard's mailbox is full; waiting for room");
+                mailbox.send(envelope).await
+            }
+        }
     }
 
     /// Runs `f` on `shard` and returns its answer (from any thread, as a task).
@@ -208,11 +216,17 @@ fn enqueue<S: Sharded>(this: &Rc<S>, shard: usize, envelope: Envelope<S>) {
     if backlog[shard].is_empty() && !here.draining[shard].get() {
         match here.peers.mailboxes[shard].try_send(envelope) {
             Ok(()) | Err(Refused::Closed(_)) => return,
-            Err(Refused::Full(e)) => backlog[shard].push_back(e),
+            Err(Refused::Full(e)) => {
+                // Logged once per backlog: it lasts until the destination has room again.
+                tracing::warn!(from = here.index, to = shard, capacity = here.peers.capacity(), "a shard's mailbox is full; sends to it wait in order");
+                backlog[shard].push_back(e);
+            }
         }
     } else {
         backlog[shard].push_back(envelope);
     }
+    // The drain task borrows the backlog: let go of it first (a task may be run at once).
+    drop(backlog);
     if !here.draining[shard].replace(true) {
         let this = this.clone();
         glommio::spawn_local(async move {
@@ -373,5 +387,93 @@ pub async fn run_mailbox<S: Sharded>(this: Rc<S>, rx: MailboxReceiver<Envelope<S
             }
         }
         glommio::yield_if_needed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard that records what ran on it.
+    struct Recorder {
+        here: Here<Recorder>,
+        seen: RefCell<Vec<u64>>,
+    }
+
+    impl Sharded for Recorder {
+        fn here(&self) -> &Here<Recorder> {
+            &self.here
+        }
+    }
+
+    /// Runs `drive` on shard 0 of two shards whose mailboxes hold `capacity` messages.
+    fn on_two_shards<R: Send + 'static, F: Future<Output = R> + 'static>(capacity: usize, drive: impl FnOnce(Rc<Recorder>) -> F + Send + 'static) -> R {
+        let (peers, receivers) = Peers::<Recorder>::new(2, capacity);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut drive = Some(drive);
+        let executors: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(index, rx)| {
+                let peers = peers.clone();
+                let drive = if index == 0 { drive.take() } else { None };
+                let done = done_tx.clone();
+                glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                    .spawn(move || async move {
+                        let shard = Rc::new(Recorder { here: Here::new(index, peers), seen: RefCell::default() });
+                        let mailbox = glommio::spawn_local(run_mailbox(shard.clone(), rx));
+                        if let Some(drive) = drive {
+                            let _ = done.send(drive(shard).await);
+                        }
+                        mailbox.await;
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let result = done_rx.recv().unwrap();
+        peers.stop_all();
+        for e in executors {
+            e.join().unwrap();
+        }
+        result
+    }
+
+    #[test]
+    fn sends_to_a_full_mailbox_wait_on_the_sender_and_arrive_in_order() {
+        let seen = on_two_shards(4, |s| async move {
+            for i in 0..10_000u64 {
+                s.send_to(1, move |r| r.seen.borrow_mut().push(i));
+            }
+            // Behind every send above: the answer sees all of them.
+            s.invoke_on(1, |r| r.seen.borrow().clone()).await.unwrap()
+        });
+        assert_eq!(seen, (0..10_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn invoke_on_runs_on_the_named_shard_and_gather_answers_in_request_order() {
+        let (indexes, gathered, owners_agree) = on_two_shards(64, |s| async move {
+            let indexes = (s.invoke_on(0, |r| r.here().index()).await.unwrap(), s.invoke_on(1, |r| r.here().index()).await.unwrap());
+            let keys: Vec<u64> = (1000..1100).rev().collect();
+            // Each owner answers for the keys it owns, with the proof the runtime gave it.
+            let gathered = s.gather_by_owner(&keys, |r, owned| owned.iter().map(|k| (k.key(), r.here().index())).collect()).await;
+            let owners_agree = keys.iter().all(|k| s.here().claim(*k).map(|o| o.key()).map_err(|owner| owner) == if shard_of(*k, 2) == 0 { Ok(*k) } else { Err(1) });
+            (indexes, gathered, owners_agree)
+        });
+        assert_eq!(indexes, (0, 1));
+        let keys: Vec<u64> = (1000..1100).rev().collect();
+        let want: Vec<Option<(u64, usize)>> = keys.iter().map(|k| Some((*k, shard_of(*k, 2)))).collect();
+        assert_eq!(gathered, want);
+        assert!(owners_agree);
+    }
+
+    #[test]
+    fn on_owner_runs_where_the_key_lives() {
+        let ran_on = on_two_shards(64, |s| async move {
+            let key = (0..u64::MAX).find(|k| shard_of(*k, 2) == 1).unwrap();
+            s.on_owner(key, |r, owned| (r.here().index(), owned.key())).await.unwrap()
+        });
+        assert_eq!(ran_on.0, 1);
+        assert_eq!(shard_of(ran_on.1, 2), 1);
     }
 }

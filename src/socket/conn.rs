@@ -3,7 +3,7 @@
 
 use crate::fanout::close::{self, CloseReason};
 use crate::fanout::outbox::{Next, Outbox};
-use crate::fanout::{self as hub, frames, Ack, ConnId, FanoutHost};
+use crate::fanout::{self, frames, Ack, ConnId, FanoutHost};
 use crate::per_ip::{self, Kind};
 use crate::shard::Shard;
 use crate::socket::protocol::{self, Refusal, Request, Target};
@@ -39,7 +39,7 @@ pub fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame_bytes))
 }
 
-/// Forgets the connection in the hub however the task ends.
+/// Forgets the connection in fan-out however the task ends.
 struct Registration<'a> {
     ctx: &'a Rc<Shard>,
     id: ConnId,
@@ -47,7 +47,7 @@ struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        hub::remove(self.ctx, self.id);
+        fanout::remove(self.ctx, self.id);
     }
 }
 
@@ -75,7 +75,7 @@ pub async fn run(ctx: Rc<Shard>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
     if _slot.is_some() {
         out.push(frames::hello(cfg.heartbeat_interval.as_millis()), None);
     } else {
-        hub::close(&ctx, id, CloseReason::TooManyConnections, close::TOO_MANY_CONNECTIONS);
+        fanout::close(&ctx, id, CloseReason::TooManyConnections, close::TOO_MANY_CONNECTIONS);
     }
 
     let mut shutdown = ctx.shutdown_signal();
@@ -125,10 +125,10 @@ pub async fn run(ctx: Rc<Shard>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
         .await;
         match wake {
             Wake::Closing => continue,
-            Wake::Shutdown => hub::close(&ctx, id, CloseReason::ShuttingDown, close::SHUTTING_DOWN),
+            Wake::Shutdown => fanout::close(&ctx, id, CloseReason::ShuttingDown, close::SHUTTING_DOWN),
             Wake::Deadline if closing => break,
-            Wake::Deadline if initialized => hub::close(&ctx, id, CloseReason::HeartbeatTimeout, close::HEARTBEAT_TIMEOUT),
-            Wake::Deadline => hub::close(&ctx, id, CloseReason::InitTimeout, close::INIT_TIMEOUT),
+            Wake::Deadline if initialized => fanout::close(&ctx, id, CloseReason::HeartbeatTimeout, close::HEARTBEAT_TIMEOUT),
+            Wake::Deadline => fanout::close(&ctx, id, CloseReason::InitTimeout, close::INIT_TIMEOUT),
             Wake::Message(None) => break,
             Wake::Message(Some(Err(e))) => {
                 if closing {
@@ -137,10 +137,10 @@ pub async fn run(ctx: Rc<Shard>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
                 discard_rest = true;
                 match e {
                     tungstenite::Error::Capacity(_) => {
-                        hub::close(&ctx, id, CloseReason::MessageTooLarge, &too_large(cfg.max_frame_bytes));
+                        fanout::close(&ctx, id, CloseReason::MessageTooLarge, &too_large(cfg.max_frame_bytes));
                     }
                     tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
-                        hub::close(&ctx, id, CloseReason::ProtocolError, "WebSocket protocol error.");
+                        fanout::close(&ctx, id, CloseReason::ProtocolError, "WebSocket protocol error.");
                     }
                     _ => {
                         discard_rest = false;
@@ -165,7 +165,7 @@ pub async fn run(ctx: Rc<Shard>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
                     }
                     Message::Close(_) => {
                         // The client closes: stop fan-out to it at once, then finish the handshake.
-                        hub::remove(&ctx, id);
+                        fanout::remove(&ctx, id);
                         out.finish();
                         closing_since = Some(Instant::now());
                         deadline = Instant::now() + cfg.close_timeout;
@@ -175,7 +175,7 @@ pub async fn run(ctx: Rc<Shard>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
             }
         }
     }
-    hub::remove(&ctx, id);
+    fanout::remove(&ctx, id);
     if !discard_rest {
         out.finish();
     }
@@ -211,12 +211,12 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
             return None;
         }
         Err(Refusal::Disconnect(reason, message)) => {
-            hub::close(ctx, id, reason, &message);
+            fanout::close(ctx, id, reason, &message);
             return None;
         }
     };
     let not_initialized = || {
-        hub::close(ctx, id, CloseReason::NotInitialized, close::INVALID_CONNECTION);
+        fanout::close(ctx, id, CloseReason::NotInitialized, close::INVALID_CONNECTION);
         None
     };
     match request {
@@ -234,7 +234,7 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                 out.push(frames::error(&too_many(cfg.max_subscriptions)), None);
                 return None;
             }
-            match hub::subscribe(ctx, id, &target, Ack::Init).await {
+            match fanout::subscribe(ctx, id, &target, Ack::Init).await {
                 Ok(()) => {
                     *initialized = true;
                     alive()
@@ -267,7 +267,7 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                 out.push(frames::error(&message), None);
                 return None;
             }
-            match hub::subscribe(ctx, id, &target, Ack::Subscribe).await {
+            match fanout::subscribe(ctx, id, &target, Ack::Subscribe).await {
                 Ok(()) => alive(),
                 Err(message) => {
                     out.push(frames::error(&message), None);
@@ -275,9 +275,9 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                 }
             }
         }
-        Request::Unsubscribe(target) => match hub::unsubscribe(ctx, id, &target) {
+        Request::Unsubscribe(target) => match fanout::unsubscribe(ctx, id, &target) {
             Ok(true) => {
-                hub::close(ctx, id, CloseReason::Unsubscribed, close::UNSUBSCRIBED);
+                fanout::close(ctx, id, CloseReason::Unsubscribed, close::UNSUBSCRIBED);
                 None
             }
             Ok(false) => {
