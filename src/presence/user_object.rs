@@ -54,7 +54,8 @@ impl UserJson {
             None => out.extend_from_slice(&self.bytes),
             Some((at, start)) => {
                 out.extend_from_slice(&self.bytes[..at]);
-                out.extend_from_slice(clock((now_ms - start).div_euclid(1000)).as_bytes());
+                // Activity timestamps are the user's to set: saturate rather than overflow.
+                out.extend_from_slice(clock(now_ms.saturating_sub(start).div_euclid(1000)).as_bytes());
                 out.extend_from_slice(&self.bytes[at..]);
             }
         }
@@ -352,7 +353,7 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
                 None => out.extend_from_slice(b"00:00"),
             }
             let length = match (start, end) {
-                (Some(s), Some(e)) => clock((e - s).div_euclid(1000)),
+                (Some(s), Some(e)) => clock(e.saturating_sub(s).div_euclid(1000)),
                 _ => clock(0),
             };
             out.extend_from_slice(format!("\",\"end_human_readable\":\"{length}\"}}}}").as_bytes());
@@ -391,6 +392,7 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
 mod tests {
     use super::*;
     use crate::discord::{ActivityEmoji, Assets, ClientStatus, PartialUser, PrimaryGuild, Timestamps, User};
+    use crate::time_fmt::clock;
     use serde_json::{json, Value};
 
     fn member() -> Member {
@@ -521,6 +523,25 @@ mod tests {
         assert_eq!(v["server_tag"], Value::Null);
         assert_eq!(v["status"], "offline");
         assert_eq!(v["last_seen_at"], json!({ "unix": 1620000000, "raw": "2021-05-03T00:00:00.123Z" }));
+    }
+
+    #[test]
+    fn extreme_spotify_timestamps_saturate_instead_of_overflowing() {
+        let m = member();
+        let longest = clock(i64::MAX.div_euclid(1000));
+        for (start, end, now, elapsed, length) in [
+            (i64::MIN, i64::MAX, 1_700_000_000_000, longest.clone(), longest.clone()),
+            (i64::MIN, i64::MAX, i64::MAX, longest.clone(), longest.clone()),
+            (i64::MAX, i64::MIN, i64::MIN, "00:00".to_owned(), "00:00".to_owned()),
+            (i64::MIN + 1, 0, i64::MIN, "00:00".to_owned(), longest.clone()),
+        ] {
+            let mut a = spotify();
+            a.timestamps = Some(Timestamps { start: Some(start), end: Some(end) });
+            let presence = Presence { user: PartialUser { id: m.user.id, ..Default::default() }, status: Status::Online, activities: vec![a], ..Default::default() };
+            let json = build(&UserInputs { member: &m, presence: Some(&presence), last_seen_ms: None, storage_json: b"{}" });
+            let v: Value = serde_json::from_slice(&json.render(now)).unwrap();
+            assert_eq!(v["active_platforms"]["spotify"]["time"], json!({ "start_human_readable": elapsed, "end_human_readable": length }), "{start} {end} {now}");
+        }
     }
 
     #[test]
