@@ -63,7 +63,9 @@ fn percent_decode(raw: &str) -> Option<String> {
     percent_encoding::percent_decode_str(raw).decode_utf8().ok().map(|k| k.into_owned())
 }
 
-fn path_key(raw: &str) -> Result<String, ApiError> {
+/// Validates a `:key` path segment (still percent-encoded) and returns the decoded key, or the
+/// `invalid_key` error the API answers with.
+pub fn path_key(raw: &str) -> Result<String, ApiError> {
     let key = percent_decode(raw).ok_or_else(|| ApiError::bad_request("invalid_key", "key must be alphanumeric."))?;
     validate_key(&key).map_err(|e| api_error(e, ""))?;
     Ok(key)
@@ -91,11 +93,17 @@ async fn body_value(req: &mut Request<Incoming>) -> Result<String, ApiError> {
         }
         Err(_) => return Err(ApiError::bad_request("invalid_body", "The request body could not be read.")),
     };
+    parse_body(&body)
+}
+
+/// Takes the `value` of a `PUT`/`PATCH` body (`{"value":"..."}`) and checks its length, with
+/// the API's `invalid_json` / `invalid_value` errors. The size limit is checked before.
+pub fn parse_body(body: &[u8]) -> Result<String, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("invalid_value", "value is required."));
     }
     let json: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid_json", "Request body must be valid JSON."))?;
+        serde_json::from_slice(body).map_err(|_| ApiError::bad_request("invalid_json", "Request body must be valid JSON."))?;
     let value = match json.get("value") {
         None => return Err(ApiError::bad_request("invalid_value", "value is required.")),
         Some(serde_json::Value::String(s)) => s.clone(),

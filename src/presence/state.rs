@@ -6,6 +6,7 @@
 
 use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
+use crate::ingest::events::IngestEvent;
 use crate::presence::user_object::{self, UserInputs, UserJson};
 use std::collections::HashMap;
 
@@ -256,6 +257,24 @@ impl ShardState {
             self.storage.remove(&id);
         } else {
             self.storage.insert(id, storage_json);
+        }
+    }
+
+    /// Applies one ingest event at `now_ms`, as the owner shard does for every event routed to
+    /// it.
+    pub fn apply(&mut self, event: IngestEvent, now_ms: i64, applied: &mut Applied) {
+        match event {
+            IngestEvent::Listed { generation, members } => {
+                for (member, presence) in members {
+                    self.upsert_listed(member, presence, generation, now_ms, applied);
+                }
+            }
+            IngestEvent::ListComplete { generation } => self.finish_snapshot(generation, applied),
+            IngestEvent::Presence(p) => self.presence_update(p, now_ms, applied),
+            IngestEvent::MemberAdd { generation, member } => self.member_add(member, generation, now_ms, applied),
+            IngestEvent::MemberUpdate(u) => self.member_update(u, applied),
+            IngestEvent::MemberRemove(id) => self.member_remove(id, applied),
+            IngestEvent::UserUpdate(u) => self.user_update(&u, applied),
         }
     }
 

@@ -171,22 +171,7 @@ impl ShardContext {
             IngestEvent::MemberRemove(id) => Some(*id),
             _ => None,
         };
-        {
-            let mut state = self.state.borrow_mut();
-            match event {
-                IngestEvent::Listed { generation, members } => {
-                    for (member, presence) in members {
-                        state.upsert_listed(member, presence, generation, now, &mut applied);
-                    }
-                }
-                IngestEvent::ListComplete { generation } => state.finish_snapshot(generation, &mut applied),
-                IngestEvent::Presence(p) => state.presence_update(p, now, &mut applied),
-                IngestEvent::MemberAdd { generation, member } => state.member_add(member, generation, now, &mut applied),
-                IngestEvent::MemberUpdate(u) => state.member_update(u, &mut applied),
-                IngestEvent::MemberRemove(id) => state.member_remove(id, &mut applied),
-                IngestEvent::UserUpdate(u) => state.user_update(&u, &mut applied),
-            }
-        }
+        self.state.borrow_mut().apply(event, now, &mut applied);
         // An explicit member-remove deletes the member's storage and token, as Lantern does.
         if let Some(op) = removed.and_then(|id| self.kv.borrow_mut().forget(id)) {
             self.writer.submit(vec![op]);
