@@ -79,6 +79,12 @@ proptest! {
         http::check_storage_key(&value);
     }
 
+}
+
+proptest! {
+    // The structured inputs below build whole sessions: fewer cases keep `cargo test` fast.
+    #![proptest_config(config(128))]
+
     #[test]
     fn websocket_frames_from_a_client_stay_within_the_limits(b in bytes(2048)) {
         if let Some(case) = from_bytes::<socket::WsCase>(&b) {
