@@ -36,7 +36,9 @@ fn timestamp() -> impl Strategy<Value = i64> {
     ]
 }
 
+/// `cases` per property; `PROPTEST_CASES` overrides it for a longer run.
 fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 

@@ -309,9 +309,11 @@ pub fn check_bulk(query: &str, max: usize) {
             assert!(!ids.is_empty() && ids.len() <= max, "{query:?} → {ids:?}");
             let mut seen = std::collections::HashSet::new();
             assert!(ids.iter().all(|id| seen.insert(*id)), "duplicates in {ids:?}");
-            let joined = ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+            // Ids written back with 17+ digits (zero-padded: `0…01` is accepted as id 1).
+            let text = |id: &lantern::discord::Snowflake| format!("{:017}", id.0);
+            let joined = ids.iter().map(text).collect::<Vec<_>>().join(",");
             assert_eq!(bulk_ids(Some(&format!("user_ids={joined}")), max).as_ref(), Ok(&ids));
-            let repeated = ids.iter().map(|id| format!("user_ids%5B%5D={id}")).collect::<Vec<_>>().join("&");
+            let repeated = ids.iter().map(|id| format!("user_ids%5B%5D={}", text(id))).collect::<Vec<_>>().join("&");
             assert_eq!(bulk_ids(Some(&repeated), max).as_ref(), Ok(&ids));
         }
         Err(e) => {
