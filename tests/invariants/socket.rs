@@ -274,8 +274,9 @@ impl ProtocolInput {
 fn request_json(req: &Request) -> String {
     let target = |t: &Target| match t {
         Target::All => json!({ "user_id": "all" }),
-        Target::One(id) => json!({ "user_id": id.to_string() }),
-        Target::Many(ids) => json!({ "user_ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>() }),
+        // Zero-padded to 17 digits: `0…01` is accepted as id 1.
+        Target::One(id) => json!({ "user_id": format!("{:017}", id.0) }),
+        Target::Many(ids) => json!({ "user_ids": ids.iter().map(|i| format!("{:017}", i.0)).collect::<Vec<_>>() }),
     };
     match req {
         Request::Heartbeat => json!({ "op": 4 }),
