@@ -211,7 +211,7 @@ pub fn render(data: &CardData, p: &CardParams, img: &Images, now_ms: i64) -> Str
     let mut line1_right = RIGHT;
     if !p.hide_last_seen {
         if let Some(seen) = data.last_seen_ms {
-            let t = format!("Last seen {}", distance_ago(now_ms - seen));
+            let t = format!("Last seen {}", distance_ago(now_ms.saturating_sub(seen)));
             w.text(RIGHT, 44.0, 12.0, false, c.secondary, "end", &t);
             line1_right = RIGHT - width(&t, 12.0, false) - 16.0;
         }
@@ -376,7 +376,8 @@ fn draw_activity(w: &mut W, c: &Palette, img: &Images, a: &ActivityData, now_ms:
     let tx = ix + size + 16.0;
     let right = RIGHT - 14.0;
     let room = right - tx;
-    let elapsed = a.start_ms.map(|s| (now_ms - s).div_euclid(1000).max(0));
+    // Activity timestamps are the user's to set (any i64): saturate rather than overflow.
+    let elapsed = a.start_ms.map(|s| now_ms.saturating_sub(s).div_euclid(1000).max(0));
     let bar = match (a.start_ms, a.end_ms) {
         (Some(s), Some(e)) if e > s => Some((s, e)),
         _ => None,
@@ -417,7 +418,7 @@ fn draw_activity(w: &mut W, c: &Palette, img: &Images, a: &ActivityData, now_ms:
             if !line.is_empty() {
                 w.text(tx, TILE_Y + 67.0, 13.0, false, c.secondary, "start", &fit(&line, 13.0, false, room));
             }
-            let total = (end - start).div_euclid(1000);
+            let total = end.saturating_sub(start).div_euclid(1000);
             let done = elapsed.unwrap_or(0).min(total);
             let frac = if total > 0 { done as f32 / total as f32 } else { 0.0 };
             let accent = if a.spotify { "#1db954" } else { "#5865f2" };
@@ -478,5 +479,58 @@ mod tests {
         assert_eq!(distance_ago(10 * 24 * 60 * m), "10 days ago");
         assert_eq!(distance_ago(400 * 24 * 60 * m), "about 1 year ago");
         assert_eq!(distance_ago(3 * 365 * 24 * 60 * m + 200 * 24 * 60 * m), "over 3 years ago");
+    }
+
+    fn activity(start: Option<i64>, end: Option<i64>) -> ActivityData {
+        ActivityData {
+            kind: activity_type::PLAYING,
+            spotify: false,
+            name: "Game".into(),
+            details: None,
+            state: None,
+            large_image: None,
+            large_text: None,
+            small_image: None,
+            start_ms: start,
+            end_ms: end,
+        }
+    }
+
+    fn texts(svg: &str) -> Vec<String> {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn extreme_timestamps_saturate_instead_of_overflowing() {
+        let longest = clock(i64::MAX.div_euclid(1000));
+        let base = CardData {
+            id: "1".into(),
+            username: "u".into(),
+            global_name: None,
+            status: "online",
+            flags: vec![],
+            server_tag: None,
+            avatar_url: String::new(),
+            last_seen_ms: None,
+            custom_status: None,
+            activity: None,
+        };
+        let p = CardParams::default();
+        // Elapsed since the start of time, at the end of time.
+        let card = CardData { activity: Some(activity(Some(i64::MIN), None)), ..base.clone() };
+        assert!(texts(&render(&card, &p, &Images::default(), i64::MAX)).contains(&format!("{longest} elapsed")));
+        // A bar from the start of time to its end: both ends at the longest duration.
+        let card = CardData { activity: Some(activity(Some(i64::MIN), Some(i64::MAX))), ..base.clone() };
+        let t = texts(&render(&card, &p, &Images::default(), 0));
+        assert_eq!(t.iter().filter(|l| **l == longest).count(), 2, "{t:?}");
+        // Starting in the future: nothing elapsed.
+        let card = CardData { activity: Some(activity(Some(i64::MAX), None)), ..base.clone() };
+        assert!(texts(&render(&card, &p, &Images::default(), i64::MIN)).contains(&"00:00 elapsed".to_owned()));
+        // Last seen at the start of time, or in the future.
+        let card = CardData { status: "offline", last_seen_ms: Some(i64::MIN), ..base.clone() };
+        assert!(texts(&render(&card, &p, &Images::default(), i64::MAX)).iter().any(|l| l.starts_with("Last seen almost ") || l.starts_with("Last seen about ") || l.starts_with("Last seen over ")));
+        let card = CardData { status: "offline", last_seen_ms: Some(i64::MAX), ..base };
+        assert!(texts(&render(&card, &p, &Images::default(), i64::MIN)).contains(&"Last seen less than a minute ago".to_owned()));
     }
 }

@@ -309,11 +309,49 @@ fn lenient_i64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Er
     })
 }
 
+/// Like [`lenient_i64_opt`], for bit fields: the whole u64 range is kept (bit 63 included), and
+/// a negative number is read as its two's-complement bits.
 fn lenient_u64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Ok(lenient_i64_opt(d)?.map(|v| v as u64))
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrStr {
+        Unsigned(u64),
+        Int(i64),
+        Float(f64),
+        Str(String),
+    }
+    Ok(match Option::<NumOrStr>::deserialize(d)? {
+        None => None,
+        Some(NumOrStr::Unsigned(v)) => Some(v),
+        Some(NumOrStr::Int(v)) => Some(v as u64),
+        Some(NumOrStr::Float(v)) => Some(v as i64 as u64),
+        Some(NumOrStr::Str(s)) => s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|v| v as u64)),
+    })
 }
 
 /// Distinguishes "absent" (outer None, via `default`) from "null" (Some(None)).
 fn present_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Ok(Some(Option::<T>::deserialize(d)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_flags_keep_every_bit() {
+        for (raw, flags) in [
+            (r#"{"id":"1","public_flags":18446744073709551615}"#, Some(u64::MAX)),
+            (r#"{"id":"1","public_flags":"9223372036854775808"}"#, Some(1 << 63)),
+            (r#"{"id":"1","public_flags":-1}"#, Some(u64::MAX)),
+            (r#"{"id":"1","public_flags":64}"#, Some(64)),
+            (r#"{"id":"1","public_flags":null}"#, None),
+        ] {
+            let user: User = serde_json::from_str(raw).unwrap();
+            assert_eq!(user.public_flags, flags, "{raw}");
+            let mut bytes = raw.as_bytes().to_vec();
+            let user: User = simd_json::serde::from_slice(&mut bytes).unwrap();
+            assert_eq!(user.public_flags, flags, "{raw} (simd-json)");
+        }
+    }
 }

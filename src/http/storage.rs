@@ -68,7 +68,9 @@ fn percent_decode(raw: &str) -> Option<String> {
     percent_encoding::percent_decode_str(raw).decode_utf8().ok().map(|k| k.into_owned())
 }
 
-fn path_key(raw: &str) -> Result<String, ApiError> {
+/// Validates a `:key` path segment (still percent-encoded) and returns the decoded key, or the
+/// `invalid_key` error the API answers with.
+pub fn path_key(raw: &str) -> Result<String, ApiError> {
     let key = percent_decode(raw).ok_or_else(|| ApiError::bad_request("invalid_key", "key must be alphanumeric."))?;
     validate_key(&key).map_err(|e| api_error(e, ""))?;
     Ok(key)
@@ -115,19 +117,23 @@ async fn body_value(req: &mut Request<Incoming>) -> Result<String, Refused> {
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Refused::TooLarge),
         Err(_) => return Err(Refused::Invalid(ApiError::bad_request("invalid_body", "The request body could not be read."))),
     };
-    let invalid = |code, message| Err(Refused::Invalid(ApiError::bad_request(code, message)));
+    parse_body(&body).map_err(Refused::Invalid)
+}
+
+/// Takes the `value` of a `PUT`/`PATCH` body (`{"value":"..."}`) and checks its length, with
+/// the API's `invalid_json` / `invalid_value` errors. The size limit is checked before.
+pub fn parse_body(body: &[u8]) -> Result<String, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return invalid("invalid_value", "value is required.");
+        return Err(ApiError::bad_request("invalid_value", "value is required."));
     }
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return invalid("invalid_json", "Request body must be valid JSON.");
-    };
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::bad_request("invalid_json", "Request body must be valid JSON."))?;
     let value = match json.get("value") {
-        None => return invalid("invalid_value", "value is required."),
+        None => return Err(ApiError::bad_request("invalid_value", "value is required.")),
         Some(serde_json::Value::String(s)) => s.clone(),
-        Some(_) => return invalid("invalid_value", "value must be a string."),
+        Some(_) => return Err(ApiError::bad_request("invalid_value", "value must be a string.")),
     };
-    validate_value(&value).map_err(|e| Refused::Invalid(api_error(e, "")))?;
+    validate_value(&value).map_err(|e| api_error(e, ""))?;
     Ok(value)
 }
 

@@ -19,3 +19,17 @@ pub enum IngestEvent {
     MemberRemove(Snowflake),
     UserUpdate(PartialUser),
 }
+
+impl IngestEvent {
+    /// The one user an event is about; `None` for the member list's batches and its end.
+    pub fn user(&self) -> Option<Snowflake> {
+        match self {
+            IngestEvent::Listed { .. } | IngestEvent::ListComplete { .. } => None,
+            IngestEvent::Presence(p) => Some(p.user.id),
+            IngestEvent::MemberAdd { member, .. } => Some(member.user.id),
+            IngestEvent::MemberUpdate(u) => Some(u.user.id),
+            IngestEvent::MemberRemove(id) => Some(*id),
+            IngestEvent::UserUpdate(u) => Some(u.id),
+        }
+    }
+}

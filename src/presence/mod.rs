@@ -66,8 +66,7 @@ impl Presence {
     /// Reads one user's state through `f`; `None` when not monitored.
     pub fn with_user<R>(&self, id: Owned<Snowflake>, f: impl FnOnce(UserView<'_>) -> R) -> Option<R> {
         let state = self.state.borrow();
-        let u = state.get(id.key())?;
-        Some(f(UserView { member: &u.member, presence: u.presence.as_ref(), last_seen_ms: u.last_seen_ms, version: u.version }))
+        Some(f(state.get(id.key())?.view()))
     }
 
     /// The user's KV map as served in the user object (`{}` when empty); `None` when not monitored.
@@ -78,31 +77,25 @@ impl Presence {
     /// Applies an ingest event whose users this shard owns (each proven by `owns`; a user it
     /// does not own is skipped and logged, as a routing bug).
     pub fn apply(&self, event: IngestEvent, now: i64, owns: impl Fn(Snowflake) -> Option<Owned<Snowflake>>) -> Applied {
-        let mut applied = Applied::default();
-        let mut state = self.state.borrow_mut();
         let mine = |id: Snowflake| {
-            let owned = owns(id);
-            if owned.is_none() {
+            let owned = owns(id).is_some();
+            if !owned {
                 tracing::error!(user = %id, "an event for a user owned by another shard was routed here; dropped");
             }
-            owned.is_some()
+            owned
         };
-        match event {
-            IngestEvent::Listed { generation, members } => {
-                for (member, presence) in members {
-                    if mine(member.user.id) {
-                        state.upsert_listed(member, presence, generation, now, &mut applied);
-                    }
-                }
+        let event = match event {
+            IngestEvent::Listed { generation, mut members } => {
+                members.retain(|(m, _)| mine(m.user.id));
+                IngestEvent::Listed { generation, members }
             }
-            IngestEvent::ListComplete { generation } => state.finish_snapshot(generation, &mut applied),
-            IngestEvent::Presence(p) if mine(p.user.id) => state.presence_update(p, now, &mut applied),
-            IngestEvent::MemberAdd { generation, member } if mine(member.user.id) => state.member_add(member, generation, now, &mut applied),
-            IngestEvent::MemberUpdate(u) if mine(u.user.id) => state.member_update(u, &mut applied),
-            IngestEvent::MemberRemove(id) if mine(id) => state.member_remove(id, &mut applied),
-            IngestEvent::UserUpdate(u) if mine(u.id) => state.user_update(&u, &mut applied),
-            _ => {}
-        }
+            other => match other.user() {
+                Some(id) if !mine(id) => return Applied::default(),
+                _ => other,
+            },
+        };
+        let mut applied = Applied::default();
+        self.state.borrow_mut().apply(event, now, &mut applied);
         applied
     }
 

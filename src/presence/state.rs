@@ -6,6 +6,7 @@
 
 use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
+use crate::presence::IngestEvent;
 use crate::presence::user_object::{self, UserInputs, UserJson};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -44,6 +45,11 @@ pub struct UserState {
 }
 
 impl UserState {
+    /// What this user's state shows, for readers that are not the user object.
+    pub fn view(&self) -> crate::presence::UserView<'_> {
+        crate::presence::UserView { member: &self.member, presence: self.presence.as_ref(), last_seen_ms: self.last_seen_ms, version: self.version }
+    }
+
     fn rebuild(&mut self) -> bool {
         let json = user_object::build(&UserInputs {
             member: &self.member,
@@ -258,6 +264,24 @@ impl ShardState {
             self.storage.remove(&id);
         } else {
             self.storage.insert(id, storage_json);
+        }
+    }
+
+    /// Applies one ingest event at `now_ms`, as the owner shard does for every event routed to
+    /// it.
+    pub fn apply(&mut self, event: IngestEvent, now_ms: i64, applied: &mut Applied) {
+        match event {
+            IngestEvent::Listed { generation, members } => {
+                for (member, presence) in members {
+                    self.upsert_listed(member, presence, generation, now_ms, applied);
+                }
+            }
+            IngestEvent::ListComplete { generation } => self.finish_snapshot(generation, applied),
+            IngestEvent::Presence(p) => self.presence_update(p, now_ms, applied),
+            IngestEvent::MemberAdd { generation, member } => self.member_add(member, generation, now_ms, applied),
+            IngestEvent::MemberUpdate(u) => self.member_update(u, applied),
+            IngestEvent::MemberRemove(id) => self.member_remove(id, applied),
+            IngestEvent::UserUpdate(u) => self.user_update(&u, applied),
         }
     }
 

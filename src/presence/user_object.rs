@@ -81,7 +81,8 @@ impl UserJson {
         let mut from = 0;
         if let Some((at, start)) = self.splice {
             out.extend_from_slice(&self.bytes[from..at]);
-            out.extend_from_slice(clock((now_ms - start).div_euclid(1000)).as_bytes());
+            // Activity timestamps are the user's to set: saturate rather than overflow.
+            out.extend_from_slice(clock(now_ms.saturating_sub(start).div_euclid(1000)).as_bytes());
             from = at;
         }
         if let Some((at, storage)) = &self.storage {
@@ -384,7 +385,7 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
                 None => out.extend_from_slice(b"00:00"),
             }
             let length = match (start, end) {
-                (Some(s), Some(e)) => clock((e - s).div_euclid(1000)),
+                (Some(s), Some(e)) => clock(e.saturating_sub(s).div_euclid(1000)),
                 _ => clock(0),
             };
             out.extend_from_slice(format!("\",\"end_human_readable\":\"{length}\"}}}}").as_bytes());
@@ -428,6 +429,7 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
 mod tests {
     use super::*;
     use crate::discord::{ActivityEmoji, Assets, ClientStatus, PartialUser, PrimaryGuild, Timestamps, User};
+    use crate::time_fmt::clock;
     use serde_json::{json, Value};
 
     fn member() -> Member {
@@ -583,6 +585,25 @@ mod tests {
         let offline = build(&UserInputs { presence: None, ..input });
         let v: Value = serde_json::from_slice(&offline.render(0)).unwrap();
         assert_eq!((v["status"].as_str(), v["storage"]["k"].as_str().map(str::len)), (Some("offline"), Some(INLINE_STORAGE_MAX)));
+    }
+
+    #[test]
+    fn extreme_spotify_timestamps_saturate_instead_of_overflowing() {
+        let m = member();
+        let longest = clock(i64::MAX.div_euclid(1000));
+        for (start, end, now, elapsed, length) in [
+            (i64::MIN, i64::MAX, 1_700_000_000_000, longest.clone(), longest.clone()),
+            (i64::MIN, i64::MAX, i64::MAX, longest.clone(), longest.clone()),
+            (i64::MAX, i64::MIN, i64::MIN, "00:00".to_owned(), "00:00".to_owned()),
+            (i64::MIN + 1, 0, i64::MIN, "00:00".to_owned(), longest.clone()),
+        ] {
+            let mut a = spotify();
+            a.timestamps = Some(Timestamps { start: Some(start), end: Some(end) });
+            let presence = Presence { user: PartialUser { id: m.user.id, ..Default::default() }, status: Status::Online, activities: vec![a], ..Default::default() };
+            let json = build(&UserInputs { member: &m, presence: Some(&presence), last_seen_ms: None, storage_json: &Bytes::from_static(b"{}") });
+            let v: Value = serde_json::from_slice(&json.render(now)).unwrap();
+            assert_eq!(v["active_platforms"]["spotify"]["time"], json!({ "start_human_readable": elapsed, "end_human_readable": length }), "{start} {end} {now}");
+        }
     }
 
     #[test]
