@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::binary::{write_config_with, SECRET};
 use support::kv::wait_healthy;
 use support::{wait_for, DEADLINE};
 
-const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 struct Lantern {
     child: Child,
@@ -34,18 +34,7 @@ impl Lantern {
     /// Starts the binary (one shard) with at most `fds` descriptors and the extra `[server]`
     /// settings; returns once it is healthy.
     fn start(sim: &Simulator, dir: &Path, fds: u32, server: &str) -> Lantern {
-        let config = dir.join("config.toml");
-        let toml = format!(
-            "base_guild_id = '{}'\napplication_id = '{}'\n[server]\nhost = '127.0.0.1'\nport = 0\nshards = 1\n{server}\n\
-             [storage]\ndir = {:?}\n[discord]\ngateway_url = '{}'\napi_url = '{}'\ncdn_url = '{}'\n[log]\nformat = 'json'\nlevel = 'info'\n",
-            sim.guild_id(),
-            sim.application_id(),
-            dir.join("data").display().to_string(),
-            sim.gateway_url(),
-            sim.api_url(),
-            sim.cdn_url(),
-        );
-        std::fs::write(&config, toml).unwrap();
+        let config = write_config_with(sim, dir, 1, server, "");
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!("ulimit -n {fds} && exec \"$0\" serve --config \"$1\""))

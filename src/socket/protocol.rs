@@ -23,7 +23,8 @@ pub enum Refusal {
     Disconnect(CloseReason, String),
 }
 
-fn kind(v: &Value) -> &'static str {
+/// The JSON type name the way the protocol's messages say it.
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

@@ -133,14 +133,4 @@ pub fn decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// The JSON type name the way lantern's messages say it.
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
+pub use lantern::socket::protocol::kind;

@@ -20,9 +20,14 @@ pub fn write_config(sim: &Simulator, dir: &Path, extra: &str) -> PathBuf {
 
 /// [`write_config`] with `shards` shards.
 pub fn write_config_sharded(sim: &Simulator, dir: &Path, shards: usize, extra: &str) -> PathBuf {
+    write_config_with(sim, dir, shards, "", extra)
+}
+
+/// [`write_config_sharded`] with more keys of the `[server]` table (`server`, one per line).
+pub fn write_config_with(sim: &Simulator, dir: &Path, shards: usize, server: &str, extra: &str) -> PathBuf {
     let path = dir.join("config.toml");
     let toml = format!(
-        "base_guild_id = '{}'\napplication_id = '{}'\n[server]\nhost = '127.0.0.1'\nport = 0\nshards = {shards}\n\
+        "base_guild_id = '{}'\napplication_id = '{}'\n[server]\nhost = '127.0.0.1'\nport = 0\nshards = {shards}\n{server}\n\
          [storage]\ndir = {:?}\n[discord]\ngateway_url = '{}'\napi_url = '{}'\ncdn_url = '{}'\n[log]\nformat = 'json'\nlevel = 'info'\n{extra}",
         sim.guild_id(),
         sim.application_id(),
