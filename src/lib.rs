@@ -3,28 +3,33 @@
 //! Live Discord presence (status, platforms, Spotify, games, custom status) over REST,
 //! WebSocket and a profile card, served by a thread-per-core runtime.
 //!
-//! ## Layout
+//! ## Layers
 //!
-//! - [`runtime`]: glommio executors pinned to cores ("shards"), the stable `shard_of(user)`
-//!   placement, and the awaitable cross-shard mailboxes. Each shard owns a slice of users
-//!   outright; other shards ask it through an explicit message.
-//! - [`ingest`]: the twilight gateway connection on its own thread (tokio current-thread),
-//!   decoding each dispatch once and routing it to the owner shard.
-//! - [`discord`]: Discord's wire types, shared by ingest and the simulator.
-//! - [`presence`]: per-shard member and presence state, the Lantern user object, and its
-//!   serialized bytes cached per version.
-//! - [`http`]: the glommio↔hyper adapter, router, REST handlers, errors, CORS and compression.
-//! - [`per_ip`]: connections per client address (HTTP and WebSocket caps), counted by each
-//!   address's home shard.
-//! - [`socket`]: the WebSocket `/socket` protocol and its fan-out across shards.
-//! - [`storage`]: each shard's redb file (last seen, key-value pairs, encrypted tokens), written
-//!   off the executor thread; tokens; start-up repartitioning; the owner-shard storage service.
-//! - [`bot`]: the Discord bot (slash commands, autocomplete, buttons) on the ingest thread.
-//! - [`card`]: the profile card (SVG and PNG): layout, embedded font, image allowlist and fetch
-//!   thread, per-shard caches; rendered by the user's owner shard.
-//! - [`sim`]: the Discord simulator (gateway, REST, CDN, guild generator, control API).
-//! - [`config`]: `config.toml` + `.env` + flags → one validated [`config::Config`].
-//! - [`server`]: starts and stops the whole thing; [`demo`]: the simulator and server in one process.
+//! The code is in layers; no import points back up (`tests/layers.rs` checks it):
+//!
+//! - **model**: [`discord`] (Discord's wire types, snowflakes, the gateway's state),
+//!   [`presence::user_object`] (the Lantern user object), [`time_fmt`], [`config`].
+//! - **runtime**: [`runtime`], generic like a library. Every shard (a glommio executor pinned to
+//!   a core) runs one value of a type the runtime does not know; a key has one owner shard
+//!   ([`runtime::shard_of`]); crossing shards is one explicit operation,
+//!   [`runtime::Invoke::invoke_on`] (run this closure on that shard, give me the answer), with
+//!   `on_owner` (the closure gets an [`runtime::Owned`] proof that its shard owns the key),
+//!   `gather_by_owner` (scatter/gather in request order), `invoke_on_all` and `send_to`; other
+//!   threads use [`runtime::Peers`]. Mailboxes are bounded: senders wait as tasks.
+//! - **services**, each owning its state behind methods: [`presence`] (members, presences, the
+//!   cached user objects), [`fanout`] (WebSocket subscribers, and on the owner the shards
+//!   interested in each user), [`storage`] (redb, key-value pairs, tokens, the group-commit
+//!   writer), [`card`] (SVG/PNG rendering, image fetch and caches), [`per_ip`] (connections
+//!   per client address).
+//! - **wiring**: [`shard`], which services one shard runs and the operations that span them
+//!   (an ingest event applied to presence, persisted, then fanned out; a durable storage write
+//!   shown in the user object).
+//! - **edges**: [`http`] (the glommio↔hyper adapter, router, REST handlers, errors), [`socket`]
+//!   (one WebSocket session and the client protocol), [`ingest`] (the twilight gateway on its
+//!   own thread, decoding each dispatch once and submitting it to the owner shard), [`bot`]
+//!   (slash commands), [`sim`] (the Discord simulator: gateway, REST, CDN, control API).
+//! - **process**: [`server`] starts and stops the whole thing; [`demo`] runs the simulator and
+//!   the server in one process.
 
 pub mod bot;
 pub mod card;

@@ -147,12 +147,6 @@ impl Shard {
         self.invoke_on_all(|s| s.presence.len()).await
     }
 
-    /// Messages waiting in each shard's mailbox, and this shard's backlog of sends waiting for
-    /// room in another's.
-    pub fn queue_depths(&self) -> (Vec<usize>, usize) {
-        (self.here.peers().depths(), self.here.backlog())
-    }
-
     /// Runs a storage request on the owner shard of `id`.
     pub async fn storage(self: &Rc<Self>, id: Snowflake, req: StorageRequest) -> Result<StorageAnswer, KvError> {
         self.on_owner_async(id, move |s, id| async move { s.owned_storage(id, req).await })

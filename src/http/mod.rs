@@ -8,6 +8,7 @@ pub mod card;
 pub mod io;
 pub mod response;
 pub mod router;
+pub mod status;
 pub mod storage;
 pub mod upgrade;
 pub mod users;
@@ -318,8 +319,8 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
         return Ok(reply);
     }
     match route {
-        Route::Info => Ok(users::info(ctx).await),
-        Route::Health => Ok(users::health(ctx).await),
+        Route::Info => Ok(status::info(ctx).await),
+        Route::Health => Ok(status::health(ctx).await),
         Route::Users => users::users(ctx, req.uri().query()).await,
         Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers()).await,
         Route::Storage(id) => storage::storage(ctx, id, req).await,

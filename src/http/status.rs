@@ -1,0 +1,63 @@
+//! The server's own status: `GET /` (what this is, how many users are monitored) and
+//! `GET /health` (whether the gateway, the member list and every shard are up).
+
+use crate::discord::gateway_status::GatewayState;
+use crate::http::response::Reply;
+use crate::shard::Shard;
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Serialize;
+use std::rc::Rc;
+
+pub const INFO: &str =
+    "Lantern provides Discord presences as an API and WebSocket. Find out more here: https://github.com/discordplace/lantern";
+pub const DISCORD_INVITE: &str = "https://invite.lantern.rest";
+
+/// `GET /`: the info sentence and how many users are monitored.
+pub async fn info(ctx: &Rc<Shard>) -> Reply {
+    #[derive(Serialize)]
+    struct Data {
+        info: &'static str,
+        discord_invite: &'static str,
+        currently_monitoring_users: usize,
+    }
+    #[derive(Serialize)]
+    struct Info {
+        data: Data,
+    }
+    let total: usize = ctx.monitored_counts().await.into_iter().flatten().sum();
+    let body = Info { data: Data { info: INFO, discord_invite: DISCORD_INVITE, currently_monitoring_users: total } };
+    Reply::json(StatusCode::OK, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
+
+/// `GET /health`: 200 once the gateway is connected, the member list is loaded and every
+/// shard answers; 503 otherwise, with the same body saying what is missing.
+pub async fn health(ctx: &Rc<Shard>) -> Reply {
+    let counts = ctx.monitored_counts().await;
+    let up = counts.iter().filter(|c| c.is_some()).count();
+    let total: usize = counts.iter().flatten().sum();
+    let gateway = ctx.gateway();
+    let ready = up == counts.len() && gateway.state == GatewayState::Connected && gateway.members_loaded;
+    #[derive(Serialize)]
+    struct Shards {
+        total: usize,
+        up: usize,
+    }
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        gateway: &'static str,
+        members_loaded: bool,
+        shards: Shards,
+        monitored_users: usize,
+    }
+    let body = Health {
+        status: if ready { "ok" } else { "unavailable" },
+        gateway: gateway.state.as_str(),
+        members_loaded: gateway.members_loaded,
+        shards: Shards { total: counts.len(), up },
+        monitored_users: total,
+    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Reply::json(status, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+}
