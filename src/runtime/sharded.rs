@@ -1,6 +1,6 @@
 //! Sharded services in the Seastar style: every shard runs one value of a type `S` (the set
 //! of services a shard runs; the runtime knows nothing about it), and crossing shards is one
-//! explicit operation, [`Sharded::invoke_on`]: run this closure on that shard, give me the
+//! explicit operation, [`Invoke::invoke_on`]: run this closure on that shard, give me the
 //! answer.
 //!
 //! - [`Peers`] holds every shard's mailbox. It is `Send + Sync`, so any thread (the gateway's,
