@@ -99,10 +99,6 @@ impl Shard {
         self.here.index()
     }
 
-    pub fn shards(&self) -> usize {
-        self.here.count()
-    }
-
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -173,11 +169,6 @@ impl Shard {
         })
         .await
         .ok()
-    }
-
-    /// Cached images and cards on this shard.
-    pub fn cards_cached(&self) -> (usize, usize) {
-        self.cards.cached()
     }
 
     /// Applies an ingest event on the shard that owns its users.

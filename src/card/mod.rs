@@ -85,11 +85,6 @@ impl ShardCard {
         }
     }
 
-    /// Cached images and cards on this shard.
-    pub fn cached(&self) -> (usize, usize) {
-        (self.images.borrow().len(), self.cards.borrow().len())
-    }
-
     /// The data URI of the image at `url`; the flag is true when a fetch failed (the card then
     /// shows a placeholder and is not cached).
     async fn image(&self, url: Option<&str>) -> (Option<String>, bool) {

@@ -111,11 +111,6 @@ impl Fanout {
         Fanout { subscribers: RefCell::new(Subscribers::new(index, shards)), interest: RefCell::default(), cap: max_queued_bytes }
     }
 
-    /// Local connections (registered and not yet closed).
-    pub fn connections(&self) -> usize {
-        self.subscribers.borrow().connections()
-    }
-
     /// Registers a new connection on this shard, with its outbound queue.
     pub fn register(&self, out: Rc<Outbox>) -> ConnId {
         self.subscribers.borrow_mut().register(out)

@@ -58,11 +58,6 @@ impl Subscribers {
         Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new() }
     }
 
-    /// Local connections (registered and not yet closed).
-    pub fn connections(&self) -> usize {
-        self.conns.len()
-    }
-
     /// Whether any local connection wants changes to `id`.
     pub fn wants(&self, id: Snowflake) -> bool {
         !self.all.is_empty() || self.by_user.contains_key(&id)

@@ -11,8 +11,6 @@ use bytes::Bytes;
 use http::StatusCode;
 use std::collections::HashSet;
 
-pub use crate::http::status::{DISCORD_INVITE, INFO};
-
 /// Header on user-route reads while the gateway is not connected: the presence served is
 /// what was last received and may be stale. Its value is `/health`'s `gateway` field
 /// (`connecting`, `reconnecting` or `failed`); it is absent while connected.

@@ -60,11 +60,6 @@ impl<S: 'static> Peers<S> {
         shard_of(key, self.count())
     }
 
-    /// Messages waiting in each shard's mailbox.
-    pub fn depths(&self) -> Vec<usize> {
-        self.mailboxes.iter().map(MailboxSender::len).collect()
-    }
-
     /// How many messages one mailbox holds at most.
     pub fn capacity(&self) -> usize {
         self.mailboxes.first().map(MailboxSender::capacity).unwrap_or(0)
@@ -93,18 +88,8 @@ impl<S: 'static> Peers<S> {
         answer.await.map_err(|_| Closed)
     }
 
-    /// Runs the future `f` makes as a task on `shard` and returns its output (from any thread).
-    pub async fn ask_async<R, Fut>(&self, shard: usize, f: impl FnOnce(Rc<S>) -> Fut + Send + 'static) -> Result<R, Closed>
-    where
-        R: Send + 'static,
-        Fut: Future<Output = R> + 'static,
-    {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit(shard, move |s| spawn_answer(s.clone(), f, reply)).await?;
-        answer.await.map_err(|_| Closed)
-    }
-
-    /// [`Peers::ask_async`] on the owner of `key`, with the proof that it owns it.
+    /// Runs the future `f` makes as a task on the owner of `key` (from any thread), with the
+    /// proof that it owns it, and returns its output.
     pub async fn ask_owner<K, R, Fut>(&self, key: K, f: impl FnOnce(Rc<S>, Owned<K>) -> Fut + Send + 'static) -> Result<R, Closed>
     where
         K: Copy + Into<u64> + Send + 'static,
@@ -179,10 +164,6 @@ impl<S: Sharded> Here<S> {
         self.peers.count()
     }
 
-    pub fn peers(&self) -> &Peers<S> {
-        &self.peers
-    }
-
     /// The shard that owns `key`.
     pub fn owner_of(&self, key: impl Into<u64>) -> usize {
         self.peers.owner_of(key)
@@ -196,11 +177,6 @@ impl<S: Sharded> Here<S> {
         } else {
             Err(owner)
         }
-    }
-
-    /// Envelopes waiting in this shard's backlogs (sent, not yet in a mailbox).
-    pub fn backlog(&self) -> usize {
-        self.backlog.borrow().iter().map(VecDeque::len).sum()
     }
 }
 

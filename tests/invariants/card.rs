@@ -137,7 +137,7 @@ pub fn check(case: &CardCase) {
     let p = case.params.params();
     let imgs = case.images.images();
     check_svg(&svg::render(&data, &p, &imgs, case.now.0), &imgs);
-    check_svg(&svg::not_monitored(&case.other_id, p.theme, lantern::http::users::DISCORD_INVITE), &svg::Images::default());
+    check_svg(&svg::not_monitored(&case.other_id, p.theme, lantern::http::status::DISCORD_INVITE), &svg::Images::default());
     let act = data.activity.as_ref();
     let urls = [
         Some(data.avatar_url.as_str()),
