@@ -88,7 +88,21 @@ fn commands(args: CommandsArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// A panic on any thread ends the process. A shard that died would leave its users
+/// unanswered while the others run on, and every acknowledged write is already committed, so
+/// stopping at once and letting the supervisor restart the server loses nothing.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        tracing::error!(thread = %thread, "panic: {info}; stopping the process");
+        report(info);
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
+    abort_on_panic();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(ServeArgs { config: if args.config.as_os_str().is_empty() { "config.toml".into() } else { args.config }, ..args }),
