@@ -9,6 +9,8 @@ from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 15_000
+# Predicates are passed as functions: a bare expression would be run through eval(), which the
+# page's CSP (rightly) refuses.
 
 
 def fail(msg):
@@ -76,20 +78,20 @@ def main():
             fail(f"/ did not answer the page: {resp and resp.status} {resp and resp.headers}")
         if "script-src 'self'" not in resp.headers.get("content-security-policy", ""):
             fail("no strict CSP on the page")
-        page.wait_for_function("document.getElementById('live').textContent === 'live'")
-        page.wait_for_function("/^[0-9,]+$/.test(document.getElementById('s-users').textContent)")
+        page.wait_for_function("() => document.getElementById('live').textContent === 'live'")
+        page.wait_for_function("() => /^[0-9,]+$/.test(document.getElementById('s-users').textContent)")
         print("page: loaded, server state live:", page.inner_text("#s-users"), "users,", page.inner_text("#s-rate"), "updates/s")
 
         page.fill("#user-id", user)
         page.click("#lookup-form button[type=submit]")
-        page.wait_for_function("document.getElementById('p-name').textContent.includes('@')")
+        page.wait_for_function("() => document.getElementById('p-name').textContent.includes('@')")
         print("page: lookup shows", page.inner_text("#p-name"))
         marker = "Injected by the browser test"
         post(a.sim + "presence", {
             "user": {"id": user}, "status": "dnd", "client_status": {"desktop": "dnd"},
             "activities": [{"name": marker, "type": 0, "details": "no reload needed"}],
         })
-        page.wait_for_function(f"document.getElementById('p-activities').textContent.includes({json.dumps(marker)})")
+        page.wait_for_function(f"() => document.getElementById('p-activities').textContent.includes({json.dumps(marker)})")
         if page.inner_text("#p-status") != "dnd":
             fail("status did not follow the injected presence")
         page.click("#presence summary")
@@ -104,8 +106,8 @@ def main():
         page.fill("#card-form input[name=maxActivities]", "2")
         page.check("#card-form input[name=hideBadges]")
         page.select_option("#card-form select[name=format]", "png")
-        page.wait_for_function("document.getElementById('prev-png').complete && document.getElementById('prev-png').naturalWidth === 1200")
-        page.wait_for_function("document.getElementById('prev-svg').complete && document.getElementById('prev-svg').naturalWidth === 600")
+        page.wait_for_function("() => document.getElementById('prev-png').complete && document.getElementById('prev-png').naturalWidth === 1200")
+        page.wait_for_function("() => document.getElementById('prev-svg').complete && document.getElementById('prev-svg').naturalWidth === 600")
         md = page.input_value("#snip-md")
         url = md.split("](", 1)[1].split(")", 1)[0]
         png_src = page.get_attribute("#prev-png", "src")
@@ -122,11 +124,24 @@ def main():
         if f'<img src="{url.replace("&", "&amp;")}"' not in html:
             fail(f"HTML snippet does not embed the card: {html}")
         page.click("button[data-copy=snip-md]")
-        page.wait_for_function("document.getElementById('copy-status').textContent === 'Copied.'")
+        page.wait_for_function("() => document.getElementById('copy-status').textContent === 'Copied.'")
         print(f"page: configurator snippet {url} answers the previewed card ({len(body)} bytes PNG)")
         ctx.close()
 
-        # 2. Screenshots: desktop and phone, light and dark.
+        # 2. Screenshots: desktop and phone, light and dark, of a user with several activities.
+        now = int(__import__("time").time() * 1000)
+        post(a.sim + "presence", {
+            "user": {"id": user}, "status": "online", "client_status": {"desktop": "online"},
+            "activities": [
+                {"name": "Custom Status", "type": 4, "state": "shipping the card", "emoji": {"name": "\U0001F389"}},
+                {"name": "Factorio", "type": 0, "details": "Freeplay", "state": "Launching rockets", "timestamps": {"start": now - 3_905_000}},
+                {"name": "Spotify", "type": 2, "details": "Get Lucky", "state": "Daft Punk; Pharrell Williams",
+                 "timestamps": {"start": now - 95_000, "end": now + 154_000}, "sync_id": "69kOkLUCkxIZYexIgSG8rq",
+                 "assets": {"large_image": "spotify:ab67616d0000b2739b9b36b0e22870b9f542d937", "large_text": "Random Access Memories"}},
+                {"name": "Twitch", "type": 1, "url": "https://www.twitch.tv/lantern_live", "details": "Building a presence card live",
+                 "state": "Software and Game Development", "assets": {"large_image": "twitch:lantern_live"}},
+            ],
+        })
         for name, viewport, mobile in [("desktop", {"width": 1280, "height": 900}, False), ("phone", {"width": 390, "height": 844}, True)]:
             for scheme in ["light", "dark"]:
                 ctx = browser.new_context(viewport=viewport, is_mobile=mobile, has_touch=mobile, color_scheme=scheme, device_scale_factor=1)
@@ -134,10 +149,12 @@ def main():
                 page.set_default_timeout(TIMEOUT_MS)
                 watch(page, base, problems)
                 page.goto(f"{base}/#user={user}")
-                page.wait_for_function("document.getElementById('live').textContent === 'live'")
-                page.wait_for_function("document.getElementById('p-name').textContent.includes('@')")
+                page.wait_for_function("() => document.getElementById('live').textContent === 'live'")
+                page.wait_for_function("() => document.getElementById('p-activities').textContent.includes('Get Lucky')")
+                # This page's own socket is counted in the server's numbers.
+                page.wait_for_function("() => Number(document.getElementById('s-sockets').textContent) >= 1")
                 page.fill("#card-form input[name=maxActivities]", "3")
-                page.wait_for_function("document.getElementById('prev-svg').complete && document.getElementById('prev-svg').naturalWidth > 0 && document.getElementById('prev-png').complete && document.getElementById('prev-png').naturalWidth > 0")
+                page.wait_for_function("() => document.getElementById('prev-svg').complete && document.getElementById('prev-svg').naturalWidth > 0 && document.getElementById('prev-png').complete && document.getElementById('prev-png').naturalWidth > 0")
                 bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
                 want = "rgb(17, 17, 20)" if scheme == "dark" else "rgb(244, 244, 246)"
                 if bg != want:
