@@ -116,10 +116,23 @@ def main():
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
         if q != {"format": ["png"], "theme": ["light"], "maxActivities": ["2"], "hideBadges": ["1"]}:
             fail(f"snippet query: {q}")
-        status, ty, body = get(url)
-        shown = page.evaluate("""async (src) => { const r = await fetch(src); return [r.status, r.headers.get('content-type'), (await r.arrayBuffer()).byteLength]; }""", png_src)
-        if status != 200 or ty != "image/png" or shown[0] != 200 or shown[1] != "image/png":
-            fail(f"snippet URL answered {status} {ty}, preview {shown}")
+        # What the page previews (fetched by the page) and what the snippet's URL answers
+        # (fetched from outside) are the same card, byte for byte. A card showing a clock may
+        # move to the next clock step between the two fetches: then both are fetched again.
+        for attempt in range(3):
+            shown = page.evaluate("""async (src) => {
+                const r = await fetch(src);
+                const b = new Uint8Array(await r.arrayBuffer());
+                let s = ''; for (const x of b) s += String.fromCharCode(x);
+                return [r.status, r.headers.get('content-type'), btoa(s)];
+            }""", png_src)
+            status, ty, body = get(url)
+            if shown[0] != 200 or shown[1] != "image/png" or status != 200 or ty != "image/png":
+                fail(f"snippet URL answered {status} {ty}, preview {shown[:2]}")
+            if __import__("base64").b64decode(shown[2]) == body:
+                break
+        else:
+            fail("the snippet's URL answers another card than the preview shows")
         html = page.input_value("#snip-html")
         if f'<img src="{url.replace("&", "&amp;")}"' not in html:
             fail(f"HTML snippet does not embed the card: {html}")
