@@ -63,10 +63,17 @@ pub struct CardConfig {
     pub card_cache_bytes: usize,
     /// Allowlisted image host → the base URL it is fetched from (`https://host` unless remapped).
     pub image_hosts: Vec<(String, String)>,
+    /// A colour emoji font the PNG draws Unicode emoji with (loaded on the first PNG); when the
+    /// file is missing, emoji in PNGs show as missing-glyph boxes and a warning is logged.
+    pub emoji_font: std::path::PathBuf,
 }
 
-/// The only hosts card images are fetched from: Discord's CDN and media proxy, Spotify's covers.
-pub const CARD_IMAGE_HOSTS: [&str; 3] = ["cdn.discordapp.com", "media.discordapp.net", "i.scdn.co"];
+/// Where Debian's `fonts-noto-color-emoji` installs Noto Color Emoji (SIL Open Font License).
+pub const DEFAULT_EMOJI_FONT: &str = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf";
+
+/// The only hosts card images are fetched from: Discord's CDN and media proxy, Spotify's covers,
+/// and the stream previews of YouTube and Twitch.
+pub const CARD_IMAGE_HOSTS: [&str; 5] = ["cdn.discordapp.com", "media.discordapp.net", "i.scdn.co", "i.ytimg.com", "static-cdn.jtvnw.net"];
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -209,6 +216,7 @@ struct FileCard {
     image_ttl_secs: Option<u64>,
     image_cache_mib: Option<usize>,
     card_cache_mib: Option<usize>,
+    emoji_font: Option<String>,
     #[serde(default)]
     image_hosts: std::collections::BTreeMap<String, String>,
 }
@@ -518,6 +526,7 @@ fn card_config(file: FileCard, cdn_url: &str) -> Result<CardConfig, ConfigError>
         image_cache_bytes: file.image_cache_mib.unwrap_or(16) << 20,
         card_cache_bytes: file.card_cache_mib.unwrap_or(16) << 20,
         image_hosts,
+        emoji_font: file.emoji_font.unwrap_or_else(|| DEFAULT_EMOJI_FONT.to_owned()).into(),
     })
 }
 

@@ -48,7 +48,7 @@ pub fn config_for(sim: &Simulator, data_dir: &std::path::Path, port: u16, shards
     let toml = format!(
         "base_guild_id = '{guild}'\napplication_id = '{app}'\n[server]\nhost = '127.0.0.1'\nport = {port}\nshards = {shards}\n\
          [storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{cdn}'\n\
-         [card.image_hosts]\n'media.discordapp.net' = '{cdn}'\n'i.scdn.co' = '{cdn}'\n",
+         [card.image_hosts]\n'media.discordapp.net' = '{cdn}'\n'i.scdn.co' = '{cdn}'\n'i.ytimg.com' = '{cdn}'\n'static-cdn.jtvnw.net' = '{cdn}'\n",
         guild = sim.guild_id(),
         app = sim.application_id(),
         dir = data_dir.display().to_string(),
@@ -94,13 +94,16 @@ pub fn run_demo(args: DemoArgs) -> Result<(), String> {
     let base = format!("http://127.0.0.1:{}", server.port());
     let ids: Vec<String> = sim.members().iter().filter(|(m, p)| !m.user.bot && p.is_some()).take(3).map(|(m, _)| m.user.id.to_string()).collect();
     println!("\nlantern demo: {} simulated members, {} presence changes/s\n", args.members, args.churn);
-    println!("  info       {base}/");
+    println!("  page       {base}/   (open in a browser: live state, user lookup, card configurator)");
+    println!("  info       {base}/   (JSON for curl and API clients)");
     println!("  health     {base}/health");
     for id in &ids {
         println!("  user       {base}/api/v1/users/{id}");
     }
     println!("  bulk       {base}/api/v1/users?user_ids={}", ids.join(","));
     println!("  websocket  ws://127.0.0.1:{}/socket", server.port());
+    println!("  card       {base}/api/v1/users/{}?svg=1", ids.first().map(String::as_str).unwrap_or("<id>"));
+    println!("  simulator  {}/_sim/  (control API: POST presence, members, faults)", sim.api_url());
     println!("  data       {}\n\nCtrl-C stops.", dir.display());
     server.run_until_signal().map_err(|e| e.to_string())?;
     drop(sim);

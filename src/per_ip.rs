@@ -76,6 +76,11 @@ impl IpCounts {
     pub fn count(&self, ip: IpAddr, kind: Kind) -> usize {
         self.counts.get(&ip).map_or(0, |c| c[kind.index()])
     }
+
+    /// Open connections of `kind` from every address this shard counts.
+    pub fn total(&self, kind: Kind) -> usize {
+        self.counts.values().map(|c| c[kind.index()]).sum()
+    }
 }
 
 /// The address a connection is counted under: IPv4 as is (unmapped from IPv6), IPv6 by its /64.

@@ -37,6 +37,46 @@ pub struct Shard {
     ips: RefCell<IpCounts>,
     gateway: Cell<GatewayStatus>,
     shutdown: watch::Sender<bool>,
+    /// Presence and user changes applied here, per second, for the server's live numbers.
+    updates: RefCell<UpdateRate>,
+}
+
+/// Changes applied in each of the last [`UpdateRate::SECONDS`] seconds.
+#[derive(Default)]
+struct UpdateRate {
+    /// (unix second, changes in it), one slot per second modulo the window.
+    slots: [(i64, u32); UpdateRate::SECONDS],
+    total: u64,
+}
+
+impl UpdateRate {
+    const SECONDS: usize = 10;
+
+    fn add(&mut self, now_ms: i64, n: usize) {
+        let sec = now_ms.div_euclid(1000);
+        let slot = &mut self.slots[sec.rem_euclid(Self::SECONDS as i64) as usize];
+        if slot.0 != sec {
+            *slot = (sec, 0);
+        }
+        slot.1 = slot.1.saturating_add(n as u32);
+        self.total += n as u64;
+    }
+
+    /// Changes per second over the last complete seconds of the window.
+    fn per_second(&self, now_ms: i64) -> f64 {
+        let sec = now_ms.div_euclid(1000);
+        let window = (sec - Self::SECONDS as i64)..sec;
+        self.slots.iter().filter(|(s, _)| window.contains(s)).map(|(_, n)| *n as f64).sum::<f64>() / Self::SECONDS as f64
+    }
+}
+
+/// One shard's live numbers (see [`Shard::live_numbers`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveNumbers {
+    pub monitored_users: usize,
+    pub socket_connections: usize,
+    pub updates_per_second: f64,
+    pub updates_total: u64,
 }
 
 /// The services a shard starts with.
@@ -92,6 +132,7 @@ impl Shard {
             ips: RefCell::default(),
             gateway: Cell::new(GatewayStatus::default()),
             shutdown: watch::channel(false).0,
+            updates: RefCell::default(),
         }
     }
 
@@ -141,6 +182,21 @@ impl Shard {
     /// Users monitored per shard; `None` for a shard that did not answer.
     pub async fn monitored_counts(self: &Rc<Self>) -> Vec<Option<usize>> {
         self.invoke_on_all(|s| s.presence.len()).await
+    }
+
+    /// Every shard's live numbers (`None` for a shard that did not answer), for `/page/state`.
+    pub async fn live_numbers(self: &Rc<Self>) -> Vec<Option<LiveNumbers>> {
+        self.invoke_on_all(|s| {
+            let now = now_ms();
+            let updates = s.updates.borrow();
+            LiveNumbers {
+                monitored_users: s.presence.len(),
+                socket_connections: s.ips.borrow().total(Kind::Socket),
+                updates_per_second: updates.per_second(now),
+                updates_total: updates.total,
+            }
+        })
+        .await
     }
 
     /// Runs a storage request on the owner shard of `id`.
@@ -194,6 +250,9 @@ impl Shard {
             })
             .collect();
         self.storage.submit(ops);
+        if !applied.changes.is_empty() {
+            self.updates.borrow_mut().add(now_ms(), applied.changes.len());
+        }
         for change in applied.changes {
             let (id, left) = match change {
                 Change::Left(id) => (id, true),

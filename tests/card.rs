@@ -512,3 +512,308 @@ fn shutdown_finishes_a_request_in_flight() {
     assert_eq!(r.status, 200);
     assert!(texts(&check_svg(&r)).contains("Factorio"));
 }
+
+/// Restarts `env`'s server with a short fetch timeout and image TTL, for the slow-CDN tests.
+fn with_short_fetches(env: &mut Env) {
+    env.stop_server();
+    let mut config = env.config();
+    config.card.fetch_timeout = Duration::from_millis(200);
+    config.card.image_ttl = Duration::from_millis(500);
+    let server = Server::start(config).unwrap();
+    env.port = server.port();
+    env.server = Some(server);
+    assert!(wait_for(DEADLINE, || env.get("/health").status == 200));
+}
+
+#[test]
+fn a_placeholder_card_drawn_again_answers_304_to_its_etag() {
+    let mut env = Env::start_with(sim_config(), 2, |sim| {
+        sim.add_member(user(ALICE, "alice", Some("Alice")), Some(presence(ALICE, Status::Online, vec![custom("hi", None)])));
+    });
+    with_short_fetches(&mut env);
+    env.sim.set_cdn_delay(Duration::from_secs(3));
+    let path = format!("/api/v1/users/{ALICE}?svg=1");
+    let first = env.get(&path);
+    assert_eq!(first.status, 200);
+    let etag = first.header("etag").unwrap().to_owned();
+    assert!(etag.ends_with("-p\""), "{etag}");
+    // The CDN is still slow: the next rendering draws the same placeholder, so the client's copy
+    // is current.
+    let again = env.request("GET", &path, &[("If-None-Match", &etag)], b"");
+    assert_eq!(again.status, 304, "{}", again.text());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    assert!(again.body.is_empty());
+    // Once the images are back, the same If-None-Match gets the full card.
+    env.sim.set_cdn_delay(Duration::ZERO);
+    let full = env.get_until(&path, |r| r.header("etag").is_some_and(|e| !e.ends_with("-p\"")));
+    let now = env.request("GET", &path, &[("If-None-Match", &etag)], b"");
+    assert_eq!(now.status, 200);
+    assert_eq!(now.header("etag"), full.header("etag"));
+}
+
+#[test]
+fn simultaneous_first_fetches_of_one_image_are_merged() {
+    let env = Env::start_tweaked(
+        sim_config(),
+        2,
+        |sim| {
+            sim.add_member(user(ALICE, "alice", Some("Alice")), Some(presence(ALICE, Status::Online, vec![custom("hi", None)])));
+        },
+        |c| c.card.fetch_timeout = Duration::from_secs(20),
+    );
+    env.sim.set_cdn_delay(Duration::from_secs(2));
+    let avatar = format!("/avatars/{ALICE}/");
+    let avatar_hits = || env.sim.cdn_hits().iter().filter(|h| h.starts_with(&avatar)).count();
+    let port = env.port;
+    // Two different cards of one user (so the rendered-card cache cannot answer the second),
+    // the second asked while the first one's avatar fetch is on its way.
+    let dark = std::thread::spawn(move || support::request(port, "GET", &format!("/api/v1/users/{ALICE}?svg=1"), &[], b""));
+    assert!(wait_for(DEADLINE, || avatar_hits() == 1), "the first card never fetched its avatar");
+    let light = std::thread::spawn(move || support::request(port, "GET", &format!("/api/v1/users/{ALICE}?svg=1&theme=light"), &[], b""));
+    let (dark, light) = (dark.join().unwrap(), light.join().unwrap());
+    for r in [&dark, &light] {
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("href=\"data:image/png"), "both cards have the avatar");
+        assert!(!r.header("etag").unwrap().ends_with("-p\""));
+    }
+    assert_eq!(avatar_hits(), 1, "one fetch for both: {:?}", env.sim.cdn_hits());
+}
+
+const MULTI: Snowflake = Snowflake(1_300_000_000_000_000_010);
+const STREAMER: Snowflake = Snowflake(1_300_000_000_000_000_011);
+
+fn twitch_stream() -> Activity {
+    Activity {
+        name: "Twitch".into(),
+        kind: activity_type::STREAMING,
+        url: Some("https://www.twitch.tv/lantern_live".into()),
+        details: Some("Building a presence card live".into()),
+        state: Some("Software and Game Development".into()),
+        assets: Some(Assets { large_image: Some("twitch:lantern_live".into()), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn youtube_stream() -> Activity {
+    Activity {
+        name: "YouTube".into(),
+        kind: activity_type::STREAMING,
+        url: Some("https://www.youtube.com/watch?v=dQw4w9WgXcQ".into()),
+        details: Some("Late night coding".into()),
+        assets: Some(Assets { large_image: Some("youtube:dQw4w9WgXcQ".into()), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn watching(now: i64) -> Activity {
+    Activity {
+        name: "YouTube".into(),
+        kind: activity_type::WATCHING,
+        details: Some("How presences work".into()),
+        state: Some("Discord Developers".into()),
+        timestamps: Some(Timestamps { start: Some(now - 60_000), end: Some(now + 540_000) }),
+        ..Default::default()
+    }
+}
+
+fn competing() -> Activity {
+    Activity { name: "Arena Season 4".into(), kind: activity_type::COMPETING, details: Some("Ranked".into()), ..Default::default() }
+}
+
+fn apple_music(now: i64) -> Activity {
+    Activity {
+        name: "Apple Music".into(),
+        kind: activity_type::LISTENING,
+        application_id: Some(Snowflake(773_825_528_921_849_856)),
+        details: Some("Harder, Better, Faster, Stronger".into()),
+        state: Some("Daft Punk".into()),
+        timestamps: Some(Timestamps { start: Some(now - 30_000), end: Some(now + 194_000) }),
+        assets: Some(Assets {
+            large_image: Some("mp:external/am/https/is1-ssl.mzstatic.com/discovery.jpg".into()),
+            large_text: Some("Discovery".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn multi_env() -> Env {
+    let now = now_ms();
+    Env::start_with(sim_config(), 2, move |sim| {
+        let party = ActivityEmoji { name: "🎉".into(), id: None, animated: None };
+        sim.add_member(
+            user(MULTI, "everything", Some("Many Things 🌙")),
+            Some(presence(
+                MULTI,
+                Status::Online,
+                vec![
+                    custom("launch day", Some(party)),
+                    game(now - 3_905_000),
+                    spotify(now),
+                    twitch_stream(),
+                    watching(now),
+                    competing(),
+                    apple_music(now),
+                ],
+            )),
+        );
+        sim.add_member(user(STREAMER, "streamer", Some("Streamer")), Some(presence(STREAMER, Status::Online, vec![youtube_stream()])));
+    })
+}
+
+/// The `<text>` lines of the card, in document order.
+fn lines(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_card_shows_every_activity_in_presence_order_up_to_max_activities() {
+    let env = multi_env();
+    let svg = check_svg(&card(&env, MULTI, "&maxActivities=8"));
+    assert!(svg.contains(r#"<svg xmlns="http://www.w3.org/2000/svg" width="600" height="852" viewBox="0 0 600 852""#), "six tiles: {svg:.200}");
+    let t = lines(&svg);
+    let headers: Vec<&str> = t
+        .iter()
+        .map(String::as_str)
+        .filter(|l| ["PLAYING", "LISTENING TO SPOTIFY", "LIVE ON TWITCH", "WATCHING", "COMPETING IN", "LISTENING TO APPLE MUSIC"].contains(l))
+        .collect();
+    assert_eq!(headers, ["PLAYING", "LISTENING TO SPOTIFY", "LIVE ON TWITCH", "WATCHING", "COMPETING IN", "LISTENING TO APPLE MUSIC"]);
+    let after = |head: &str, n: usize| -> Vec<String> {
+        let i = t.iter().position(|l| l == head).unwrap_or_else(|| panic!("{head} missing: {t:?}"));
+        t[i + 1..i + 1 + n].to_vec()
+    };
+    // Times are drawn at the clock step (10 s) the card was rendered in, a little after the
+    // fixture was made: check they are within that of the fixture's.
+    let near = |shown: &str, secs: i64| {
+        let v = shown.split(':').try_fold(0i64, |acc, p| p.parse::<i64>().map(|n| acc * 60 + n)).unwrap_or_else(|_| panic!("not a clock: {shown}"));
+        assert!((secs - 10..=secs + 60).contains(&v), "{shown} is not about {secs} s");
+    };
+    // PLAYING: the game, its details and state, the elapsed time (drawn before the header,
+    // `h:mm:ss` past an hour).
+    let i = t.iter().position(|l| l == "PLAYING").unwrap();
+    near(t[i - 1].strip_suffix(" elapsed").unwrap(), 3905);
+    assert_eq!(after("PLAYING", 3), ["Factorio", "Freeplay", "Launching rockets"]);
+    // LISTENING (Spotify): track, artists and album, progress about 01:35 of 04:09.
+    let s = after("LISTENING TO SPOTIFY", 4);
+    assert_eq!(s[..2], ["Get Lucky", "by Daft Punk, Pharrell Williams, Nile Rodgers · on Random Acce…"], "shortened to fit");
+    near(&s[2], 95);
+    assert_eq!(s[3], "04:09");
+    // STREAMING: the LIVE pill, the stream's title, the game, the platform.
+    let i = t.iter().position(|l| l == "LIVE ON TWITCH").unwrap();
+    assert_eq!(t[i - 1], "LIVE");
+    assert_eq!(after("LIVE ON TWITCH", 3), ["Building a presence card live", "playing Software and Game Development", "Twitch"]);
+    // WATCHING with a progress bar.
+    let s = after("WATCHING", 4);
+    assert_eq!(s[..2], ["YouTube", "How presences work · Discord Developers"]);
+    near(&s[2], 60);
+    assert_eq!(s[3], "10:00");
+    assert_eq!(after("COMPETING IN", 2), ["Arena Season 4", "Ranked"]);
+    // Another listening app, drawn like Spotify with its own art.
+    let s = after("LISTENING TO APPLE MUSIC", 4);
+    assert_eq!(s[..2], ["Harder, Better, Faster, Stronger", "by Daft Punk · on Discovery"]);
+    near(&s[2], 30);
+    assert_eq!(s[3], "03:44");
+    // CUSTOM: the emoji, then the text.
+    let i = t.iter().position(|l| l == "launch day").unwrap();
+    assert_eq!(t[i - 1], "🎉");
+    assert!(!t.iter().any(|l| l.contains("more activit")), "all shown");
+    // Every tile's art is embedded: Discord's media proxy, Spotify and Twitch's preview (from
+    // the simulated CDN), one clip path per tile.
+    let hits = env.sim.cdn_hits();
+    for want in ["/previews-ttv/live_user_lantern_live.png", "/image/ab67616d0000b2739b9b36b0e22870b9f542d937", "/external/am/https/is1-ssl.mzstatic.com/discovery.jpg"] {
+        assert!(hits.iter().any(|h| h.starts_with(want)), "{want} not fetched: {hits:?}");
+    }
+    for i in [0, 1, 2, 5] {
+        assert!(svg.contains(&format!("clip-path=\"url(#c{MULTI}-large{i})\"")), "tile {i} has its art");
+    }
+    save("activities.svg", svg.as_bytes());
+    save("activities.png", &env.get(&format!("/api/v1/users/{MULTI}?format=png&maxActivities=8")).body);
+    save("activities-light.png", &env.get(&format!("/api/v1/users/{MULTI}?format=png&maxActivities=4&theme=light")).body);
+}
+
+#[test]
+fn by_default_the_card_keeps_one_activity_and_says_how_many_more() {
+    let env = multi_env();
+    let svg = check_svg(&card(&env, MULTI, ""));
+    assert!(svg.contains(r#"width="600" height="272""#), "today's height");
+    let t = lines(&svg);
+    assert!(t.contains(&"PLAYING".to_owned()) && !t.contains(&"LISTENING TO SPOTIFY".to_owned()), "{t:?}");
+    assert!(t.contains(&"+5 more activities".to_owned()), "{t:?}");
+    // Two: the card grows by one tile (104 px) and a gap (12 px).
+    let svg = check_svg(&card(&env, MULTI, "&maxActivities=2"));
+    assert!(svg.contains(r#"width="600" height="388""#), "{svg:.200}");
+    let t = lines(&svg);
+    assert!(t.contains(&"LISTENING TO SPOTIFY".to_owned()) && t.contains(&"+4 more activities".to_owned()), "{t:?}");
+    // The PNG follows: 2 px per unit.
+    let png = env.get(&format!("/api/v1/users/{MULTI}?format=png&maxActivities=3"));
+    assert_eq!(decode_png(&png.body), (1200, 2 * 504));
+    // A bad value is the contract's error.
+    let bad = card(&env, MULTI, "&maxActivities=9");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "maxActivities must be between 1 and 8.");
+}
+
+#[test]
+fn a_youtube_stream_shows_its_preview_from_the_allowlisted_host() {
+    let env = multi_env();
+    let svg = check_svg(&card(&env, STREAMER, ""));
+    let t = lines(&svg);
+    let i = t.iter().position(|l| l == "LIVE ON YOUTUBE").unwrap_or_else(|| panic!("{t:?}"));
+    assert_eq!(t[i + 1..i + 3], ["Late night coding", "YouTube"]);
+    assert!(env.sim.cdn_hits().iter().any(|h| h == "/vi/dQw4w9WgXcQ/hqdefault_live.jpg"), "{:?}", env.sim.cdn_hits());
+    // The preview is 16:9 (142 × 80), embedded.
+    assert!(svg.contains(r#"width="142" height="80" preserveAspectRatio="xMidYMid slice""#), "{svg}");
+    assert!(svg.contains("href=\"data:image/png;base64,"));
+}
+
+/// RGBA pixels of a PNG and its width.
+fn pixels(body: &[u8]) -> (Vec<u8>, u32) {
+    let mut reader = png::Decoder::new(body).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgba);
+    buf.truncate(info.buffer_size());
+    (buf, info.width)
+}
+
+/// Pixels in the box (card units, drawn at 2 px each) whose colour is far from grey: emoji are,
+/// the card's text, a missing-glyph box and the background are not.
+fn colourful(px: &[u8], width: u32, x: std::ops::Range<u32>, y: std::ops::Range<u32>) -> usize {
+    let mut n = 0;
+    for yy in 2 * y.start..2 * y.end {
+        for xx in 2 * x.start..2 * x.end {
+            let i = ((yy * width + xx) * 4) as usize;
+            let (r, g, b) = (px[i] as i32, px[i + 1] as i32, px[i + 2] as i32);
+            if r.max(g).max(b) - r.min(g).min(b) > 80 {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn png_cards_draw_unicode_and_custom_emoji_in_colour_not_as_boxes() {
+    let env = multi_env();
+    let (px, w) = pixels(&env.get(&format!("/api/v1/users/{MULTI}?format=png")).body);
+    // The custom status "🎉 launch day" sits at x 124, baseline 98 (14 px); the display name
+    // "Many Things 🌙" on the line above, 22 px bold, ends with the moon.
+    let party = colourful(&px, w, 124..142, 84..101);
+    assert!(party > 40, "🎉 is drawn in colour ({party} colourful pixels)");
+    let text_only = colourful(&px, w, 146..220, 84..101);
+    assert_eq!(text_only, 0, "the status text is grey");
+    let name_w = lantern::card::text::width("Many Things 🌙", 22.0, true);
+    let moon_x = 124 + (name_w - 27.5) as u32;
+    let moon = colourful(&px, w, moon_x..moon_x + 28, 52..76);
+    assert!(moon > 40, "🌙 is drawn in colour ({moon} colourful pixels)");
+    // A custom emoji is the image the fetcher got from the CDN.
+    let hits_before = env.sim.cdn_hits().len();
+    let custom_emoji = Snowflake(1_100_000_000_000_000_077);
+    let wave = ActivityEmoji { name: "wave".into(), id: Some(custom_emoji), animated: None };
+    env.sim.set_presence(presence(MULTI, Status::Online, vec![custom("launch day", Some(wave))]));
+    let r = env.get_until(&format!("/api/v1/users/{MULTI}?format=png"), |_| env.sim.cdn_hits()[hits_before..].iter().any(|h| h.starts_with("/emojis/")));
+    assert!(env.sim.cdn_hits().iter().any(|h| h.starts_with(&format!("/emojis/{custom_emoji}.png"))), "{:?}", env.sim.cdn_hits());
+    let (px, w) = pixels(&r.body);
+    assert!(colourful(&px, w, 124..140, 85..101) > 40, "the custom emoji's image is drawn");
+}

@@ -136,7 +136,7 @@ proptest! {
             avatar_url: String::new(),
             last_seen_ms: seen,
             custom_status: None,
-            activity: Some(ActivityData {
+            activities: vec![ActivityData {
                 kind: 2,
                 spotify,
                 name: "Spotify".into(),
@@ -147,7 +147,8 @@ proptest! {
                 small_image: None,
                 start_ms: start,
                 end_ms: end,
-            }),
+                url: None,
+            }],
         };
         card::check_svg(&svg::render(&data, &CardParams::default(), &svg::Images::default(), now), &svg::Images::default());
         prop_assert!(!svg::distance_ago(now.saturating_sub(seen.unwrap_or(0))).is_empty());

@@ -31,6 +31,8 @@ use cache::ByteLru;
 use images::Fetcher;
 use params::{CardParams, Format, Theme};
 use std::cell::RefCell;
+use std::collections::HashMap;
+use tokio::sync::oneshot;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -71,16 +73,21 @@ pub struct ShardCard {
     fetcher: Fetcher,
     /// Public image URL → data URI (`None`: the fetch failed recently).
     images: RefCell<ByteLru<String, Option<Rc<str>>>>,
+    /// Images being fetched now, with the requests waiting for the same one: a second request
+    /// for an image already on its way waits for that fetch instead of starting another.
+    in_flight: RefCell<HashMap<String, Vec<oneshot::Sender<Option<Rc<str>>>>>>,
     cards: RefCell<ByteLru<u64, Rendered>>,
 }
 
 impl ShardCard {
     pub fn new(shard: usize, config: &CardConfig) -> ShardCard {
+        png::set_emoji_font(&config.emoji_font);
         ShardCard {
             config: config.clone(),
             epoch: rand::random(),
             fetcher: Fetcher::new(shard, config.fetch_timeout, config.max_image_bytes),
             images: RefCell::new(ByteLru::new(config.image_cache_bytes)),
+            in_flight: RefCell::new(HashMap::new()),
             cards: RefCell::new(ByteLru::new(config.card_cache_bytes)),
         }
     }
@@ -96,35 +103,79 @@ impl ShardCard {
                 None => (None, true),
             };
         }
+        // Someone is fetching it already: wait for that answer.
+        let waiting = self.in_flight.borrow_mut().get_mut(url).map(|waiters| {
+            let (tx, rx) = oneshot::channel();
+            waiters.push(tx);
+            rx
+        });
+        if let Some(rx) = waiting {
+            return match rx.await.ok().flatten() {
+                Some(uri) => (Some(uri.to_string()), false),
+                None => (None, true),
+            };
+        }
+        self.in_flight.borrow_mut().insert(url.to_owned(), Vec::new());
+        // Whatever happens to this future (even if it is dropped mid-fetch), the waiters are
+        // answered and the entry removed.
+        let mut guard = InFlight { card: self, url, result: None };
         let now = Instant::now();
-        match self.fetcher.fetch(target).await {
+        let result = match self.fetcher.fetch(target).await {
             Ok(img) => {
                 let uri: Rc<str> = format!("data:{};base64,{}", img.mime, base64::engine::general_purpose::STANDARD.encode(&img.bytes)).into();
                 self.images.borrow_mut().insert(url.to_owned(), Some(uri.clone()), uri.len() + url.len(), now + self.config.image_ttl);
-                (Some(uri.to_string()), false)
+                Some(uri)
             }
             Err(_) => {
                 let ttl = FAILED_IMAGE_TTL.min(self.config.image_ttl);
                 self.images.borrow_mut().insert(url.to_owned(), None, url.len() + 16, now + ttl);
-                (None, true)
+                None
             }
+        };
+        guard.result = Some(result.clone());
+        drop(guard);
+        match result {
+            Some(uri) => (Some(uri.to_string()), false),
+            None => (None, true),
         }
     }
 
-    /// Fetches what the card will show (hidden sections are not fetched).
-    async fn images_for(&self, data: &model::CardData, p: &CardParams) -> (svg::Images, bool) {
-        let activity = data.activity.as_ref().filter(|_| !p.hide_activity);
+    /// Fetches what the card will show (hidden sections are not fetched), all at once. The mask
+    /// has one bit per image that failed: avatar, emoji, tag icon, then each activity's large
+    /// and small image.
+    async fn images_for(&self, data: &model::CardData, p: &CardParams) -> (svg::Images, u64) {
+        let shown: &[model::ActivityData] = if p.hide_activity { &[] } else { &data.activities[..data.activities.len().min(p.max_activities)] };
         let emoji = data.custom_status.as_ref().filter(|_| !p.hide_status).and_then(|c| c.emoji_url.as_deref());
         let tag = data.server_tag.as_ref().filter(|_| !p.hide_server_tag).and_then(|t| t.icon_url.as_deref());
-        let (((avatar, f1), (large, f2)), ((small, f3), ((emoji, f4), (tag_icon, f5)))) = futures_lite::future::zip(
-            futures_lite::future::zip(self.image(Some(&data.avatar_url)), self.image(activity.and_then(|a| a.large_image.as_deref()))),
-            futures_lite::future::zip(
-                self.image(activity.and_then(|a| a.small_image.as_deref())),
-                futures_lite::future::zip(self.image(emoji), self.image(tag)),
-            ),
-        )
-        .await;
-        (svg::Images { avatar, large, small, emoji, tag_icon }, f1 || f2 || f3 || f4 || f5)
+        let mut urls: Vec<Option<&str>> = vec![Some(&data.avatar_url), emoji, tag];
+        for a in shown {
+            urls.push(a.large_image.as_deref());
+            urls.push(a.small_image.as_deref().filter(|_| a.kind != crate::discord::activity_type::STREAMING));
+        }
+        let results = futures_util::future::join_all(urls.into_iter().map(|u| self.image(u))).await;
+        let mask = results.iter().enumerate().fold(0u64, |m, (i, (_, failed))| if *failed { m | (1 << i.min(63)) } else { m });
+        let mut it = results.into_iter().map(|(uri, _)| uri);
+        let mut next = || it.next().flatten();
+        let (avatar, emoji, tag_icon) = (next(), next(), next());
+        let activities = shown.iter().map(|_| svg::ActivityImages { large: next(), small: next() }).collect();
+        (svg::Images { avatar, emoji, tag_icon, activities }, mask)
+    }
+}
+
+/// Removes an in-flight fetch and answers its waiters (with `None` when the fetch was dropped).
+struct InFlight<'a> {
+    card: &'a ShardCard,
+    url: &'a str,
+    result: Option<Option<Rc<str>>>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let waiters = self.card.in_flight.borrow_mut().remove(self.url).unwrap_or_default();
+        let result = self.result.take().flatten();
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
     }
 }
 
@@ -153,7 +204,7 @@ async fn serve_owned(card: &ShardCard, id: Snowflake, data: Option<(model::CardD
     let Some((data, version)) = data else { return CardAnswer::NotMonitored };
     let now = now_ms();
     let step = card.config.clock_step.as_millis().max(1) as i64;
-    let (clock, render_ms) = if data.shows_clock(req.params.hide_activity, req.params.hide_last_seen) {
+    let (clock, render_ms) = if data.shows_clock(req.params.hide_activity, req.params.hide_last_seen, req.params.max_activities) {
         let bucket = now.div_euclid(step);
         (bucket as u64, bucket * step)
     } else {
@@ -170,6 +221,16 @@ async fn serve_owned(card: &ShardCard, id: Snowflake, data: Option<(model::CardD
     let started = Instant::now();
     let (imgs, degraded) = card.images_for(&data, &req.params).await;
     let fetched = started.elapsed();
+    // A card with a placeholder for a failed image gets its own ETag (naming which images are
+    // missing) and is not kept, so the next request tries the images again; when that request
+    // draws the same placeholders, its `If-None-Match` is answered with 304 all the same.
+    let etag = match degraded {
+        0 => etag,
+        mask => format!("W/\"{k:016x}.{mask:x}-p\""),
+    };
+    if degraded != 0 && req.if_none_match.as_deref().is_some_and(|inm| etag_matches(inm, &etag)) {
+        return CardAnswer::NotModified { etag };
+    }
     let svg_text = svg::render(&data, &req.params, &imgs, render_ms);
     let drawn = started.elapsed();
     let body = match req.format {
@@ -190,10 +251,7 @@ async fn serve_owned(card: &ShardCard, id: Snowflake, data: Option<(model::CardD
         if req.format == Format::Png { format!("png;dur={:.1}, ", (total - drawn).as_secs_f64() * 1e3) } else { String::new() },
         total.as_secs_f64() * 1e3
     );
-    // A card with a placeholder for a failed image gets its own ETag and is not kept, so the
-    // next request tries the images again.
-    let etag = if degraded { format!("W/\"{k:016x}-p\"") } else { etag };
-    if !degraded {
+    if degraded == 0 {
         let expires = Instant::now() + card.config.image_ttl;
         card.cards.borrow_mut().insert(k, Rendered { etag: etag.clone(), body: body.clone() }, body.len() + 64, expires);
     }

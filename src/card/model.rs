@@ -22,8 +22,9 @@ pub struct CardData {
     /// Unix ms of going offline, only while offline.
     pub last_seen_ms: Option<i64>,
     pub custom_status: Option<CustomStatus>,
-    /// The first activity that is not a custom status.
-    pub activity: Option<ActivityData>,
+    /// The activities that are not a custom status, in presence order (the card shows as many
+    /// as `maxActivities` asks for).
+    pub activities: Vec<ActivityData>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,12 +54,29 @@ pub struct ActivityData {
     pub small_image: Option<String>,
     pub start_ms: Option<i64>,
     pub end_ms: Option<i64>,
+    /// A stream's URL (Twitch or YouTube), for the "LIVE ON …" header.
+    pub url: Option<String>,
+}
+
+impl ActivityData {
+    /// The platform a stream is on, from its URL or preview asset.
+    pub fn platform(&self) -> Option<&'static str> {
+        let u = self.url.as_deref().unwrap_or("").to_ascii_lowercase();
+        let img = self.large_image.as_deref().unwrap_or("");
+        if u.contains("twitch.tv") || img.contains("jtvnw.net") {
+            Some("TWITCH")
+        } else if u.contains("youtube.com") || u.contains("youtu.be") || img.contains("ytimg.com") {
+            Some("YOUTUBE")
+        } else {
+            None
+        }
+    }
 }
 
 impl CardData {
     /// Whether the card's content depends on the clock (an elapsed time or "last seen").
-    pub fn shows_clock(&self, hide_activity: bool, hide_last_seen: bool) -> bool {
-        let activity = !hide_activity && self.activity.as_ref().is_some_and(|a| a.start_ms.is_some());
+    pub fn shows_clock(&self, hide_activity: bool, hide_last_seen: bool, max_activities: usize) -> bool {
+        let activity = !hide_activity && self.activities.iter().take(max_activities).any(|a| a.start_ms.is_some());
         let last_seen = !hide_last_seen && self.last_seen_ms.is_some();
         activity || last_seen
     }
@@ -92,6 +110,7 @@ fn activity(a: &Activity) -> ActivityData {
         small_image: image(assets.and_then(|x| x.small_image.as_ref())),
         start_ms: ts.and_then(|t| t.start),
         end_ms: ts.and_then(|t| t.end),
+        url: non_empty(&a.url),
     }
 }
 
@@ -129,6 +148,6 @@ pub fn from_view(view: &UserView<'_>) -> CardData {
         avatar_url: avatar(view.member),
         last_seen_ms: if offline { view.last_seen_ms } else { None },
         custom_status,
-        activity: activities.iter().find(|a| a.kind != activity_type::CUSTOM).map(activity),
+        activities: activities.iter().filter(|a| a.kind != activity_type::CUSTOM).map(activity).collect(),
     }
 }

@@ -29,6 +29,8 @@ impl Format {
 
 pub const DEFAULT_NO_ACTIVITY_TITLE: &str = "No Activity";
 pub const DEFAULT_NO_ACTIVITY_MESSAGE: &str = "User is not currently doing anything.";
+/// Largest accepted `maxActivities`: the card grows by one tile per activity.
+pub const MAX_ACTIVITIES: usize = 8;
 /// Largest accepted `borderRadius`, in rem.
 pub const MAX_BORDER_RADIUS: f32 = 10.0;
 
@@ -46,6 +48,8 @@ pub struct CardParams {
     pub hide_server_tag: bool,
     pub no_activity_title: String,
     pub no_activity_message: String,
+    /// How many activities the card shows, in presence order (1 = the first only, as before).
+    pub max_activities: usize,
 }
 
 impl Default for CardParams {
@@ -61,6 +65,7 @@ impl Default for CardParams {
             hide_server_tag: false,
             no_activity_title: DEFAULT_NO_ACTIVITY_TITLE.to_owned(),
             no_activity_message: DEFAULT_NO_ACTIVITY_MESSAGE.to_owned(),
+            max_activities: 1,
         }
     }
 }
@@ -141,6 +146,13 @@ pub fn parse(query: Option<&str>) -> Result<UserQuery, InvalidQuery> {
                 }
                 p.no_activity_title = v.to_owned();
             }
+            "maxActivities" => {
+                let n: usize = v.trim().parse().map_err(|_| invalid("maxActivities must be a number."))?;
+                if !(1..=MAX_ACTIVITIES).contains(&n) {
+                    return Err(invalid(format!("maxActivities must be between 1 and {MAX_ACTIVITIES}.")));
+                }
+                p.max_activities = n;
+            }
             "noActivityMessage" => {
                 if !(1..=256).contains(&char_count(v)) {
                     return Err(invalid("noActivityMessage must be 1-256 characters long."));
@@ -184,6 +196,11 @@ mod tests {
         assert_eq!(err("borderRadius=-1"), "borderRadius must be between 0 and 10.");
         assert_eq!(err("noActivityTitle="), "noActivityTitle must be 1-64 characters long.");
         assert_eq!(err(&format!("noActivityMessage={}", "x".repeat(257))), "noActivityMessage must be 1-256 characters long.");
+        assert_eq!(err("maxActivities=0"), "maxActivities must be between 1 and 8.");
+        assert_eq!(err("maxActivities=9"), "maxActivities must be between 1 and 8.");
+        assert_eq!(err("maxActivities=two"), "maxActivities must be a number.");
+        let UserQuery::Card(_, p) = parse(Some("svg=1&maxActivities=3")).unwrap() else { panic!() };
+        assert_eq!(p.max_activities, 3);
         assert_eq!(err("format=gif"), "format must be either \"svg\", \"png\" or \"json\".");
         // Every occurrence is validated.
         assert_eq!(err("theme=dark&theme=x"), "Theme must be either \"light\" or \"dark\".");

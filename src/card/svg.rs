@@ -15,11 +15,24 @@ const PAD: f32 = 24.0;
 const AVATAR: f32 = 80.0;
 const NAME_X: f32 = PAD + AVATAR + 20.0;
 const RIGHT: f32 = WIDTH - PAD;
-/// Height without the activity section, and with it.
+/// Height without the activity section; with it, the card grows by one tile per activity.
 const HEIGHT_SHORT: f32 = 136.0;
-const HEIGHT_FULL: f32 = 272.0;
 const TILE_Y: f32 = 144.0;
 const TILE_H: f32 = 104.0;
+const TILE_GAP: f32 = 12.0;
+/// Below the last tile.
+const BOTTOM: f32 = 24.0;
+/// A stream preview is 16:9, as tall as the square art.
+const PREVIEW_W: f32 = 142.0;
+
+/// The card's height with `tiles` activity tiles (0: the activity section is hidden).
+pub fn height_for(tiles: usize) -> f32 {
+    if tiles == 0 {
+        HEIGHT_SHORT
+    } else {
+        TILE_Y + tiles as f32 * TILE_H + (tiles - 1) as f32 * TILE_GAP + BOTTOM
+    }
+}
 
 pub struct Palette {
     pub background: &'static str,
@@ -62,10 +75,16 @@ pub fn status_colour(status: &str) -> &'static str {
 #[derive(Debug, Clone, Default)]
 pub struct Images {
     pub avatar: Option<String>,
-    pub large: Option<String>,
-    pub small: Option<String>,
     pub emoji: Option<String>,
     pub tag_icon: Option<String>,
+    /// One per activity shown, in order.
+    pub activities: Vec<ActivityImages>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ActivityImages {
+    pub large: Option<String>,
+    pub small: Option<String>,
 }
 
 struct W {
@@ -94,9 +113,14 @@ impl W {
 
     /// An image clipped to a rounded rectangle (`r` = half the size gives a circle).
     fn image(&mut self, id: &str, href: &str, x: f32, y: f32, size: f32, r: f32) {
+        self.image_wh(id, href, x, y, size, size, r);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn image_wh(&mut self, id: &str, href: &str, x: f32, y: f32, wd: f32, ht: f32, r: f32) {
         let _ = write!(
             self.out,
-            r#"<clipPath id="{p}{id}"><rect x="{x}" y="{y}" width="{size}" height="{size}" rx="{r}"/></clipPath><image x="{x}" y="{y}" width="{size}" height="{size}" preserveAspectRatio="xMidYMid slice" clip-path="url(#{p}{id})" href="{}"/>"#,
+            r#"<clipPath id="{p}{id}"><rect x="{x}" y="{y}" width="{wd}" height="{ht}" rx="{r}"/></clipPath><image x="{x}" y="{y}" width="{wd}" height="{ht}" preserveAspectRatio="xMidYMid slice" clip-path="url(#{p}{id})" href="{}"/>"#,
             escape(href),
             p = self.ids
         );
@@ -105,10 +129,16 @@ impl W {
     /// The placeholder for an image that is absent or could not be fetched: a tile with a
     /// picture glyph.
     fn placeholder(&mut self, x: f32, y: f32, size: f32, r: f32, fill: &str, glyph: &str) {
-        let s = size / 24.0;
+        self.placeholder_wh(x, y, size, size, r, fill, glyph);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn placeholder_wh(&mut self, x: f32, y: f32, wd: f32, ht: f32, r: f32, fill: &str, glyph: &str) {
+        let s = ht / 24.0;
+        let gx = x + (wd - ht) / 2.0;
         let _ = write!(
             self.out,
-            r#"<rect x="{x}" y="{y}" width="{size}" height="{size}" rx="{r}" fill="{fill}"/><g transform="translate({x} {y}) scale({s:.3})" fill="{glyph}" opacity="0.55"><path d="M6 7h12a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1Zm1 8h10l-3.2-4.2-2.4 3-1.6-1.9Z"/><circle cx="9" cy="10" r="1.3"/></g>"#
+            r#"<rect x="{x}" y="{y}" width="{wd}" height="{ht}" rx="{r}" fill="{fill}"/><g transform="translate({gx} {y}) scale({s:.3})" fill="{glyph}" opacity="0.55"><path d="M6 7h12a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1Zm1 8h10l-3.2-4.2-2.4 3-1.6-1.9Z"/><circle cx="9" cy="10" r="1.3"/></g>"#
         );
     }
 }
@@ -154,15 +184,19 @@ pub fn distance_ago(ms: i64) -> String {
     format!("{d} ago")
 }
 
-fn header(kind: u8, spotify: bool) -> &'static str {
-    match kind {
-        _ if spotify => "LISTENING TO SPOTIFY",
-        activity_type::PLAYING => "PLAYING",
-        activity_type::STREAMING => "STREAMING",
-        activity_type::LISTENING => "LISTENING TO",
-        activity_type::WATCHING => "WATCHING",
-        activity_type::COMPETING => "COMPETING IN",
-        _ => "ACTIVITY",
+/// The tile's header: what kind of activity it is.
+fn header(a: &ActivityData) -> String {
+    match a.kind {
+        _ if a.spotify => "LISTENING TO SPOTIFY".into(),
+        activity_type::PLAYING => "PLAYING".into(),
+        activity_type::STREAMING => match a.platform() {
+            Some(p) => format!("LIVE ON {p}"),
+            None => "STREAMING".into(),
+        },
+        activity_type::LISTENING => format!("LISTENING TO {}", crate::card::text::clean(&a.name).to_uppercase()),
+        activity_type::WATCHING => "WATCHING".into(),
+        activity_type::COMPETING => "COMPETING IN".into(),
+        _ => "ACTIVITY".into(),
     }
 }
 
@@ -170,7 +204,8 @@ fn header(kind: u8, spotify: bool) -> &'static str {
 pub fn render(data: &CardData, p: &CardParams, img: &Images, now_ms: i64) -> String {
     let c = palette(p.theme);
     let show_activity = !p.hide_activity;
-    let height = if show_activity { HEIGHT_FULL } else { HEIGHT_SHORT };
+    let shown: Vec<&ActivityData> = data.activities.iter().take(p.max_activities.max(1)).collect();
+    let height = if show_activity { height_for(shown.len().max(1)) } else { HEIGHT_SHORT };
     let radius = (p.border_radius * 16.0).min(height / 2.0);
     let mut w = W { out: String::with_capacity(8 * 1024), ids: format!("c{}-", data.id) };
     let display = if p.hide_global_name { None } else { data.global_name.as_deref() };
@@ -262,24 +297,30 @@ pub fn render(data: &CardData, p: &CardParams, img: &Images, now_ms: i64) -> Str
 
     if show_activity {
         let _ = write!(w.out, r#"<rect x="{PAD}" y="{}" width="{}" height="1" fill="{}"/>"#, TILE_Y - 16.0, WIDTH - 2.0 * PAD, c.background_secondary);
-        let _ = write!(
-            w.out,
-            r#"<rect x="{PAD}" y="{TILE_Y}" width="{}" height="{TILE_H}" rx="16" fill="{}"/>"#,
-            WIDTH - 2.0 * PAD,
-            c.background_secondary
-        );
-        match &data.activity {
-            Some(a) => draw_activity(&mut w, &c, img, a, now_ms),
-            None => {
-                let cx = WIDTH / 2.0;
-                let title = fit(&p.no_activity_title, 16.0, true, WIDTH - 4.0 * PAD);
-                let lines = wrap(&p.no_activity_message, 13.0, false, WIDTH - 4.0 * PAD, 2);
-                let top = if lines.len() > 1 { TILE_Y + 42.0 } else { TILE_Y + 48.0 };
-                w.text(cx, top, 16.0, true, c.primary, "middle", &title);
-                for (i, l) in lines.iter().enumerate() {
-                    w.text(cx, top + 22.0 + 18.0 * i as f32, 13.0, false, c.secondary, "middle", l);
-                }
+        let tile = |w: &mut W, y: f32| {
+            let _ = write!(w.out, r#"<rect x="{PAD}" y="{y}" width="{}" height="{TILE_H}" rx="16" fill="{}"/>"#, WIDTH - 2.0 * PAD, c.background_secondary);
+        };
+        if shown.is_empty() {
+            tile(&mut w, TILE_Y);
+            let cx = WIDTH / 2.0;
+            let title = fit(&p.no_activity_title, 16.0, true, WIDTH - 4.0 * PAD);
+            let lines = wrap(&p.no_activity_message, 13.0, false, WIDTH - 4.0 * PAD, 2);
+            let top = if lines.len() > 1 { TILE_Y + 42.0 } else { TILE_Y + 48.0 };
+            w.text(cx, top, 16.0, true, c.primary, "middle", &title);
+            for (i, l) in lines.iter().enumerate() {
+                w.text(cx, top + 22.0 + 18.0 * i as f32, 13.0, false, c.secondary, "middle", l);
             }
+        }
+        let none = ActivityImages::default();
+        for (i, a) in shown.iter().enumerate() {
+            let y = TILE_Y + i as f32 * (TILE_H + TILE_GAP);
+            tile(&mut w, y);
+            draw_activity(&mut w, &c, img.activities.get(i).unwrap_or(&none), a, now_ms, y, i);
+        }
+        let more = data.activities.len() - shown.len();
+        if more > 0 {
+            let t = format!("+{more} more {}", if more == 1 { "activity" } else { "activities" });
+            w.text(PAD, height - 8.0, 10.0, false, c.secondary, "start", &t);
         }
     }
     w.text(RIGHT, height - 8.0, 10.0, false, c.secondary, "end", "lantern.rest");
@@ -359,21 +400,28 @@ fn draw_custom(w: &mut W, c: &Palette, img: &Images, cs: &crate::card::model::Cu
     }
 }
 
-fn draw_activity(w: &mut W, c: &Palette, img: &Images, a: &ActivityData, now_ms: i64) {
-    let (ix, iy, size) = (PAD + 12.0, TILE_Y + 12.0, 80.0);
+/// One activity's tile, whose top is at `top`; `i` keeps its clip paths apart from the others'.
+fn draw_activity(w: &mut W, c: &Palette, img: &ActivityImages, a: &ActivityData, now_ms: i64, top: f32, i: usize) {
+    let stream = a.kind == activity_type::STREAMING;
+    let (ix, iy, size) = (PAD + 12.0, top + 12.0, 80.0);
+    let art_w = if stream { PREVIEW_W } else { size };
     match &img.large {
-        Some(href) => w.image("large", href, ix, iy, size, 12.0),
-        None => w.placeholder(ix, iy, size, 12.0, c.background, c.secondary),
+        Some(href) => w.image_wh(&format!("large{i}"), href, ix, iy, art_w, size, 12.0),
+        None => w.placeholder_wh(ix, iy, art_w, size, 12.0, c.background, c.secondary),
     }
-    if a.small_image.is_some() {
+    if stream {
+        // The red "LIVE" pill on the preview.
+        let _ = write!(w.out, r##"<rect x="{}" y="{}" width="34" height="16" rx="4" fill="#e91916"/>"##, ix + 6.0, iy + 6.0);
+        let _ = write!(w.out, r##"<text x="{:.1}" y="{:.1}" font-size="10" font-weight="700" fill="#ffffff" text-anchor="middle">LIVE</text>"##, ix + 23.0, iy + 17.5);
+    } else if a.small_image.is_some() {
         let (cx, cy) = (ix + size - 6.0, iy + size - 6.0);
         let _ = write!(w.out, r#"<circle cx="{cx}" cy="{cy}" r="15" fill="{}"/>"#, c.background_secondary);
         match &img.small {
-            Some(href) => w.image("small", href, cx - 12.0, cy - 12.0, 24.0, 12.0),
+            Some(href) => w.image(&format!("small{i}"), href, cx - 12.0, cy - 12.0, 24.0, 12.0),
             None => w.placeholder(cx - 12.0, cy - 12.0, 24.0, 12.0, c.background, c.secondary),
         }
     }
-    let tx = ix + size + 16.0;
+    let tx = ix + art_w + 16.0;
     let right = RIGHT - 14.0;
     let room = right - tx;
     // Activity timestamps are the user's to set (any i64): saturate rather than overflow.
@@ -386,26 +434,33 @@ fn draw_activity(w: &mut W, c: &Palette, img: &Images, a: &ActivityData, now_ms:
     let mut header_room = room;
     if let (Some(secs), None) = (elapsed, bar) {
         let t = format!("{} elapsed", clock(secs));
-        w.text(right, TILE_Y + 26.0, 12.0, false, c.secondary, "end", &t);
+        w.text(right, top + 26.0, 12.0, false, c.secondary, "end", &t);
         header_room -= width(&t, 12.0, false) + 12.0;
     }
-    let head = fit(header(a.kind, a.spotify), 11.0, true, header_room);
-    w.text(tx, TILE_Y + 26.0, 11.0, true, c.secondary, "start", &head);
-    let (title, sub1, sub2) = if a.spotify {
-        let artist = a.state.as_deref().map(|s| format!("by {}", s.replace("; ", ", ")));
-        let album = a.large_text.as_deref().map(|s| format!("on {s}"));
-        (a.details.clone().unwrap_or_else(|| a.name.clone()), artist, album)
-    } else {
-        (a.name.clone(), a.details.clone(), a.state.clone())
+    let head = fit(&header(a), 11.0, true, header_room);
+    w.text(tx, top + 26.0, 11.0, true, c.secondary, "start", &head);
+    let (title, sub1, sub2) = match a.kind {
+        // What is playing, by whom, from which album (Spotify and other listening apps alike).
+        activity_type::LISTENING => {
+            let artist = a.state.as_deref().map(|s| format!("by {}", s.replace("; ", ", ")));
+            let album = a.large_text.as_deref().map(|s| format!("on {s}"));
+            (a.details.clone().unwrap_or_else(|| a.name.clone()), artist, album)
+        }
+        // The stream's title, then the game, then the platform's name.
+        activity_type::STREAMING => match &a.details {
+            Some(d) => (d.clone(), a.state.as_ref().map(|s| format!("playing {s}")), Some(a.name.clone())),
+            None => (a.name.clone(), a.state.as_ref().map(|s| format!("playing {s}")), None),
+        },
+        _ => (a.name.clone(), a.details.clone(), a.state.clone()),
     };
-    w.text(tx, TILE_Y + 48.0, 16.0, true, c.primary, "start", &fit(&title, 16.0, true, room));
+    w.text(tx, top + 48.0, 16.0, true, c.primary, "start", &fit(&title, 16.0, true, room));
     match bar {
         None => {
             if let Some(s) = &sub1 {
-                w.text(tx, TILE_Y + 68.0, 13.0, false, c.secondary, "start", &fit(s, 13.0, false, room));
+                w.text(tx, top + 68.0, 13.0, false, c.secondary, "start", &fit(s, 13.0, false, room));
             }
             if let Some(s) = &sub2 {
-                let y = if sub1.is_some() { TILE_Y + 86.0 } else { TILE_Y + 68.0 };
+                let y = if sub1.is_some() { top + 86.0 } else { top + 68.0 };
                 w.text(tx, y, 13.0, false, c.secondary, "start", &fit(s, 13.0, false, room));
             }
         }
@@ -416,21 +471,21 @@ fn draw_activity(w: &mut W, c: &Palette, img: &Images, a: &ActivityData, now_ms:
                 (None, None) => String::new(),
             };
             if !line.is_empty() {
-                w.text(tx, TILE_Y + 67.0, 13.0, false, c.secondary, "start", &fit(&line, 13.0, false, room));
+                w.text(tx, top + 67.0, 13.0, false, c.secondary, "start", &fit(&line, 13.0, false, room));
             }
             let total = end.saturating_sub(start).div_euclid(1000);
             let done = elapsed.unwrap_or(0).min(total);
             let frac = if total > 0 { done as f32 / total as f32 } else { 0.0 };
             let accent = if a.spotify { "#1db954" } else { "#5865f2" };
-            let by = TILE_Y + 76.0;
+            let by = top + 76.0;
             let _ = write!(
                 w.out,
                 r#"<rect x="{tx}" y="{by}" width="{room}" height="4" rx="2" fill="{}"/><rect x="{tx}" y="{by}" width="{:.1}" height="4" rx="2" fill="{accent}"/>"#,
                 c.background,
                 (room * frac).max(4.0)
             );
-            w.text(tx, TILE_Y + 94.0, 11.0, false, c.secondary, "start", &clock(done));
-            w.text(right, TILE_Y + 94.0, 11.0, false, c.secondary, "end", &clock(total));
+            w.text(tx, top + 94.0, 11.0, false, c.secondary, "start", &clock(done));
+            w.text(right, top + 94.0, 11.0, false, c.secondary, "end", &clock(total));
         }
     }
 }
@@ -493,6 +548,7 @@ mod tests {
             small_image: None,
             start_ms: start,
             end_ms: end,
+            url: None,
         }
     }
 
@@ -514,18 +570,18 @@ mod tests {
             avatar_url: String::new(),
             last_seen_ms: None,
             custom_status: None,
-            activity: None,
+            activities: vec![],
         };
         let p = CardParams::default();
         // Elapsed since the start of time, at the end of time.
-        let card = CardData { activity: Some(activity(Some(i64::MIN), None)), ..base.clone() };
+        let card = CardData { activities: vec![activity(Some(i64::MIN), None)], ..base.clone() };
         assert!(texts(&render(&card, &p, &Images::default(), i64::MAX)).contains(&format!("{longest} elapsed")));
         // A bar from the start of time to its end: both ends at the longest duration.
-        let card = CardData { activity: Some(activity(Some(i64::MIN), Some(i64::MAX))), ..base.clone() };
+        let card = CardData { activities: vec![activity(Some(i64::MIN), Some(i64::MAX))], ..base.clone() };
         let t = texts(&render(&card, &p, &Images::default(), 0));
         assert_eq!(t.iter().filter(|l| **l == longest).count(), 2, "{t:?}");
         // Starting in the future: nothing elapsed.
-        let card = CardData { activity: Some(activity(Some(i64::MAX), None)), ..base.clone() };
+        let card = CardData { activities: vec![activity(Some(i64::MAX), None)], ..base.clone() };
         assert!(texts(&render(&card, &p, &Images::default(), i64::MIN)).contains(&"00:00 elapsed".to_owned()));
         // Last seen at the start of time, or in the future.
         let card = CardData { status: "offline", last_seen_ms: Some(i64::MIN), ..base.clone() };

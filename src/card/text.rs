@@ -47,12 +47,17 @@ fn zero_width(c: char) -> bool {
     matches!(c as u32, 0x200B..=0x200F | 0xFE00..=0xFE0F | 0x0300..=0x036F | 0x20D0..=0x20FF | 0xE0020..=0xE007F)
 }
 
-/// Width in pixels of `text` at `size` px. Characters missing from the font (emoji, most CJK)
-/// count as one em, as wide as any fallback draws them.
+/// Emoji the font lacks are drawn from the emoji font, whose advance is 1.25 em.
+fn emoji(c: char) -> bool {
+    matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF)
+}
+
+/// Width in pixels of `text` at `size` px. Characters missing from the font count as one em
+/// (most CJK), or 1.25 em for emoji, as wide as the fallbacks draw them.
 pub fn width(text: &str, size: f32, bold: bool) -> f32 {
     let m: &Metrics = if bold { &BOLD } else { &REGULAR };
     text.chars()
-        .map(|c| if zero_width(c) { 0.0 } else { m.advance(c).unwrap_or(1.0) })
+        .map(|c| if zero_width(c) || c == '\u{200D}' { 0.0 } else { m.advance(c).unwrap_or(if emoji(c) { 1.25 } else { 1.0 }) })
         .sum::<f32>()
         * size
 }

@@ -6,6 +6,7 @@
 
 pub mod card;
 pub mod io;
+pub mod page;
 pub mod response;
 pub mod router;
 pub mod status;
@@ -319,7 +320,8 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
         return Ok(reply);
     }
     match route {
-        Route::Info => Ok(status::info(ctx).await),
+        Route::Info => Ok(status::info(ctx, req.headers()).await),
+        Route::Page(name) => page::serve(ctx, name).await,
         Route::Health => Ok(status::health(ctx).await),
         Route::Users => users::users(ctx, req.uri().query()).await,
         Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers()).await,

@@ -18,13 +18,15 @@ pub enum Route<'a> {
     /// `/api/v1/users/:id/storage/:key` (the key still percent-encoded)
     StorageKey(&'a str, &'a str),
     Socket,
+    /// `/page/:name`: the web page's files and live numbers.
+    Page(&'a str),
 }
 
 impl Route<'_> {
     /// Methods this route answers (besides OPTIONS, which every route answers).
     pub fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket => &[Method::GET, Method::HEAD],
+            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket | Route::Page(_) => &[Method::GET, Method::HEAD],
             Route::Storage(_) => &[Method::GET, Method::HEAD, Method::DELETE],
             Route::StorageKey(..) => &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE],
         }
@@ -47,6 +49,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         [Some(""), None, ..] => Some(Route::Info),
         [Some(h), None, ..] if h.eq_ignore_ascii_case("health") => Some(Route::Health),
         [Some(h), None, ..] if h.eq_ignore_ascii_case("socket") => Some(Route::Socket),
+        [a, Some(name), None, ..] if eq(a, "page") && !name.is_empty() => Some(Route::Page(name)),
         [a, b, c, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") => Some(Route::Users),
         [a, b, c, Some(id), None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && !id.is_empty() => Some(Route::User(id)),
         [a, b, c, Some(id), d, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "storage") && !id.is_empty() => {

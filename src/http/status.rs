@@ -1,4 +1,5 @@
-//! The server's own status: `GET /` (what this is, how many users are monitored) and
+//! The server's own status: `GET /` (what this is, how many users are monitored, or the web
+//! page for a browser) and
 //! `GET /health` (whether the gateway, the member list and every shard are up).
 
 use crate::discord::gateway_status::GatewayState;
@@ -13,8 +14,12 @@ pub const INFO: &str =
     "Lantern provides Discord presences as an API and WebSocket. Find out more here: https://github.com/discordplace/lantern";
 pub const DISCORD_INVITE: &str = "https://invite.lantern.rest";
 
-/// `GET /`: the info sentence and how many users are monitored.
-pub async fn info(ctx: &Rc<Shard>) -> Reply {
+/// `GET /`: the info sentence and how many users are monitored; a browser (whose `Accept`
+/// prefers HTML) gets the web page instead ([`crate::http::page`]).
+pub async fn info(ctx: &Rc<Shard>, headers: &http::HeaderMap) -> Reply {
+    if crate::http::page::wants_html(headers) {
+        return crate::http::page::index();
+    }
     #[derive(Serialize)]
     struct Data {
         info: &'static str,

@@ -342,6 +342,9 @@ fn cdn_route(path: &str) -> bool {
         ["guild-tag-badges", _g, file] => ext_in(file, &["png", "webp"]),
         ["external", rest @ ..] => !rest.is_empty() && rest.iter().all(|s| !s.is_empty()),
         ["image", id] => !id.is_empty(),
+        // Stream previews (YouTube's and Twitch's hosts, mapped here in demo mode and tests).
+        ["vi", id, file] => !id.is_empty() && ext_in(file, &["jpg"]),
+        ["previews-ttv", file] => file.starts_with("live_user_") && ext_in(file, &["png", "jpg"]),
         _ => false,
     }
 }

@@ -30,7 +30,7 @@ pub struct CardCase {
 #[derive(Debug, Arbitrary)]
 pub enum ParamsInput {
     Query(QueryInput),
-    Direct { light: bool, radius: u8, hide: u8, title: Option<String>, message: Option<String> },
+    Direct { light: bool, radius: u8, hide: u8, title: Option<String>, message: Option<String>, activities: u8 },
 }
 
 impl ParamsInput {
@@ -40,7 +40,7 @@ impl ParamsInput {
                 Ok(UserQuery::Card(_, p)) => p,
                 _ => CardParams::default(),
             },
-            ParamsInput::Direct { light, radius, hide, title, message } => {
+            ParamsInput::Direct { light, radius, hide, title, message, activities } => {
                 let bit = |i: u8| hide & (1 << i) != 0;
                 let d = CardParams::default();
                 CardParams {
@@ -54,6 +54,7 @@ impl ParamsInput {
                     hide_server_tag: bit(5),
                     no_activity_title: title.clone().unwrap_or(d.no_activity_title),
                     no_activity_message: message.clone().unwrap_or(d.no_activity_message),
+                    max_activities: 1 + (*activities as usize % params::MAX_ACTIVITIES),
                 }
             }
         }
@@ -107,7 +108,9 @@ pub struct ArbImages {
 impl ArbImages {
     pub fn images(&self) -> svg::Images {
         let u = |d: &Option<DataUri>| d.as_ref().map(DataUri::uri);
-        svg::Images { avatar: u(&self.avatar), large: u(&self.large), small: u(&self.small), emoji: u(&self.emoji), tag_icon: u(&self.tag_icon) }
+        // The same art for every activity shown (the writer treats each alike).
+        let activities = vec![svg::ActivityImages { large: u(&self.large), small: u(&self.small) }; params::MAX_ACTIVITIES];
+        svg::Images { avatar: u(&self.avatar), emoji: u(&self.emoji), tag_icon: u(&self.tag_icon), activities }
     }
 }
 
@@ -138,15 +141,16 @@ pub fn check(case: &CardCase) {
     let imgs = case.images.images();
     check_svg(&svg::render(&data, &p, &imgs, case.now.0), &imgs);
     check_svg(&svg::not_monitored(&case.other_id, p.theme, lantern::http::status::DISCORD_INVITE), &svg::Images::default());
-    let act = data.activity.as_ref();
-    let urls = [
+    let mut urls = vec![
         Some(data.avatar_url.as_str()),
-        act.and_then(|a| a.large_image.as_deref()),
-        act.and_then(|a| a.small_image.as_deref()),
         data.custom_status.as_ref().and_then(|c| c.emoji_url.as_deref()),
         data.server_tag.as_ref().and_then(|t| t.icon_url.as_deref()),
         Some(case.url.as_str()),
     ];
+    for a in &data.activities {
+        urls.push(a.large_image.as_deref());
+        urls.push(a.small_image.as_deref());
+    }
     for hosts in host_sets() {
         for url in urls.iter().flatten() {
             check_resolve(url, &hosts);
@@ -184,7 +188,12 @@ pub fn check_svg(svg: &str, imgs: &svg::Images) {
     let root = doc.root_element();
     assert_eq!((root.tag_name().name(), root.tag_name().namespace()), ("svg", Some("http://www.w3.org/2000/svg")));
     let given: Vec<String> =
-        [&imgs.avatar, &imgs.large, &imgs.small, &imgs.emoji, &imgs.tag_icon].into_iter().flatten().map(|s| as_attribute(s)).collect();
+        [&imgs.avatar, &imgs.emoji, &imgs.tag_icon]
+            .into_iter()
+            .chain(imgs.activities.iter().flat_map(|a| [&a.large, &a.small]))
+            .flatten()
+            .map(|s| as_attribute(s))
+            .collect();
     let mut ids = HashSet::new();
     let mut refs = Vec::new();
     for node in doc.descendants().filter(|n| n.is_element()) {
