@@ -38,6 +38,7 @@ pub mod demo;
 pub mod discord;
 pub mod fanout;
 pub mod http;
+pub mod lanyard;
 pub mod ingest;
 pub mod per_ip;
 pub mod presence;

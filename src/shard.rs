@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::discord::gateway_status::GatewayStatus;
 use crate::discord::Snowflake;
 use crate::fanout::{self, EventKind, Fanout, FanoutHost};
+use crate::lanyard::LanyardCache;
 use crate::per_ip::{IpCounts, IpHost, Kind};
 use crate::presence::{Applied, Change, IngestEvent, LastSeenWrite, Presence};
 use crate::runtime::{Closed, Here, Invoke, Owned, Peers, Sharded};
@@ -34,6 +35,7 @@ pub struct Shard {
     fanout: Fanout,
     storage: Storage,
     cards: ShardCard,
+    lanyard: LanyardCache,
     ips: RefCell<IpCounts>,
     gateway: Cell<GatewayStatus>,
     shutdown: watch::Sender<bool>,
@@ -126,6 +128,7 @@ impl Shard {
             here: Here::new(index, peers),
             fanout: Fanout::new(index, shards, config.server.socket.max_queued_bytes),
             cards: ShardCard::new(index, &config.card),
+            lanyard: LanyardCache::default(),
             config,
             presence: services.presence,
             storage: services.storage,
@@ -177,6 +180,29 @@ impl Shard {
             })
             .await;
         answers.into_iter().map(Option::flatten).collect()
+    }
+
+    /// One user's Lanyard presence, read on its owner shard (encoded once per change).
+    pub async fn lanyard_presence(self: &Rc<Self>, id: Snowflake) -> Option<Bytes> {
+        self.on_owner(id, |s, id| s.owned_lanyard_presence(id)).await.ok().flatten()
+    }
+
+    /// The Lanyard presence of `id` if `token` is its current storage token, asked of the
+    /// owner shard; `Err` when the token is not the user's (or the user has none).
+    pub async fn lanyard_presence_authorized(self: &Rc<Self>, id: Snowflake, token: Vec<u8>) -> Result<Option<Bytes>, KvError> {
+        self.on_owner(id, move |s, id| {
+            if !s.storage.authorized(id, &token) {
+                return Err(KvError::Unauthorized);
+            }
+            Ok(s.owned_lanyard_presence(id))
+        })
+        .await
+        .unwrap_or_else(|Closed| Err(KvError::Internal("the owner shard has stopped".into())))
+    }
+
+    fn owned_lanyard_presence(&self, id: Owned<Snowflake>) -> Option<Bytes> {
+        let kv = self.presence.storage_json(id)?;
+        self.presence.with_user(id, |view| self.lanyard.presence(id.key(), &view, &kv))
     }
 
     /// Users monitored per shard; `None` for a shard that did not answer.
@@ -255,7 +281,10 @@ impl Shard {
         }
         for change in applied.changes {
             let (id, left) = match change {
-                Change::Left(id) => (id, true),
+                Change::Left(id) => {
+                    self.lanyard.forget(id);
+                    (id, true)
+                }
                 Change::Joined(id) | Change::Updated(id) | Change::StorageUpdated(id) => (id, false),
             };
             let Ok(owned) = self.here.claim(id) else { continue };

@@ -185,6 +185,8 @@ pub struct ClientStatus {
     pub web: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedded: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vr: Option<Status>,
 }
 
 /// A member's presence (`presence update` object).

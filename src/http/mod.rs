@@ -6,6 +6,7 @@
 
 pub mod card;
 pub mod io;
+pub mod lanyard;
 pub mod page;
 pub mod response;
 pub mod router;
@@ -298,6 +299,12 @@ pub async fn handle(ctx: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Bod
 async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     // The route borrows the path while a handler may read the body; a `Uri` clone is cheap.
     let uri = req.uri().clone();
+    if let Some(route) = lanyard::route(uri.path()) {
+        if crate::http::upgrade::is_upgrade(req) {
+            return Err(ApiError::not_found());
+        }
+        return Ok(lanyard::handle(ctx, route, req).await);
+    }
     let Some(route) = router::route(uri.path()) else { return Err(ApiError::not_found()) };
     // WebSocket upgrades are served on `/socket` only; anywhere else the resource does not exist.
     if route != Route::Socket && crate::http::upgrade::is_upgrade(req) {

@@ -10,7 +10,7 @@ use crate::http::response::{ApiError, Reply};
 use crate::http::users::{not_monitored, path_user_id};
 use crate::shard::Shard;
 use std::rc::Rc;
-use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp};
+use crate::storage::kv::{is_storable_key, validate_key, validate_value, Auth, KvError, KvOp};
 use crate::storage::service::{StorageAnswer, StorageRequest};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -50,7 +50,7 @@ fn success() -> Reply {
 }
 
 /// The token from `Authorization`: the raw value, or what follows `Bearer `.
-fn auth(headers: &HeaderMap) -> Result<Auth, ApiError> {
+pub fn auth(headers: &HeaderMap) -> Result<Auth, ApiError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else { return Err(api_error(KvError::Unauthorized, "")) };
     let raw = v.as_bytes();
     let token = match raw.get(..7) {
@@ -76,6 +76,15 @@ pub fn path_key(raw: &str) -> Result<String, ApiError> {
     Ok(key)
 }
 
+/// Like [`path_key`], for a read or delete: any key that can be stored (Lanyard's routes also
+/// write keys with `_`) is accepted.
+fn path_key_stored(raw: &str) -> Result<String, ApiError> {
+    match percent_decode(raw) {
+        Some(key) if is_storable_key(&key) => Ok(key),
+        _ => path_key(raw),
+    }
+}
+
 /// The 413 for a body over [`MAX_BODY_BYTES`]. It closes the connection: what is left of the
 /// body is never read, so the connection cannot carry another request.
 fn too_large() -> Reply {
@@ -91,17 +100,18 @@ fn expects_continue(headers: &HeaderMap) -> bool {
     headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Why a body's value was not taken.
-enum Refused {
-    /// Over [`MAX_BODY_BYTES`]: answered with [`too_large`].
+/// Why a body was not taken.
+pub enum Refused {
+    /// Over the limit: answered with 413 and the connection closed.
     TooLarge,
     Invalid(ApiError),
 }
 
-/// Reads the body (at most [`MAX_BODY_BYTES`]) and takes its `value`.
-async fn body_value(req: &mut Request<Incoming>) -> Result<String, Refused> {
+/// Reads a request body of at most `limit` bytes. A larger declared length is refused before
+/// anything is read; a body without one (chunked) is counted as it arrives and cut there.
+pub async fn read_body(req: &mut Request<Incoming>, limit: usize) -> Result<Bytes, Refused> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|&n| n > MAX_BODY_BYTES as u64) {
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
         // Decided from the header alone, before the body is polled: hyper sends `100 Continue`
         // on the first poll, so a client waiting for it is refused without sending anything.
         // A client already sending a body of at most DRAIN_LIMIT bytes has it read and
@@ -111,12 +121,16 @@ async fn body_value(req: &mut Request<Incoming>) -> Result<String, Refused> {
         }
         return Err(Refused::TooLarge);
     }
-    // A body without a declared length (chunked) is counted as it arrives and cut at the limit.
-    let body = match http_body_util::Limited::new(req.body_mut(), MAX_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Refused::TooLarge),
-        Err(_) => return Err(Refused::Invalid(ApiError::bad_request("invalid_body", "The request body could not be read."))),
-    };
+    match http_body_util::Limited::new(req.body_mut(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refused::TooLarge),
+        Err(_) => Err(Refused::Invalid(ApiError::bad_request("invalid_body", "The request body could not be read."))),
+    }
+}
+
+/// Reads the body (at most [`MAX_BODY_BYTES`]) and takes its `value`.
+async fn body_value(req: &mut Request<Incoming>) -> Result<String, Refused> {
+    let body = read_body(req, MAX_BODY_BYTES).await?;
     parse_body(&body).map_err(Refused::Invalid)
 }
 
@@ -173,8 +187,8 @@ pub async fn storage(ctx: &Rc<Shard>, raw_id: &str, req: &mut Request<Incoming>)
 /// `GET` / `PUT` / `PATCH` / `DELETE /api/v1/users/:id/storage/:key`.
 pub async fn storage_key(ctx: &Rc<Shard>, raw_id: &str, raw_key: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
-    let key = path_key(raw_key)?;
     let method = req.method().clone();
+    let key = if method == Method::PUT || method == Method::PATCH { path_key(raw_key)? } else { path_key_stored(raw_key)? };
     if method == Method::GET || method == Method::HEAD {
         return match run(ctx, id, raw_id, StorageRequest::GetKey(key)).await? {
             StorageAnswer::Value(value_json) => {

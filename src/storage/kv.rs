@@ -53,6 +53,13 @@ pub fn validate_key(key: &str) -> Result<(), KvError> {
     Ok(())
 }
 
+/// Whether `key` may be stored at all: 1-255 of `[A-Za-z0-9_]`. Lanyard's routes write such
+/// keys; Lantern's routes write only alphanumeric ones ([`validate_key`]) but read and delete
+/// any stored key.
+pub fn is_storable_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Checks a value's length (at most [`MAX_VALUE_CHARS`] characters; empty is fine).
 pub fn validate_value(value: &str) -> Result<(), KvError> {
     // Bytes bound characters from above, so most values skip the count.
@@ -233,6 +240,8 @@ pub enum KvOp {
     Put { key: String, value: String },
     /// Replace an existing key only.
     Patch { key: String, value: String },
+    /// Create or replace several pairs at once (all or none).
+    Merge(Vec<(String, String)>),
     /// Remove an existing key.
     Delete { key: String },
     /// Remove every pair.
@@ -390,6 +399,17 @@ impl KvShard {
                 let changed = self.set(&mut next, &key, &value)?;
                 (vec![WriteOp::PutKv(id, key, value)], changed)
             }
+            KvOp::Merge(pairs) => {
+                let new_keys = pairs.iter().filter(|(k, _)| !next.pairs.contains_key(k)).map(|(k, _)| k).collect::<std::collections::HashSet<_>>().len();
+                if next.pairs.len() + new_keys > MAX_PAIRS {
+                    return Err(KvError::TooManyPairs);
+                }
+                let mut changed = false;
+                for (key, value) in &pairs {
+                    changed |= self.set(&mut next, key, value)?;
+                }
+                (pairs.into_iter().map(|(key, value)| WriteOp::PutKv(id, key, value)).collect(), changed)
+            }
             KvOp::Delete { key } => {
                 if !next.remove(&key) {
                     return Err(KvError::NoKey(key));
@@ -496,6 +516,32 @@ mod tests {
         assert!(validate_value("").is_ok());
         assert!(validate_value(&"é".repeat(30_000)).is_ok());
         assert!(validate_value(&"a".repeat(30_001)).is_err());
+    }
+
+    #[test]
+    fn a_merge_is_applied_whole_or_not_at_all() {
+        let c = cipher();
+        let mut kv = KvShard::default();
+        let rotated = apply(&mut kv, &Auth::Owner, KvOp::RotateToken, &c).unwrap();
+        let auth = Auth::Token(rotated.token.unwrap().expose().as_bytes().to_vec());
+        for i in 0..MAX_PAIRS - 1 {
+            apply(&mut kv, &auth, put(&format!("k{i}"), "v"), &c).unwrap();
+        }
+        let two_new = KvOp::Merge(vec![("k0".into(), "w".into()), ("n1".into(), "x".into()), ("n2".into(), "y".into())]);
+        assert_eq!(kv.plan(U, &auth, two_new, &c).unwrap_err(), KvError::TooManyPairs);
+        let user = kv.users.get(&U).unwrap();
+        assert_eq!(user.latest.get("k0").map(Pair::value).as_deref(), Some("v"), "nothing of a refused merge applies");
+        let one_new = KvOp::Merge(vec![("k0".into(), "w".into()), ("n1".into(), "x".into()), ("n1".into(), "x".into())]);
+        let planned = apply(&mut kv, &auth, one_new, &c).unwrap();
+        assert_eq!(planned.snapshot.len(), MAX_PAIRS);
+        assert_eq!(planned.snapshot.get("k0").map(Pair::value).as_deref(), Some("w"));
+    }
+
+    #[test]
+    fn storable_keys_allow_underscores_that_lantern_writes_refuse() {
+        assert!(is_storable_key("a_b") && is_storable_key(&"x".repeat(255)));
+        assert!(!is_storable_key("") && !is_storable_key("a-b") && !is_storable_key(&"x".repeat(256)));
+        assert!(validate_key("a_b").is_err());
     }
 
     #[test]

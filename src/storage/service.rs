@@ -72,6 +72,11 @@ impl Storage {
         }
     }
 
+    /// Whether `given` is the user's current token (constant-time comparison).
+    pub fn authorized(&self, id: Owned<Snowflake>, given: &[u8]) -> bool {
+        self.kv.borrow().authorized(id.key(), given)
+    }
+
     /// A member was removed from the guild: their pairs and token are deleted.
     pub fn forget(&self, id: Owned<Snowflake>) {
         if let Some(op) = self.kv.borrow_mut().forget(id.key()) {

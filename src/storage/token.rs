@@ -47,6 +47,17 @@ impl Token {
     }
 }
 
+/// The user a token names (`<user id>` in its base64 text), or `None` for anything that is not
+/// a token's shape. Naming a user proves nothing: the owner shard still compares the token.
+pub fn token_owner(given: &[u8]) -> Option<Snowflake> {
+    let text = base64::engine::general_purpose::STANDARD.decode(given).ok()?;
+    let (id, rest) = std::str::from_utf8(&text).ok()?.split_once(':')?;
+    if rest.len() != 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Snowflake::parse_strict(id)
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(<redacted>)")
@@ -142,5 +153,9 @@ mod tests {
         assert!(token.matches(token.expose().as_bytes()));
         assert!(!token.matches(b"nope"));
         assert!(!token.matches(&token.expose().as_bytes()[1..]));
+        assert_eq!(token_owner(token.expose().as_bytes()), Some(user));
+        assert_eq!(token_owner(b"not base64!"), None);
+        let short = base64::engine::general_purpose::STANDARD.encode(format!("{user}:abc"));
+        assert_eq!(token_owner(short.as_bytes()), None);
     }
 }
