@@ -289,6 +289,7 @@ impl ArbPresence {
                 mobile: self.mobile.as_ref().map(ArbStatus::status),
                 web: self.web.as_ref().map(ArbStatus::status),
                 embedded: None,
+                vr: None,
             },
         }
     }
