@@ -42,7 +42,34 @@ pub struct Config {
     /// `KV_TOKEN_ENCRYPTION_SECRET`: 64 hex characters, the AES-256 key of storage tokens.
     pub kv_secret: Secret,
     pub card: CardConfig,
+    pub deploy: DeployConfig,
 }
+
+/// The GitHub push webhook, `POST /api/v1/github_auto_deploy` (off by default).
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    /// Whether the route exists (404 otherwise).
+    pub enabled: bool,
+    /// `GITHUB_WEBHOOK_SECRET`: the HMAC-SHA256 key GitHub signs each delivery with. Required
+    /// when enabled.
+    pub secret: Option<Secret>,
+    /// The program and its arguments, run as they are (no shell), in `dir`.
+    pub command: Vec<String>,
+    /// Working directory of the command (`None`: the server's).
+    pub dir: Option<PathBuf>,
+    /// Only pushes to this ref deploy (`refs/heads/main`); empty: any ref.
+    pub branch: String,
+    /// A push deploys when one of its commits adds, removes or modifies a path starting with
+    /// one of these.
+    pub paths: Vec<String>,
+    /// Largest delivery accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// `[deploy] paths` by default: what a build of the server reads.
+pub const DEFAULT_DEPLOY_PATHS: [&str; 5] = ["src/", "assets/", "Cargo.toml", "Cargo.lock", "config.toml"];
+/// The name of the environment variable that holds the webhook's secret.
+pub const WEBHOOK_SECRET_ENV: &str = "GITHUB_WEBHOOK_SECRET";
 
 /// The profile card (`GET /api/v1/users/:id?svg=1`): caching and image fetching.
 #[derive(Debug, Clone)]
@@ -197,6 +224,19 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     card: FileCard,
+    #[serde(default)]
+    deploy: FileDeploy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeploy {
+    enabled: Option<bool>,
+    command: Option<Vec<String>>,
+    dir: Option<PathBuf>,
+    branch: Option<String>,
+    paths: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +332,10 @@ impl Config {
                 ))
             }
         }
+        config.deploy.secret = std::env::var(WEBHOOK_SECRET_ENV).ok().filter(|s| !s.is_empty()).map(Secret::new);
+        if config.deploy.enabled && config.deploy.secret.is_none() {
+            return Err(invalid(WEBHOOK_SECRET_ENV, "not set, and [deploy] enabled = true needs it to verify deliveries"));
+        }
         Ok(config)
     }
 
@@ -351,6 +395,7 @@ impl Config {
             return Err(invalid("DISCORD_BOT_TOKEN", "is empty"));
         }
         let card = card_config(file.card, &cdn_url)?;
+        let deploy = deploy_config(file.deploy)?;
         let max_user_bytes = file.storage.max_user_bytes.unwrap_or(DEFAULT_MAX_USER_BYTES);
         if max_user_bytes < 1024 {
             return Err(invalid("storage.max_user_bytes", "must be at least 1024"));
@@ -381,8 +426,26 @@ impl Config {
             log: LogConfig { format, level: file.log.level.unwrap_or_else(|| "info".to_owned()) },
             kv_secret: Secret::new(generate_secret()),
             card,
+            deploy,
         })
     }
+}
+
+fn deploy_config(f: FileDeploy) -> Result<DeployConfig, ConfigError> {
+    let enabled = f.enabled.unwrap_or(false);
+    let command = f.command.unwrap_or_default();
+    if enabled && command.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err(invalid("deploy.command", "must name a program when [deploy] enabled = true, e.g. [\"/usr/local/bin/lantern-deploy\"]"));
+    }
+    Ok(DeployConfig {
+        enabled,
+        secret: None,
+        command,
+        dir: f.dir,
+        branch: f.branch.unwrap_or_else(|| "refs/heads/main".to_owned()),
+        paths: f.paths.unwrap_or_else(|| DEFAULT_DEPLOY_PATHS.iter().map(|p| p.to_string()).collect()),
+        max_body_bytes: at_least("deploy.max_body_bytes", f.max_body_bytes, 25 << 20, 1024)?,
+    })
 }
 
 fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {

@@ -5,7 +5,9 @@
 //! shards of the users involved through their mailboxes when it does not own them itself.
 
 pub mod card;
+pub mod deploy;
 pub mod io;
+pub mod openapi;
 pub mod response;
 pub mod router;
 pub mod status;
@@ -325,6 +327,9 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
         Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers()).await,
         Route::Storage(id) => storage::storage(ctx, id, req).await,
         Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
+        Route::OpenApi => Ok(openapi::document()),
+        Route::Docs => Ok(openapi::page()),
+        Route::Deploy => Ok(deploy::webhook(ctx, req).await),
         Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),
     }
 }

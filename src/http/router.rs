@@ -18,13 +18,22 @@ pub enum Route<'a> {
     /// `/api/v1/users/:id/storage/:key` (the key still percent-encoded)
     StorageKey(&'a str, &'a str),
     Socket,
+    /// `/openapi.json`
+    OpenApi,
+    /// `/docs`
+    Docs,
+    /// `/api/v1/github_auto_deploy`
+    Deploy,
 }
 
 impl Route<'_> {
     /// Methods this route answers (besides OPTIONS, which every route answers).
     pub fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket => &[Method::GET, Method::HEAD],
+            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket | Route::OpenApi | Route::Docs => {
+                &[Method::GET, Method::HEAD]
+            }
+            Route::Deploy => &[Method::POST],
             Route::Storage(_) => &[Method::GET, Method::HEAD, Method::DELETE],
             Route::StorageKey(..) => &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE],
         }
@@ -47,6 +56,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         [Some(""), None, ..] => Some(Route::Info),
         [Some(h), None, ..] if h.eq_ignore_ascii_case("health") => Some(Route::Health),
         [Some(h), None, ..] if h.eq_ignore_ascii_case("socket") => Some(Route::Socket),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("openapi.json") => Some(Route::OpenApi),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("docs") => Some(Route::Docs),
+        [a, b, Some(h), None, ..] if eq(a, "api") && eq(b, "v1") && h.eq_ignore_ascii_case("github_auto_deploy") => Some(Route::Deploy),
         [a, b, c, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") => Some(Route::Users),
         [a, b, c, Some(id), None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && !id.is_empty() => Some(Route::User(id)),
         [a, b, c, Some(id), d, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "storage") && !id.is_empty() => {
@@ -81,5 +93,8 @@ mod tests {
         assert_eq!(route("/api/v1/users/123/storage/"), Some(Route::Storage("123")));
         assert_eq!(route("/api/v1/users/123/storage/a/b"), None);
         assert_eq!(route("/nope"), None);
+        assert_eq!(route("/openapi.json"), Some(Route::OpenApi));
+        assert_eq!(route("/docs/"), Some(Route::Docs));
+        assert_eq!(route("/api/v1/github_auto_deploy"), Some(Route::Deploy));
     }
 }
