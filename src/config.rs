@@ -43,7 +43,28 @@ pub struct Config {
     pub kv_secret: Secret,
     pub card: CardConfig,
     pub deploy: DeployConfig,
+    pub backup: BackupConfig,
 }
+
+/// Backups (`lantern backup`, and the optional schedule).
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Where scheduled backups go (and `lantern backup` without `--out`).
+    pub dir: PathBuf,
+    /// The server's local control socket (`lantern backup` talks to it).
+    pub socket: PathBuf,
+    /// A backup this often; `None`: no schedule.
+    pub interval: Option<Duration>,
+    /// Scheduled backups kept in `dir` (older ones are deleted).
+    pub keep: usize,
+    /// The bot posts each scheduled archive to this channel as an attachment.
+    pub discord_channel: Option<Snowflake>,
+    /// Archives larger than this are not posted (Discord's attachment limit).
+    pub discord_max_bytes: u64,
+}
+
+/// Discord's attachment limit for bots in a guild without boosts: 10 MiB.
+pub const DISCORD_ATTACHMENT_LIMIT: u64 = 10 << 20;
 
 /// The GitHub push webhook, `POST /api/v1/github_auto_deploy` (off by default).
 #[derive(Debug, Clone)]
@@ -226,6 +247,19 @@ struct FileConfig {
     card: FileCard,
     #[serde(default)]
     deploy: FileDeploy,
+    #[serde(default)]
+    backup: FileBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    interval_secs: Option<u64>,
+    keep: Option<usize>,
+    discord_channel: Option<String>,
+    discord_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +430,18 @@ impl Config {
         }
         let card = card_config(file.card, &cdn_url)?;
         let deploy = deploy_config(file.deploy)?;
+        let storage_dir = file.storage.dir.clone().unwrap_or_else(|| PathBuf::from("shards"));
+        let backup = BackupConfig {
+            dir: file.backup.dir.unwrap_or_else(|| PathBuf::from("backups")),
+            socket: file.backup.socket.unwrap_or_else(|| storage_dir.join("control.sock")),
+            interval: file.backup.interval_secs.filter(|&s| s > 0).map(Duration::from_secs),
+            keep: at_least("backup.keep", file.backup.keep, 7, 1)?,
+            discord_channel: match file.backup.discord_channel.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) => Some(parse_id("backup.discord_channel", v)?),
+            },
+            discord_max_bytes: file.backup.discord_max_bytes.unwrap_or(DISCORD_ATTACHMENT_LIMIT),
+        };
         let max_user_bytes = file.storage.max_user_bytes.unwrap_or(DEFAULT_MAX_USER_BYTES);
         if max_user_bytes < 1024 {
             return Err(invalid("storage.max_user_bytes", "must be at least 1024"));
@@ -427,6 +473,7 @@ impl Config {
             kv_secret: Secret::new(generate_secret()),
             card,
             deploy,
+            backup,
         })
     }
 }

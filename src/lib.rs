@@ -28,12 +28,14 @@
 //!   (one WebSocket session and the client protocol), [`ingest`] (the twilight gateway on its
 //!   own thread, decoding each dispatch once and submitting it to the owner shard), [`bot`]
 //!   (slash commands), [`sim`] (the Discord simulator: gateway, REST, CDN, control API).
-//! - **process**: [`server`] starts and stops the whole thing; [`demo`] runs the simulator and
+//! - **process**: [`server`] starts and stops the whole thing; [`control`] serves the local
+//!   control socket (`lantern backup`) and the backup schedule; [`demo`] runs the simulator and
 //!   the server in one process.
 
 pub mod bot;
 pub mod card;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod discord;
 pub mod fanout;

@@ -12,7 +12,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("services", &["presence", "fanout", "storage", "card", "per_ip"]),
     ("wiring", &["shard"]),
     ("edges", &["http", "socket", "ingest", "bot", "sim"]),
-    ("process", &["server", "demo"]),
+    ("process", &["server", "control", "demo"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

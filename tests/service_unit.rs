@@ -26,7 +26,7 @@ fn the_service_unit_is_hardened() {
     let lines: Vec<&str> = UNIT.lines().map(str::trim).collect();
     for setting in [
         "DynamicUser=yes",
-        "StateDirectory=lantern lantern/shards",
+        "StateDirectory=lantern lantern/shards lantern/backups",
         "WorkingDirectory=/var/lib/lantern",
         "ProtectSystem=strict",
         "ProtectHome=yes",
