@@ -20,7 +20,7 @@
 //!   cached user objects), [`fanout`] (WebSocket subscribers, and on the owner the shards
 //!   interested in each user), [`storage`] (redb, key-value pairs, tokens, the group-commit
 //!   writer), [`card`] (SVG/PNG rendering, image fetch and caches), [`per_ip`] (connections
-//!   per client address).
+//!   per client address), [`metrics`] (per-shard counters, summed at scrape time).
 //! - **wiring**: [`shard`], which services one shard runs and the operations that span them
 //!   (an ingest event applied to presence, persisted, then fanned out; a durable storage write
 //!   shown in the user object).
@@ -40,6 +40,7 @@ pub mod demo;
 pub mod discord;
 pub mod fanout;
 pub mod http;
+pub mod metrics;
 pub mod ingest;
 pub mod per_ip;
 pub mod presence;

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::discord::gateway_status::GatewayStatus;
 use crate::discord::Snowflake;
 use crate::fanout::{self, EventKind, Fanout, FanoutHost};
+use crate::metrics::ShardMetrics;
 use crate::per_ip::{IpCounts, IpHost, Kind};
 use crate::presence::{Applied, Change, IngestEvent, LastSeenWrite, Presence};
 use crate::runtime::{Closed, Here, Invoke, Owned, Peers, Sharded};
@@ -37,6 +38,7 @@ pub struct Shard {
     ips: RefCell<IpCounts>,
     gateway: Cell<GatewayStatus>,
     shutdown: watch::Sender<bool>,
+    metrics: ShardMetrics,
 }
 
 /// The services a shard starts with.
@@ -92,6 +94,7 @@ impl Shard {
             ips: RefCell::default(),
             gateway: Cell::new(GatewayStatus::default()),
             shutdown: watch::channel(false).0,
+            metrics: ShardMetrics::default(),
         }
     }
 
@@ -101,6 +104,16 @@ impl Shard {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// This shard's counters for `/metrics`.
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
+    }
+
+    /// Members this shard owns.
+    pub fn monitored_count(&self) -> usize {
+        self.presence.len()
     }
 
     /// The gateway's state as last broadcast by ingest (this shard's copy).
@@ -153,8 +166,10 @@ impl Shard {
     /// A storage request for a user this shard owns: once a write is durable, the user object
     /// carries the new map and subscribers hear about it.
     pub async fn owned_storage(self: &Rc<Self>, id: Owned<Snowflake>, req: StorageRequest) -> Result<StorageAnswer, KvError> {
+        let started = std::time::Instant::now();
         let answered = self.storage.handle(id, req, self.presence.contains(id)).await?;
         if let Some(map) = answered.committed {
+            self.metrics.kv_write(started.elapsed());
             let applied = self.presence.set_storage_json(id, map);
             self.after_apply(applied);
         }

@@ -61,6 +61,7 @@ fn live_responses_of_every_route_validate_against_the_openapi_document() {
     assert_eq!(r.call("GET", "/socket", "/socket", &[], b"").status, 400);
     assert_eq!(r.call("GET", "/openapi.json", "/openapi.json", &[], b"").status, 200);
     assert_eq!(r.call("GET", "/docs", "/docs", &[], b"").status, 200);
+    assert_eq!(r.call("GET", "/metrics", "/metrics", &[], b"").status, 200);
     assert_eq!(r.call("POST", "/api/v1/github_auto_deploy", "/api/v1/github_auto_deploy", &[], b"{}").status, 404);
 
     // Users: every member in bulk (all the presence shapes the simulator makes), one by one,

@@ -7,6 +7,7 @@
 pub mod card;
 pub mod deploy;
 pub mod io;
+pub mod metrics;
 pub mod openapi;
 pub mod response;
 pub mod router;
@@ -287,12 +288,14 @@ async fn answer_and_close(mut stream: glommio::net::TcpStream, err: &ApiError, s
 
 /// Answers one request.
 pub async fn handle(ctx: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
     let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
     let mut reply = match dispatch(ctx, &mut req).await {
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
     users::mark_gateway_state(ctx, req.method(), req.uri().path(), &mut reply);
+    ctx.metrics().http(metrics::route_label(req.uri().path()), reply.status.as_u16(), started.elapsed());
     reply.finish(gzip, ctx.index())
 }
 
@@ -330,6 +333,7 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
         Route::OpenApi => Ok(openapi::document()),
         Route::Docs => Ok(openapi::page()),
         Route::Deploy => Ok(deploy::webhook(ctx, req).await),
+        Route::Metrics => Ok(metrics::metrics(ctx).await),
         Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),
     }
 }

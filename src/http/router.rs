@@ -24,13 +24,15 @@ pub enum Route<'a> {
     Docs,
     /// `/api/v1/github_auto_deploy`
     Deploy,
+    /// `/metrics`
+    Metrics,
 }
 
 impl Route<'_> {
     /// Methods this route answers (besides OPTIONS, which every route answers).
     pub fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket | Route::OpenApi | Route::Docs => {
+            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket | Route::OpenApi | Route::Docs | Route::Metrics => {
                 &[Method::GET, Method::HEAD]
             }
             Route::Deploy => &[Method::POST],
@@ -58,6 +60,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         [Some(h), None, ..] if h.eq_ignore_ascii_case("socket") => Some(Route::Socket),
         [Some(h), None, ..] if h.eq_ignore_ascii_case("openapi.json") => Some(Route::OpenApi),
         [Some(h), None, ..] if h.eq_ignore_ascii_case("docs") => Some(Route::Docs),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("metrics") => Some(Route::Metrics),
         [a, b, Some(h), None, ..] if eq(a, "api") && eq(b, "v1") && h.eq_ignore_ascii_case("github_auto_deploy") => Some(Route::Deploy),
         [a, b, c, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") => Some(Route::Users),
         [a, b, c, Some(id), None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && !id.is_empty() => Some(Route::User(id)),

@@ -1,0 +1,209 @@
+//! Per-shard counters for `/metrics`, summed at scrape time.
+//!
+//! Each shard owns one [`ShardMetrics`] inside its own `Shard` value: only that shard's thread
+//! touches it (plain `Cell`s and `RefCell`s, no atomics), so counting costs no shared cache line
+//! on the hot path. A scrape asks every shard for a [`Snapshot`] through its mailbox
+//! (`invoke_on_all`), adds them up ([`Snapshot::merge`]) and writes the sum in the Prometheus
+//! text format 0.0.4 ([`Snapshot::encode`]).
+//!
+//! The format is written here, not with `prometheus-client`: that crate (0.24) writes only
+//! OpenMetrics text, whose counter families (`# TYPE x counter` over `x_total` samples) the
+//! `promtool check metrics` lint rejects, and the totals are built fresh from snapshots at each
+//! scrape, so a library's atomic metric types would only be one more copy.
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histograms' buckets; a last `+Inf` bucket follows.
+pub const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A latency histogram: per-bucket counts (the last is `+Inf`), their sum and count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS.iter().position(|&b| s <= b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += s;
+        self.count += 1;
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// One shard's counters.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    http: RefCell<BTreeMap<(&'static str, u16), u64>>,
+    http_latency: RefCell<BTreeMap<&'static str, Histogram>>,
+    kv_writes: Cell<u64>,
+    kv_latency: RefCell<Histogram>,
+}
+
+impl ShardMetrics {
+    /// One answered HTTP request: its route's label, status and time to answer.
+    pub fn http(&self, route: &'static str, status: u16, took: Duration) {
+        *self.http.borrow_mut().entry((route, status)).or_insert(0) += 1;
+        self.http_latency.borrow_mut().entry(route).or_default().observe(took);
+    }
+
+    /// One storage write made durable on this (the owner) shard, and how long it took from the
+    /// request reaching the owner to the commit.
+    pub fn kv_write(&self, took: Duration) {
+        self.kv_writes.set(self.kv_writes.get() + 1);
+        self.kv_latency.borrow_mut().observe(took);
+    }
+
+    /// A copy of the counters, to send to the scraping shard.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            http: self.http.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
+            http_latency: self.http_latency.borrow().clone(),
+            kv_writes: self.kv_writes.get(),
+            kv_latency: self.kv_latency.borrow().clone(),
+            ..Snapshot::default()
+        }
+    }
+}
+
+/// Counters of one shard or, merged, of all; plus the gauges the scraping shard fills in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub http: BTreeMap<(&'static str, u16), u64>,
+    pub http_latency: BTreeMap<&'static str, Histogram>,
+    pub kv_writes: u64,
+    pub kv_latency: Histogram,
+    /// Members monitored (summed over the shards that answered).
+    pub monitored_users: u64,
+    /// Shards in all, and those that answered the scrape.
+    pub shards: u64,
+    pub shards_up: u64,
+    /// The gateway's state name (`connected`, …) and whether the member list is loaded.
+    pub gateway_state: &'static str,
+    pub members_loaded: bool,
+}
+
+/// Every state `lantern_gateway_state` reports, one series each.
+pub const GATEWAY_STATES: [&str; 4] = ["connecting", "connected", "reconnecting", "failed"];
+
+impl Snapshot {
+    /// Adds another shard's counters.
+    pub fn merge(&mut self, other: &Snapshot) {
+        for (k, v) in &other.http {
+            *self.http.entry(*k).or_insert(0) += v;
+        }
+        for (k, h) in &other.http_latency {
+            self.http_latency.entry(k).or_default().merge(h);
+        }
+        self.kv_writes += other.kv_writes;
+        self.kv_latency.merge(&other.kv_latency);
+    }
+}
+
+/// Writes families in the Prometheus text format (0.0.4).
+struct Text(String);
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+        let mut cumulative = 0;
+        for (i, n) in h.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = LATENCY_BUCKETS.get(i).map(|b| b.to_string()).unwrap_or_else(|| "+Inf".to_owned());
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&format!("{name}_bucket"), &with_le, cumulative);
+        }
+        self.sample(&format!("{name}_sum"), labels, h.sum);
+        self.sample(&format!("{name}_count"), labels, h.count);
+    }
+}
+
+impl Snapshot {
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut t = Text(String::with_capacity(8192));
+        t.family("lantern_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+        for ((route, status), n) in &self.http {
+            t.sample("lantern_http_requests_total", &[("route", route), ("status", &status.to_string())], n);
+        }
+        t.family("lantern_http_request_duration_seconds", "histogram", "Time from a request's head to its answer, by route.");
+        for (route, h) in &self.http_latency {
+            t.histogram("lantern_http_request_duration_seconds", &[("route", route)], h);
+        }
+        t.family("lantern_kv_writes_total", "counter", "Storage writes made durable (acknowledged).");
+        t.sample("lantern_kv_writes_total", &[], self.kv_writes);
+        t.family(
+            "lantern_kv_write_duration_seconds",
+            "histogram",
+            "Time from a storage write reaching its owner shard to its durable commit (group commit and fsync included).",
+        );
+        t.histogram("lantern_kv_write_duration_seconds", &[], &self.kv_latency);
+        t.family("lantern_monitored_users", "gauge", "Guild members monitored.");
+        t.sample("lantern_monitored_users", &[], self.monitored_users);
+        t.family("lantern_shards", "gauge", "Shards configured.");
+        t.sample("lantern_shards", &[], self.shards);
+        t.family("lantern_shards_up", "gauge", "Shards that answered this scrape.");
+        t.sample("lantern_shards_up", &[], self.shards_up);
+        t.family("lantern_gateway_state", "gauge", "1 for the gateway's current state, 0 for the others.");
+        for state in GATEWAY_STATES {
+            t.sample("lantern_gateway_state", &[("state", state)], u8::from(state == self.gateway_state));
+        }
+        t.family("lantern_gateway_members_loaded", "gauge", "1 once the member list is loaded.");
+        t.sample("lantern_gateway_members_loaded", &[], u8::from(self.members_loaded));
+        t.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_bucket_and_merge() {
+        let mut h = Histogram::default();
+        h.observe(Duration::from_micros(100));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        assert_eq!((h.buckets[0], h.buckets[3], h.buckets[LATENCY_BUCKETS.len()], h.count), (1, 1, 1, 3));
+        let mut m = Snapshot::default();
+        let mut other = Snapshot { kv_writes: 2, kv_latency: h.clone(), ..Snapshot::default() };
+        other.http.insert(("user", 200), 5);
+        m.merge(&other);
+        m.merge(&other);
+        assert_eq!((m.kv_writes, m.kv_latency.count, m.http[&("user", 200)]), (4, 6, 10));
+    }
+}
