@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::discord::gateway_status::GatewayStatus;
 use crate::discord::Snowflake;
 use crate::fanout::{self, EventKind, Fanout, FanoutHost};
-use crate::metrics::ShardMetrics;
+use crate::metrics::{self, ShardMetrics};
 use crate::per_ip::{IpCounts, IpHost, Kind};
 use crate::presence::{Applied, Change, IngestEvent, LastSeenWrite, Presence};
 use crate::runtime::{Closed, Here, Invoke, Owned, Peers, Sharded};
@@ -122,6 +122,10 @@ impl Shard {
     }
 
     pub fn set_gateway(&self, status: GatewayStatus) {
+        // Every shard gets every change; shard 0 counts them.
+        if self.index() == 0 && self.gateway.get().state != status.state {
+            self.metrics.count(metrics::series::GATEWAY_TRANSITIONS, status.state.as_str());
+        }
         self.gateway.set(status);
     }
 
@@ -180,7 +184,15 @@ impl Shard {
     pub async fn card(self: &Rc<Self>, id: Snowflake, req: CardRequest) -> Option<CardAnswer> {
         self.on_owner_async(id, move |s, id| async move {
             let data = s.presence.with_user(id, |view| (card::model::from_view(&view), view.version));
-            s.cards.serve(id.key(), data, req).await
+            let answer = s.cards.serve(id.key(), data, req).await;
+            let result = match &answer {
+                CardAnswer::Card { .. } => "rendered",
+                CardAnswer::NotModified { .. } => "not_modified",
+                CardAnswer::NotMonitored => "not_monitored",
+                CardAnswer::Failed => "failed",
+            };
+            s.metrics.count(metrics::series::CARDS, result);
+            answer
         })
         .await
         .ok()
@@ -194,7 +206,21 @@ impl Shard {
                 self.storage.forget(owned);
             }
         }
+        let (kind, presence) = ingest_kind(&event);
         let applied = self.presence.apply(event, now_ms(), |id| self.here.claim(id).ok());
+        self.metrics.count(metrics::series::INGEST_EVENTS, kind);
+        if presence && applied.changes.is_empty() {
+            self.metrics.count(metrics::series::PRESENCE_NOOPS, "");
+        }
+        for change in &applied.changes {
+            let name = match change {
+                Change::Joined(_) => "joined",
+                Change::Updated(_) => "updated",
+                Change::Left(_) => "left",
+                Change::StorageUpdated(_) => "storage",
+            };
+            self.metrics.count(metrics::series::CHANGES, name);
+        }
         self.after_apply(applied);
     }
 
@@ -225,5 +251,18 @@ impl Shard {
                 })
             });
         }
+    }
+}
+
+/// The `kind` label of an ingest event, and whether it is a presence update.
+fn ingest_kind(event: &IngestEvent) -> (&'static str, bool) {
+    match event {
+        IngestEvent::Listed { .. } => ("member_list", false),
+        IngestEvent::ListComplete { .. } => ("member_list_complete", false),
+        IngestEvent::Presence(_) => ("presence", true),
+        IngestEvent::MemberAdd { .. } => ("member_add", false),
+        IngestEvent::MemberUpdate(_) => ("member_update", false),
+        IngestEvent::MemberRemove(_) => ("member_remove", false),
+        IngestEvent::UserUpdate(_) => ("user_update", false),
     }
 }

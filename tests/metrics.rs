@@ -4,12 +4,17 @@
 
 mod support;
 
-use lantern::sim::SimConfig;
+use lantern::discord::{ClientStatus, PartialUser, Presence, Status};
+use lantern::sim::{Fault, SimConfig};
+use support::raw_ws::RawWs;
+use support::wait_for;
+use support::DEADLINE;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use support::kv::{create_token, value_body};
 use support::{Env, Resp};
+
 
 type Samples = BTreeMap<String, f64>;
 
@@ -67,25 +72,68 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert_eq!(env.request("PUT", &format!("/api/v1/users/{}/storage/c", members[0]), &[], &value_body("v")).status, 401);
     assert_eq!(env.get("/nope").status, 404);
     assert_eq!(env.request("DELETE", "/", &[], b"").status, 405);
+    let (_, mid) = scrape(&env);
+    // A card, rendered then answered from its ETag.
+    let card = env.get(&format!("/api/v1/users/{}?svg=1", members[1]));
+    assert_eq!(card.status, 200);
+    let etag = card.header("etag").unwrap().to_owned();
+    assert_eq!(env.request("GET", &format!("/api/v1/users/{}?svg=1", members[1]), &[("If-None-Match", &etag)], b"").status, 304);
+    // A WebSocket, open while scraped.
+    let mut ws = RawWs::connect(env.port);
+    assert_eq!(ws.recv()["op"], 1, "HELLO");
+    // One presence change and one repeat that changes nothing.
+    let online = Presence {
+        user: PartialUser { id: members[2], ..Default::default() },
+        status: Status::Dnd,
+        client_status: ClientStatus { desktop: Some(Status::Dnd), ..Default::default() },
+        ..Default::default()
+    };
+    env.sim.set_presence(online.clone());
+    env.get_until(&format!("/api/v1/users/{}", members[2]), |r| r.json()["status"] == "dnd");
+    env.sim.set_presence(online);
+    assert!(wait_for(DEADLINE, || delta(&before, &scrape(&env).1, "lantern_presence_noop_updates_total") >= 1.0));
+    // A lost gateway connection, resumed.
+    env.sim.fault(Fault::Close(4000));
+    assert!(wait_for(DEADLINE, || {
+        let s = scrape(&env).1;
+        delta(&before, &s, r#"lantern_gateway_transitions_total{state="reconnecting"}"#) == 1.0
+            && s[r#"lantern_gateway_state{state="connected"}"#] == 1.0
+    }));
     let (r, after) = scrape(&env);
+    drop(ws);
     assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
 
     let text = r.text();
+    // HTTP, up to the middle scrape (polls come after it).
+    let h = |k: &str| {
+        assert!(mid.contains_key(k), "no sample {k} in\n{text}");
+        delta(&before, &mid, k)
+    };
     let d = |k: &str| {
         assert!(after.contains_key(k), "no sample {k} in\n{text}");
         delta(&before, &after, k)
     };
-    assert_eq!(d(r#"lantern_http_requests_total{route="/",status="200"}"#), 3.0);
-    assert_eq!(d(r#"lantern_http_requests_total{route="/",status="405"}"#), 1.0);
-    assert_eq!(d(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="200"}"#), 4.0);
-    assert_eq!(d(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="404"}"#), 1.0);
-    assert_eq!(d(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="400"}"#), 1.0);
-    assert_eq!(d(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}/storage/{key}",status="200"}"#), 2.0);
-    assert_eq!(d(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}/storage/{key}",status="401"}"#), 1.0);
-    assert_eq!(d(r#"lantern_http_requests_total{route="unmatched",status="404"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/",status="200"}"#), 3.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/",status="405"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="200"}"#), 4.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="404"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="400"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}/storage/{key}",status="200"}"#), 2.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}/storage/{key}",status="401"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="unmatched",status="404"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_request_duration_seconds_count{route="/"}"#), 4.0);
     // The first scrape is counted once it has been answered.
-    assert_eq!(d(r#"lantern_http_requests_total{route="/metrics",status="200"}"#), 1.0);
-    assert_eq!(d(r#"lantern_http_request_duration_seconds_count{route="/"}"#), 4.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/metrics",status="200"}"#), 1.0);
+    assert_eq!(d(r#"lantern_card_answers_total{result="rendered"}"#), 1.0);
+    assert_eq!(delta(&mid, &after, r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="304"}"#), 1.0);
+    assert_eq!(d(r#"lantern_card_answers_total{result="not_modified"}"#), 1.0);
+    assert_eq!(after["lantern_websocket_connections"], 1.0);
+    assert_eq!(d("lantern_websocket_connections_opened_total"), 1.0);
+    assert_eq!(d(r#"lantern_ingest_events_total{kind="presence"}"#), 2.0);
+    assert_eq!(d(r#"lantern_user_changes_total{change="updated"}"#), 1.0);
+    assert_eq!(d("lantern_presence_noop_updates_total"), 1.0);
+    assert_eq!(d(r#"lantern_gateway_transitions_total{state="reconnecting"}"#), 1.0);
+    assert_eq!(d(r#"lantern_gateway_transitions_total{state="connected"}"#), 1.0);
     assert_eq!(d(r#"lantern_http_request_duration_seconds_bucket{route="/",le="+Inf"}"#), 4.0);
     assert_eq!(d("lantern_kv_writes_total"), 2.0);
     assert_eq!(d("lantern_kv_write_duration_seconds_count"), 2.0);

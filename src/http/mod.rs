@@ -258,7 +258,9 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     match result {
         Ok(()) if state.phase() == Phase::Upgraded => {
             let parts = conn.into_parts();
+            ctx.metrics().websocket(1);
             crate::socket::conn::run(ctx.clone(), parts.io.into_stream(), parts.read_buf.to_vec(), peer_ip).await;
+            ctx.metrics().websocket(-1);
         }
         Err(_) if state.timed_out() => {
             let late = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request headers were not received in time.");

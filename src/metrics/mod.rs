@@ -52,6 +52,35 @@ pub struct ShardMetrics {
     http_latency: RefCell<BTreeMap<&'static str, Histogram>>,
     kv_writes: Cell<u64>,
     kv_latency: RefCell<Histogram>,
+    counts: RefCell<BTreeMap<(&'static str, &'static str), u64>>,
+    websockets: Cell<i64>,
+}
+
+/// Labelled counters that share one map: (series, label value) → count.
+pub mod series {
+    /// Ingest events applied on their owner shard, by kind (`presence`, `member_add`, …).
+    pub const INGEST_EVENTS: &str = "lantern_ingest_events_total";
+    /// Presence events that changed nothing (the same status and activities again).
+    pub const PRESENCE_NOOPS: &str = "lantern_presence_noop_updates_total";
+    /// User-object changes those events made, by change (`joined`, `updated`, `left`, `storage`).
+    pub const CHANGES: &str = "lantern_user_changes_total";
+    /// Card answers by result (`rendered`, `not_modified`, `not_monitored`, `failed`).
+    pub const CARDS: &str = "lantern_card_answers_total";
+    /// Gateway state changes, by the state entered (counted once, on shard 0).
+    pub const GATEWAY_TRANSITIONS: &str = "lantern_gateway_transitions_total";
+    /// WebSocket connections opened (upgraded), in all.
+    pub const WEBSOCKETS_OPENED: &str = "lantern_websocket_connections_opened_total";
+}
+
+/// The label name of each series in [`series`].
+fn label_of(series: &str) -> &'static str {
+    match series {
+        series::INGEST_EVENTS => "kind",
+        series::CHANGES => "change",
+        series::CARDS => "result",
+        series::GATEWAY_TRANSITIONS => "state",
+        _ => "",
+    }
 }
 
 impl ShardMetrics {
@@ -68,6 +97,19 @@ impl ShardMetrics {
         self.kv_latency.borrow_mut().observe(took);
     }
 
+    /// Adds one to `series` (one of [`series`]) with label value `value` (`""` for none).
+    pub fn count(&self, series: &'static str, value: &'static str) {
+        *self.counts.borrow_mut().entry((series, value)).or_insert(0) += 1;
+    }
+
+    /// A WebSocket opened (`+1`) or closed (`-1`) on this shard.
+    pub fn websocket(&self, delta: i64) {
+        self.websockets.set(self.websockets.get() + delta);
+        if delta > 0 {
+            self.count(series::WEBSOCKETS_OPENED, "");
+        }
+    }
+
     /// A copy of the counters, to send to the scraping shard.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -75,6 +117,8 @@ impl ShardMetrics {
             http_latency: self.http_latency.borrow().clone(),
             kv_writes: self.kv_writes.get(),
             kv_latency: self.kv_latency.borrow().clone(),
+            counts: self.counts.borrow().clone(),
+            websockets: self.websockets.get(),
             ..Snapshot::default()
         }
     }
@@ -87,6 +131,9 @@ pub struct Snapshot {
     pub http_latency: BTreeMap<&'static str, Histogram>,
     pub kv_writes: u64,
     pub kv_latency: Histogram,
+    pub counts: BTreeMap<(&'static str, &'static str), u64>,
+    /// WebSocket connections open.
+    pub websockets: i64,
     /// Members monitored (summed over the shards that answered).
     pub monitored_users: u64,
     /// Shards in all, and those that answered the scrape.
@@ -111,6 +158,10 @@ impl Snapshot {
         }
         self.kv_writes += other.kv_writes;
         self.kv_latency.merge(&other.kv_latency);
+        for (k, v) in &other.counts {
+            *self.counts.entry(*k).or_insert(0) += v;
+        }
+        self.websockets += other.websockets;
     }
 }
 
@@ -172,6 +223,31 @@ impl Snapshot {
             "Time from a storage write reaching its owner shard to its durable commit (group commit and fsync included).",
         );
         t.histogram("lantern_kv_write_duration_seconds", &[], &self.kv_latency);
+        for (name, help) in [
+            (series::INGEST_EVENTS, "Gateway events applied on their owner shard, by kind."),
+            (series::PRESENCE_NOOPS, "Presence updates that changed nothing (skipped as no-ops)."),
+            (series::CHANGES, "User-object changes applied, by change."),
+            (series::CARDS, "Profile-card answers, by result."),
+            (series::GATEWAY_TRANSITIONS, "Gateway state changes, by the state entered."),
+            (series::WEBSOCKETS_OPENED, "WebSocket connections opened."),
+        ] {
+            t.family(name, "counter", help);
+            let label = label_of(name);
+            let mut any = false;
+            for ((_, value), n) in self.counts.range((name, "")..).take_while(|((s, _), _)| *s == name) {
+                any = true;
+                if label.is_empty() {
+                    t.sample(name, &[], n);
+                } else {
+                    t.sample(name, &[(label, value)], n);
+                }
+            }
+            if !any && label.is_empty() {
+                t.sample(name, &[], 0);
+            }
+        }
+        t.family("lantern_websocket_connections", "gauge", "WebSocket connections open.");
+        t.sample("lantern_websocket_connections", &[], self.websockets);
         t.family("lantern_monitored_users", "gauge", "Guild members monitored.");
         t.sample("lantern_monitored_users", &[], self.monitored_users);
         t.family("lantern_shards", "gauge", "Shards configured.");
