@@ -111,9 +111,12 @@ impl Shard {
         &self.metrics
     }
 
-    /// Members this shard owns.
-    pub fn monitored_count(&self) -> usize {
-        self.presence.len()
+    /// This shard's counters for `/metrics`, its storage writer's and its member count included.
+    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let mut s = self.metrics.snapshot();
+        s.commits = self.storage.commit_stats();
+        s.monitored_users = self.presence.len() as u64;
+        s
     }
 
     /// The gateway's state as last broadcast by ingest (this shard's copy).

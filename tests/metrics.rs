@@ -137,6 +137,12 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert_eq!(d(r#"lantern_http_request_duration_seconds_bucket{route="/",le="+Inf"}"#), 4.0);
     assert_eq!(d("lantern_kv_writes_total"), 2.0);
     assert_eq!(d("lantern_kv_write_duration_seconds_count"), 2.0);
+    // Each acknowledged write took part in a group commit of its shard's writer.
+    assert!(d(r#"lantern_storage_commits_total{result="ok"}"#) >= 2.0);
+    assert_eq!(d(r#"lantern_storage_commits_total{result="failed"}"#), 0.0);
+    assert_eq!(d("lantern_storage_commit_batches_count"), d(r#"lantern_storage_commits_total{result="ok"}"#));
+    assert_eq!(d("lantern_storage_commit_duration_seconds_count"), d("lantern_storage_commit_batches_count"));
+    assert!(d("lantern_storage_commit_batches_sum") >= d("lantern_storage_commit_batches_count"));
     assert_eq!(after["lantern_monitored_users"], members.len() as f64 + 1.0, "the bot is a member too");
     assert_eq!((after["lantern_shards"], after["lantern_shards_up"]), (2.0, 2.0));
     assert_eq!(after[r#"lantern_gateway_state{state="connected"}"#], 1.0);

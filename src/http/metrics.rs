@@ -32,11 +32,11 @@ pub fn route_label(path: &str) -> &'static str {
 
 /// `GET /metrics`.
 pub async fn metrics(ctx: &Rc<Shard>) -> Reply {
-    let snapshots = ctx.invoke_on_all(|s| (s.metrics().snapshot(), s.monitored_count())).await;
+    let snapshots = ctx.invoke_on_all(|s| s.metrics_snapshot()).await;
     let mut total = Snapshot::default();
-    for (snapshot, monitored) in snapshots.iter().flatten() {
+    for snapshot in snapshots.iter().flatten() {
         total.merge(snapshot);
-        total.monitored_users += *monitored as u64;
+        total.monitored_users += snapshot.monitored_users;
         total.shards_up += 1;
     }
     total.shards = snapshots.len() as u64;

@@ -19,6 +19,34 @@ use std::time::Duration;
 /// Upper bounds (seconds) of the latency histograms' buckets; a last `+Inf` bucket follows.
 pub const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Upper bounds of the group-commit size histogram (batches per commit); a last `+Inf` follows.
+pub const GROUP_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// One shard writer's group commits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub failures: u64,
+    /// Commits by batches merged, per [`GROUP_BUCKETS`] bucket (the last is `+Inf`).
+    pub group: [u64; GROUP_BUCKETS.len() + 1],
+    /// Batches committed in all (the group histogram's sum).
+    pub batches: u64,
+    /// Time each commit took (the transaction and its fsync).
+    pub latency: Histogram,
+}
+
+impl CommitStats {
+    fn merge(&mut self, other: &CommitStats) {
+        self.commits += other.commits;
+        self.failures += other.failures;
+        for (a, b) in self.group.iter_mut().zip(other.group.iter()) {
+            *a += b;
+        }
+        self.batches += other.batches;
+        self.latency.merge(&other.latency);
+    }
+}
+
 /// A latency histogram: per-bucket counts (the last is `+Inf`), their sum and count.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {
@@ -132,6 +160,7 @@ pub struct Snapshot {
     pub kv_writes: u64,
     pub kv_latency: Histogram,
     pub counts: BTreeMap<(&'static str, &'static str), u64>,
+    pub commits: CommitStats,
     /// WebSocket connections open.
     pub websockets: i64,
     /// Members monitored (summed over the shards that answered).
@@ -162,6 +191,7 @@ impl Snapshot {
             *self.counts.entry(*k).or_insert(0) += v;
         }
         self.websockets += other.websockets;
+        self.commits.merge(&other.commits);
     }
 }
 
@@ -223,6 +253,20 @@ impl Snapshot {
             "Time from a storage write reaching its owner shard to its durable commit (group commit and fsync included).",
         );
         t.histogram("lantern_kv_write_duration_seconds", &[], &self.kv_latency);
+        t.family("lantern_storage_commits_total", "counter", "Group commits of the storage writers, by result.");
+        t.sample("lantern_storage_commits_total", &[("result", "ok")], self.commits.commits);
+        t.sample("lantern_storage_commits_total", &[("result", "failed")], self.commits.failures);
+        t.family("lantern_storage_commit_batches", "histogram", "Batches (writes, last-seen updates) merged into one group commit.");
+        let mut cumulative = 0;
+        for (i, n) in self.commits.group.iter().enumerate() {
+            cumulative += n;
+            let le = GROUP_BUCKETS.get(i).map(|b| b.to_string()).unwrap_or_else(|| "+Inf".to_owned());
+            t.sample("lantern_storage_commit_batches_bucket", &[("le", &le)], cumulative);
+        }
+        t.sample("lantern_storage_commit_batches_sum", &[], self.commits.batches);
+        t.sample("lantern_storage_commit_batches_count", &[], cumulative);
+        t.family("lantern_storage_commit_duration_seconds", "histogram", "Time one group commit takes (the transaction and its fsync).");
+        t.histogram("lantern_storage_commit_duration_seconds", &[], &self.commits.latency);
         for (name, help) in [
             (series::INGEST_EVENTS, "Gateway events applied on their owner shard, by kind."),
             (series::PRESENCE_NOOPS, "Presence updates that changed nothing (skipped as no-ops)."),
