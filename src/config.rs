@@ -42,7 +42,55 @@ pub struct Config {
     /// `KV_TOKEN_ENCRYPTION_SECRET`: 64 hex characters, the AES-256 key of storage tokens.
     pub kv_secret: Secret,
     pub card: CardConfig,
+    pub deploy: DeployConfig,
+    pub backup: BackupConfig,
 }
+
+/// Backups (`lantern backup`, and the optional schedule).
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Where scheduled backups go (and `lantern backup` without `--out`).
+    pub dir: PathBuf,
+    /// The server's local control socket (`lantern backup` talks to it).
+    pub socket: PathBuf,
+    /// A backup this often; `None`: no schedule.
+    pub interval: Option<Duration>,
+    /// Scheduled backups kept in `dir` (older ones are deleted).
+    pub keep: usize,
+    /// The bot posts each scheduled archive to this channel as an attachment.
+    pub discord_channel: Option<Snowflake>,
+    /// Archives larger than this are not posted (Discord's attachment limit).
+    pub discord_max_bytes: u64,
+}
+
+/// Discord's attachment limit for bots in a guild without boosts: 10 MiB.
+pub const DISCORD_ATTACHMENT_LIMIT: u64 = 10 << 20;
+
+/// The GitHub push webhook, `POST /api/v1/github_auto_deploy` (off by default).
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    /// Whether the route exists (404 otherwise).
+    pub enabled: bool,
+    /// `GITHUB_WEBHOOK_SECRET`: the HMAC-SHA256 key GitHub signs each delivery with. Required
+    /// when enabled.
+    pub secret: Option<Secret>,
+    /// The program and its arguments, run as they are (no shell), in `dir`.
+    pub command: Vec<String>,
+    /// Working directory of the command (`None`: the server's).
+    pub dir: Option<PathBuf>,
+    /// Only pushes to this ref deploy (`refs/heads/main`); empty: any ref.
+    pub branch: String,
+    /// A push deploys when one of its commits adds, removes or modifies a path starting with
+    /// one of these.
+    pub paths: Vec<String>,
+    /// Largest delivery accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// `[deploy] paths` by default: what a build of the server reads.
+pub const DEFAULT_DEPLOY_PATHS: [&str; 5] = ["src/", "assets/", "Cargo.toml", "Cargo.lock", "config.toml"];
+/// The name of the environment variable that holds the webhook's secret.
+pub const WEBHOOK_SECRET_ENV: &str = "GITHUB_WEBHOOK_SECRET";
 
 /// The profile card (`GET /api/v1/users/:id?svg=1`): caching and image fetching.
 #[derive(Debug, Clone)]
@@ -204,6 +252,32 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     card: FileCard,
+    #[serde(default)]
+    deploy: FileDeploy,
+    #[serde(default)]
+    backup: FileBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    interval_secs: Option<u64>,
+    keep: Option<usize>,
+    discord_channel: Option<String>,
+    discord_max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeploy {
+    enabled: Option<bool>,
+    command: Option<Vec<String>>,
+    dir: Option<PathBuf>,
+    branch: Option<String>,
+    paths: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +374,10 @@ impl Config {
                 ))
             }
         }
+        config.deploy.secret = std::env::var(WEBHOOK_SECRET_ENV).ok().filter(|s| !s.is_empty()).map(Secret::new);
+        if config.deploy.enabled && config.deploy.secret.is_none() {
+            return Err(invalid(WEBHOOK_SECRET_ENV, "not set, and [deploy] enabled = true needs it to verify deliveries"));
+        }
         Ok(config)
     }
 
@@ -359,6 +437,19 @@ impl Config {
             return Err(invalid("DISCORD_BOT_TOKEN", "is empty"));
         }
         let card = card_config(file.card, &cdn_url)?;
+        let deploy = deploy_config(file.deploy)?;
+        let storage_dir = file.storage.dir.clone().unwrap_or_else(|| PathBuf::from("shards"));
+        let backup = BackupConfig {
+            dir: file.backup.dir.unwrap_or_else(|| PathBuf::from("backups")),
+            socket: file.backup.socket.unwrap_or_else(|| storage_dir.join("control.sock")),
+            interval: file.backup.interval_secs.filter(|&s| s > 0).map(Duration::from_secs),
+            keep: at_least("backup.keep", file.backup.keep, 7, 1)?,
+            discord_channel: match file.backup.discord_channel.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) => Some(parse_id("backup.discord_channel", v)?),
+            },
+            discord_max_bytes: file.backup.discord_max_bytes.unwrap_or(DISCORD_ATTACHMENT_LIMIT),
+        };
         let max_user_bytes = file.storage.max_user_bytes.unwrap_or(DEFAULT_MAX_USER_BYTES);
         if max_user_bytes < 1024 {
             return Err(invalid("storage.max_user_bytes", "must be at least 1024"));
@@ -389,8 +480,27 @@ impl Config {
             log: LogConfig { format, level: file.log.level.unwrap_or_else(|| "info".to_owned()) },
             kv_secret: Secret::new(generate_secret()),
             card,
+            deploy,
+            backup,
         })
     }
+}
+
+fn deploy_config(f: FileDeploy) -> Result<DeployConfig, ConfigError> {
+    let enabled = f.enabled.unwrap_or(false);
+    let command = f.command.unwrap_or_default();
+    if enabled && command.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err(invalid("deploy.command", "must name a program when [deploy] enabled = true, e.g. [\"/usr/local/bin/lantern-deploy\"]"));
+    }
+    Ok(DeployConfig {
+        enabled,
+        secret: None,
+        command,
+        dir: f.dir,
+        branch: f.branch.unwrap_or_else(|| "refs/heads/main".to_owned()),
+        paths: f.paths.unwrap_or_else(|| DEFAULT_DEPLOY_PATHS.iter().map(|p| p.to_string()).collect()),
+        max_body_bytes: at_least("deploy.max_body_bytes", f.max_body_bytes, 25 << 20, 1024)?,
+    })
 }
 
 fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {

@@ -20,7 +20,7 @@
 //!   cached user objects), [`fanout`] (WebSocket subscribers, and on the owner the shards
 //!   interested in each user), [`storage`] (redb, key-value pairs, tokens, the group-commit
 //!   writer), [`card`] (SVG/PNG rendering, image fetch and caches), [`per_ip`] (connections
-//!   per client address).
+//!   per client address), [`metrics`] (per-shard counters, summed at scrape time).
 //! - **wiring**: [`shard`], which services one shard runs and the operations that span them
 //!   (an ingest event applied to presence, persisted, then fanned out; a durable storage write
 //!   shown in the user object).
@@ -28,17 +28,20 @@
 //!   (one WebSocket session and the client protocol), [`ingest`] (the twilight gateway on its
 //!   own thread, decoding each dispatch once and submitting it to the owner shard), [`bot`]
 //!   (slash commands), [`sim`] (the Discord simulator: gateway, REST, CDN, control API).
-//! - **process**: [`server`] starts and stops the whole thing; [`demo`] runs the simulator and
+//! - **process**: [`server`] starts and stops the whole thing; [`control`] serves the local
+//!   control socket (`lantern backup`) and the backup schedule; [`demo`] runs the simulator and
 //!   the server in one process.
 
 pub mod bot;
 pub mod card;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod discord;
 pub mod fanout;
 pub mod http;
 pub mod lanyard;
+pub mod metrics;
 pub mod ingest;
 pub mod per_ip;
 pub mod presence;

@@ -23,6 +23,73 @@ enum Command {
     Sim(lantern::demo::SimArgs),
     /// Register or remove the bot's global slash commands (needs `application_id`).
     Commands(CommandsArgs),
+    /// Ask the running server for one consistent archive of every shard's data.
+    Backup(BackupArgs),
+    /// Unpack a backup archive into an empty data directory (for any shard count).
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Path of the configuration file (for `[backup] socket` and `dir`).
+    #[arg(long, default_value = "config.toml")]
+    config: PathBuf,
+    /// The server's control socket (default: `[backup] socket` of the configuration).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Directory the archive is written to (default: `[backup] dir` of the configuration).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The archive (`lantern-<time>.tar.gz`).
+    archive: PathBuf,
+    /// The data directory to restore into: empty or missing (default: `[storage] dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Repartition for this many shards now (a server started with another count does it anyway).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Path of the configuration file (for `[storage] dir`).
+    #[arg(long, default_value = "config.toml")]
+    config: PathBuf,
+}
+
+/// The `[storage] dir`, `[backup] dir` and `[backup] socket` of a configuration file, read
+/// without the secrets a server needs (the backup commands use nothing else).
+fn backup_paths(config: &std::path::Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let text = std::fs::read_to_string(config).map_err(|e| format!("cannot read config file {}: {e}", config.display()))?;
+    let value: toml::Table = toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", config.display()))?;
+    let get = |table: &str, key: &str| value.get(table).and_then(|t| t.get(key)).and_then(|v| v.as_str()).map(PathBuf::from);
+    let storage = get("storage", "dir").unwrap_or_else(|| "shards".into());
+    let socket = get("backup", "socket").unwrap_or_else(|| storage.join("control.sock"));
+    let out = get("backup", "dir").unwrap_or_else(|| "backups".into());
+    Ok((storage, out, socket))
+}
+
+fn backup(args: BackupArgs) -> Result<(), String> {
+    let (socket, out) = match (args.socket, args.out) {
+        (Some(s), Some(o)) => (s, o),
+        (s, o) => {
+            let (_, dir, socket) = backup_paths(&args.config)?;
+            (s.unwrap_or(socket), o.unwrap_or(dir))
+        }
+    };
+    let (path, bytes) = lantern::control::request_backup(&socket, &out)?;
+    println!("{} ({bytes} bytes)", path.display());
+    Ok(())
+}
+
+fn restore(args: RestoreArgs) -> Result<(), String> {
+    let dir = match args.data_dir {
+        Some(d) => d,
+        None => backup_paths(&args.config)?.0,
+    };
+    let r = lantern::storage::backup::restore(&args.archive, &dir, args.shards).map_err(|e| e.to_string())?;
+    println!("restored {} shards from {} into {} ({} shards)", r.from, args.archive.display(), dir.display(), r.to);
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -111,6 +178,8 @@ fn main() -> ExitCode {
             lantern::demo::run_demo(args)
         }
         Command::Commands(args) => commands(args),
+        Command::Backup(args) => backup(args),
+        Command::Restore(args) => restore(args),
         Command::Sim(args) => {
             init_logging(&LogConfig { format: LogFormat::Human, level: "info".into() });
             lantern::demo::run_sim(args)

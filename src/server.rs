@@ -23,6 +23,8 @@ pub enum StartError {
     Bind { shard: usize, addr: SocketAddr, message: String },
     #[error("cannot start shard {shard}: {message}")]
     Executor { shard: usize, message: String },
+    #[error("cannot open the control socket {path}: {source}")]
+    Control { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot start the gateway thread: {0}")]
     Ingest(std::io::Error),
     #[error("invalid setting `KV_TOKEN_ENCRYPTION_SECRET`: {0}")]
@@ -37,6 +39,7 @@ pub struct Server {
     writers: Vec<WriterThread>,
     ingest: Option<Ingest>,
     drained: std::sync::mpsc::Receiver<()>,
+    control: Option<crate::control::Control>,
 }
 
 /// What a shard's thread needs to build its services. Everything in it is `Send`; the
@@ -71,6 +74,7 @@ impl Server {
                 "repartitioned storage from {from} to {} shards", r.to);
         }
         let mut writers = Vec::with_capacity(n);
+        let mut dbs = Vec::with_capacity(n);
         let mut seeds = Vec::with_capacity(n);
         let (mut users_with_storage, mut unreadable_tokens) = (0, 0);
         for (index, rx) in receivers.into_iter().enumerate() {
@@ -81,6 +85,7 @@ impl Server {
             users_with_storage += kv.len();
             unreadable_tokens += unreadable;
             let state = ShardState::with_last_seen(loaded.last_seen).with_storage(kv.storage_jsons());
+            dbs.push(db.clone());
             let (handle, thread) = writer::start(index, db)?;
             writers.push(thread);
             seeds.push(ShardSeed {
@@ -130,8 +135,15 @@ impl Server {
             }
         }
         tracing::info!(port, shards = n, "listening");
+        let control = match crate::control::start(&config, dbs) {
+            Ok(c) => c,
+            Err(e) => {
+                stop_all(&peers, executors, writers, &drained);
+                return Err(StartError::Control { path: config.backup.socket.clone(), source: e });
+            }
+        };
         let ingest = Ingest::start(config.clone(), peers.clone()).map_err(StartError::Ingest)?;
-        Ok(Server { port, peers, executors, writers, ingest: Some(ingest), drained })
+        Ok(Server { port, peers, executors, writers, ingest: Some(ingest), drained, control: Some(control) })
     }
 
     /// The HTTP/WebSocket port every shard listens on.
@@ -155,6 +167,9 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        if let Some(mut control) = self.control.take() {
+            control.stop();
+        }
         if let Some(ingest) = self.ingest.take() {
             ingest.stop();
         }

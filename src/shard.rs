@@ -14,6 +14,7 @@ use crate::discord::gateway_status::GatewayStatus;
 use crate::discord::Snowflake;
 use crate::fanout::{self, EventKind, Fanout, FanoutHost};
 use crate::lanyard::LanyardCache;
+use crate::metrics::{self, ShardMetrics};
 use crate::per_ip::{IpCounts, IpHost, Kind};
 use crate::presence::{Applied, Change, IngestEvent, LastSeenWrite, Presence};
 use crate::runtime::{Closed, Here, Invoke, Owned, Peers, Sharded};
@@ -39,6 +40,7 @@ pub struct Shard {
     ips: RefCell<IpCounts>,
     gateway: Cell<GatewayStatus>,
     shutdown: watch::Sender<bool>,
+    metrics: ShardMetrics,
     /// Presence and user changes applied here, per second, for the server's live numbers.
     updates: RefCell<UpdateRate>,
 }
@@ -136,6 +138,7 @@ impl Shard {
             gateway: Cell::new(GatewayStatus::default()),
             shutdown: watch::channel(false).0,
             updates: RefCell::default(),
+            metrics: ShardMetrics::default(),
         }
     }
 
@@ -147,12 +150,29 @@ impl Shard {
         &self.config
     }
 
+    /// This shard's counters for `/metrics`.
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
+    }
+
+    /// This shard's counters for `/metrics`, its storage writer's and its member count included.
+    pub fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let mut s = self.metrics.snapshot();
+        s.commits = self.storage.commit_stats();
+        s.monitored_users = self.presence.len() as u64;
+        s
+    }
+
     /// The gateway's state as last broadcast by ingest (this shard's copy).
     pub fn gateway(&self) -> GatewayStatus {
         self.gateway.get()
     }
 
     pub fn set_gateway(&self, status: GatewayStatus) {
+        // Every shard gets every change; shard 0 counts them.
+        if self.index() == 0 && self.gateway.get().state != status.state {
+            self.metrics.count(metrics::series::GATEWAY_TRANSITIONS, status.state.as_str());
+        }
         self.gateway.set(status);
     }
 
@@ -235,8 +255,10 @@ impl Shard {
     /// A storage request for a user this shard owns: once a write is durable, the user object
     /// carries the new map and subscribers hear about it.
     pub async fn owned_storage(self: &Rc<Self>, id: Owned<Snowflake>, req: StorageRequest) -> Result<StorageAnswer, KvError> {
+        let started = std::time::Instant::now();
         let answered = self.storage.handle(id, req, self.presence.contains(id)).await?;
         if let Some(map) = answered.committed {
+            self.metrics.kv_write(started.elapsed());
             let applied = self.presence.set_storage_json(id, map);
             self.after_apply(applied);
         }
@@ -247,7 +269,15 @@ impl Shard {
     pub async fn card(self: &Rc<Self>, id: Snowflake, req: CardRequest) -> Option<CardAnswer> {
         self.on_owner_async(id, move |s, id| async move {
             let data = s.presence.with_user(id, |view| (card::model::from_view(&view), view.version));
-            s.cards.serve(id.key(), data, req).await
+            let answer = s.cards.serve(id.key(), data, req).await;
+            let result = match &answer {
+                CardAnswer::Card { .. } => "rendered",
+                CardAnswer::NotModified { .. } => "not_modified",
+                CardAnswer::NotMonitored => "not_monitored",
+                CardAnswer::Failed => "failed",
+            };
+            s.metrics.count(metrics::series::CARDS, result);
+            answer
         })
         .await
         .ok()
@@ -261,7 +291,21 @@ impl Shard {
                 self.storage.forget(owned);
             }
         }
+        let (kind, presence) = ingest_kind(&event);
         let applied = self.presence.apply(event, now_ms(), |id| self.here.claim(id).ok());
+        self.metrics.count(metrics::series::INGEST_EVENTS, kind);
+        if presence && applied.changes.is_empty() {
+            self.metrics.count(metrics::series::PRESENCE_NOOPS, "");
+        }
+        for change in &applied.changes {
+            let name = match change {
+                Change::Joined(_) => "joined",
+                Change::Updated(_) => "updated",
+                Change::Left(_) => "left",
+                Change::StorageUpdated(_) => "storage",
+            };
+            self.metrics.count(metrics::series::CHANGES, name);
+        }
         self.after_apply(applied);
     }
 
@@ -298,5 +342,18 @@ impl Shard {
                 })
             });
         }
+    }
+}
+
+/// The `kind` label of an ingest event, and whether it is a presence update.
+fn ingest_kind(event: &IngestEvent) -> (&'static str, bool) {
+    match event {
+        IngestEvent::Listed { .. } => ("member_list", false),
+        IngestEvent::ListComplete { .. } => ("member_list_complete", false),
+        IngestEvent::Presence(_) => ("presence", true),
+        IngestEvent::MemberAdd { .. } => ("member_add", false),
+        IngestEvent::MemberUpdate(_) => ("member_update", false),
+        IngestEvent::MemberRemove(_) => ("member_remove", false),
+        IngestEvent::UserUpdate(_) => ("user_update", false),
     }
 }

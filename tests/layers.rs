@@ -9,10 +9,10 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     ("model", &["discord", "time_fmt", "config"]),
     ("runtime", &["runtime"]),
-    ("services", &["presence", "fanout", "storage", "card", "per_ip", "lanyard"]),
+    ("services", &["presence", "fanout", "storage", "card", "per_ip", "lanyard", "metrics"]),
     ("wiring", &["shard"]),
     ("edges", &["http", "socket", "ingest", "bot", "sim"]),
-    ("process", &["server", "demo"]),
+    ("process", &["server", "control", "demo"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -5,8 +5,11 @@
 //! shards of the users involved through their mailboxes when it does not own them itself.
 
 pub mod card;
+pub mod deploy;
 pub mod io;
 pub mod lanyard;
+pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod response;
 pub mod router;
@@ -257,7 +260,9 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     match result {
         Ok(()) if state.phase() == Phase::Upgraded => {
             let parts = conn.into_parts();
+            ctx.metrics().websocket(1);
             crate::socket::conn::run(ctx.clone(), parts.io.into_stream(), parts.read_buf.to_vec(), peer_ip).await;
+            ctx.metrics().websocket(-1);
         }
         Err(_) if state.timed_out() => {
             let late = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request headers were not received in time.");
@@ -287,12 +292,14 @@ async fn answer_and_close(mut stream: glommio::net::TcpStream, err: &ApiError, s
 
 /// Answers one request.
 pub async fn handle(ctx: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
     let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
     let mut reply = match dispatch(ctx, &mut req).await {
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
     users::mark_gateway_state(ctx, req.method(), req.uri().path(), &mut reply);
+    ctx.metrics().http(metrics::route_label(req.uri().path()), reply.status.as_u16(), started.elapsed());
     reply.finish(gzip, ctx.index())
 }
 
@@ -334,6 +341,10 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
         Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers()).await,
         Route::Storage(id) => storage::storage(ctx, id, req).await,
         Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
+        Route::OpenApi => Ok(openapi::document()),
+        Route::Docs => Ok(openapi::page()),
+        Route::Deploy => Ok(deploy::webhook(ctx, req).await),
+        Route::Metrics => Ok(metrics::metrics(ctx).await),
         Route::Socket => Err(ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", "This path expects a WebSocket upgrade.")),
     }
 }

@@ -20,13 +20,24 @@ pub enum Route<'a> {
     Socket,
     /// `/page/:name`: the web page's files and live numbers.
     Page(&'a str),
+    /// `/openapi.json`
+    OpenApi,
+    /// `/docs`
+    Docs,
+    /// `/api/v1/github_auto_deploy`
+    Deploy,
+    /// `/metrics`
+    Metrics,
 }
 
 impl Route<'_> {
     /// Methods this route answers (besides OPTIONS, which every route answers).
     pub fn allowed(&self) -> &'static [Method] {
         match self {
-            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket | Route::Page(_) => &[Method::GET, Method::HEAD],
+            Route::Info | Route::Health | Route::Users | Route::User(_) | Route::Socket | Route::Page(_) | Route::OpenApi | Route::Docs | Route::Metrics => {
+                &[Method::GET, Method::HEAD]
+            }
+            Route::Deploy => &[Method::POST],
             Route::Storage(_) => &[Method::GET, Method::HEAD, Method::DELETE],
             Route::StorageKey(..) => &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE],
         }
@@ -50,6 +61,10 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         [Some(h), None, ..] if h.eq_ignore_ascii_case("health") => Some(Route::Health),
         [Some(h), None, ..] if h.eq_ignore_ascii_case("socket") => Some(Route::Socket),
         [a, Some(name), None, ..] if eq(a, "page") && !name.is_empty() => Some(Route::Page(name)),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("openapi.json") => Some(Route::OpenApi),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("docs") => Some(Route::Docs),
+        [Some(h), None, ..] if h.eq_ignore_ascii_case("metrics") => Some(Route::Metrics),
+        [a, b, Some(h), None, ..] if eq(a, "api") && eq(b, "v1") && h.eq_ignore_ascii_case("github_auto_deploy") => Some(Route::Deploy),
         [a, b, c, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") => Some(Route::Users),
         [a, b, c, Some(id), None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && !id.is_empty() => Some(Route::User(id)),
         [a, b, c, Some(id), d, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "storage") && !id.is_empty() => {
@@ -84,5 +99,8 @@ mod tests {
         assert_eq!(route("/api/v1/users/123/storage/"), Some(Route::Storage("123")));
         assert_eq!(route("/api/v1/users/123/storage/a/b"), None);
         assert_eq!(route("/nope"), None);
+        assert_eq!(route("/openapi.json"), Some(Route::OpenApi));
+        assert_eq!(route("/docs/"), Some(Route::Docs));
+        assert_eq!(route("/api/v1/github_auto_deploy"), Some(Route::Deploy));
     }
 }

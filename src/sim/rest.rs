@@ -181,6 +181,13 @@ fn api(
                 no_content()
             }
         }
+        // Create message (a bot posting to a channel; attachments come as multipart).
+        (&Method::POST, ["channels", _channel, "messages"]) => {
+            if serde_json::from_slice::<Value>(body).is_err() && !is_multipart(body) {
+                return bad_request("Invalid Form Body");
+            }
+            json_resp(StatusCode::OK, &message(shared, body))
+        }
         (&Method::POST, ["webhooks", a, _token]) if *a == app => {
             json_resp(StatusCode::OK, &message(shared, body))
         }

@@ -18,6 +18,7 @@
 //! are contiguous, so one range scan reads or clears them. [`repartition`] moves rows between
 //! files at start-up when the shard count changed.
 
+pub mod backup;
 pub mod kv;
 pub mod repartition;
 pub mod service;

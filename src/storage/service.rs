@@ -65,6 +65,11 @@ impl Storage {
         Storage { kv: RefCell::new(kv), writer, cipher }
     }
 
+    /// The group commits of this shard's writer, for `/metrics`.
+    pub fn commit_stats(&self) -> crate::metrics::CommitStats {
+        self.writer.stats().snapshot()
+    }
+
     /// Queues writes that need no answer (last-seen times).
     pub fn submit(&self, ops: Vec<WriteOp>) {
         if !ops.is_empty() {

@@ -4,8 +4,11 @@ use super::{StorageError, KV, LAST_SEEN, TOKENS};
 use crate::discord::Snowflake;
 use crossbeam_channel::{Receiver, Sender};
 use redb::{Database, Durability, ReadableTable};
+use crate::metrics::{CommitStats, Histogram, GROUP_BUCKETS, LATENCY_BUCKETS};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// One durable mutation.
@@ -34,6 +37,52 @@ struct Batch {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: Sender<Batch>,
+    stats: Arc<WriterStats>,
+}
+
+/// Counters of one writer thread, for `/metrics`: only that thread writes them (relaxed
+/// atomics, one writer per shard), its shard reads them at scrape time.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    commits: AtomicU64,
+    failures: AtomicU64,
+    /// Batches per commit, by [`GROUP_BUCKETS`] (a last bucket for more).
+    group: [AtomicU64; GROUP_BUCKETS.len() + 1],
+    batches: AtomicU64,
+    /// Commit time, by [`LATENCY_BUCKETS`] (a last `+Inf` bucket), and its sum in microseconds.
+    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    latency_micros: AtomicU64,
+}
+
+impl WriterStats {
+    fn record(&self, batches: usize, took: std::time::Duration, ok: bool) {
+        let counter = if ok { &self.commits } else { &self.failures };
+        counter.fetch_add(1, Relaxed);
+        let g = GROUP_BUCKETS.iter().position(|&b| batches as f64 <= b).unwrap_or(GROUP_BUCKETS.len());
+        self.group[g].fetch_add(1, Relaxed);
+        self.batches.fetch_add(batches as u64, Relaxed);
+        let s = took.as_secs_f64();
+        let l = LATENCY_BUCKETS.iter().position(|&b| s <= b).unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[l].fetch_add(1, Relaxed);
+        self.latency_micros.fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    /// The counters as plain numbers.
+    pub fn snapshot(&self) -> CommitStats {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        let commits = load(&self.commits) + load(&self.failures);
+        CommitStats {
+            commits: load(&self.commits),
+            failures: load(&self.failures),
+            group: std::array::from_fn(|i| load(&self.group[i])),
+            batches: load(&self.batches),
+            latency: Histogram {
+                buckets: std::array::from_fn(|i| load(&self.latency[i])),
+                sum: load(&self.latency_micros) as f64 / 1e6,
+                count: commits,
+            },
+        }
+    }
 }
 
 /// The writer thread itself, held by whoever joins the shard. [`WriterThread::close`] waits
@@ -48,14 +97,21 @@ const MAX_GROUP: usize = 1024;
 /// Starts the writer thread of shard `index`.
 pub fn start(index: usize, db: Arc<Database>) -> Result<(WriterHandle, WriterThread), StorageError> {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let stats = Arc::new(WriterStats::default());
+    let thread_stats = stats.clone();
     let thread = std::thread::Builder::new()
         .name(format!("lantern-writer-{index}"))
-        .spawn(move || run(db, rx))
+        .spawn(move || run(db, rx, &thread_stats))
         .map_err(StorageError::redb)?;
-    Ok((WriterHandle { tx }, WriterThread { thread: Some(thread) }))
+    Ok((WriterHandle { tx, stats }, WriterThread { thread: Some(thread) }))
 }
 
 impl WriterHandle {
+    /// The writer thread's counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
     /// Queues writes without waiting for them (e.g. last seen: nobody waits on it).
     pub fn submit(&self, ops: Vec<WriteOp>) {
         if !ops.is_empty() {
@@ -80,7 +136,7 @@ impl WriterThread {
     }
 }
 
-fn run(db: Arc<Database>, rx: Receiver<Batch>) {
+fn run(db: Arc<Database>, rx: Receiver<Batch>, stats: &WriterStats) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -89,10 +145,12 @@ fn run(db: Arc<Database>, rx: Receiver<Batch>) {
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let result = commit(&db, &group).map_err(|e| {
             tracing::error!(error = %e, "storage commit failed");
             e.to_string()
         });
+        stats.record(group.len(), started.elapsed(), result.is_ok());
         for b in group {
             if let Some(ack) = b.ack {
                 let _ = ack.send(result.clone());

@@ -248,6 +248,10 @@ fn canonical(r: &Route<'_>) -> String {
         Route::Storage(id) => format!("/api/v1/users/{id}/storage"),
         Route::StorageKey(id, key) => format!("/api/v1/users/{id}/storage/{key}"),
         Route::Page(name) => format!("/page/{name}"),
+        Route::OpenApi => "/openapi.json".into(),
+        Route::Docs => "/docs".into(),
+        Route::Deploy => "/api/v1/github_auto_deploy".into(),
+        Route::Metrics => "/metrics".into(),
     }
 }
 

@@ -1,0 +1,329 @@
+//! Per-shard counters for `/metrics`, summed at scrape time.
+//!
+//! Each shard owns one [`ShardMetrics`] inside its own `Shard` value: only that shard's thread
+//! touches it (plain `Cell`s and `RefCell`s, no atomics), so counting costs no shared cache line
+//! on the hot path. A scrape asks every shard for a [`Snapshot`] through its mailbox
+//! (`invoke_on_all`), adds them up ([`Snapshot::merge`]) and writes the sum in the Prometheus
+//! text format 0.0.4 ([`Snapshot::encode`]).
+//!
+//! The format is written here, not with `prometheus-client`: that crate (0.24) writes only
+//! OpenMetrics text, whose counter families (`# TYPE x counter` over `x_total` samples) the
+//! `promtool check metrics` lint rejects, and the totals are built fresh from snapshots at each
+//! scrape, so a library's atomic metric types would only be one more copy.
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histograms' buckets; a last `+Inf` bucket follows.
+pub const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Upper bounds of the group-commit size histogram (batches per commit); a last `+Inf` follows.
+pub const GROUP_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// One shard writer's group commits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub failures: u64,
+    /// Commits by batches merged, per [`GROUP_BUCKETS`] bucket (the last is `+Inf`).
+    pub group: [u64; GROUP_BUCKETS.len() + 1],
+    /// Batches committed in all (the group histogram's sum).
+    pub batches: u64,
+    /// Time each commit took (the transaction and its fsync).
+    pub latency: Histogram,
+}
+
+impl CommitStats {
+    fn merge(&mut self, other: &CommitStats) {
+        self.commits += other.commits;
+        self.failures += other.failures;
+        for (a, b) in self.group.iter_mut().zip(other.group.iter()) {
+            *a += b;
+        }
+        self.batches += other.batches;
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// A latency histogram: per-bucket counts (the last is `+Inf`), their sum and count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS.iter().position(|&b| s <= b).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += s;
+        self.count += 1;
+    }
+
+    fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// One shard's counters.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    http: RefCell<BTreeMap<(&'static str, u16), u64>>,
+    http_latency: RefCell<BTreeMap<&'static str, Histogram>>,
+    kv_writes: Cell<u64>,
+    kv_latency: RefCell<Histogram>,
+    counts: RefCell<BTreeMap<(&'static str, &'static str), u64>>,
+    websockets: Cell<i64>,
+}
+
+/// Labelled counters that share one map: (series, label value) → count.
+pub mod series {
+    /// Ingest events applied on their owner shard, by kind (`presence`, `member_add`, …).
+    pub const INGEST_EVENTS: &str = "lantern_ingest_events_total";
+    /// Presence events that changed nothing (the same status and activities again).
+    pub const PRESENCE_NOOPS: &str = "lantern_presence_noop_updates_total";
+    /// User-object changes those events made, by change (`joined`, `updated`, `left`, `storage`).
+    pub const CHANGES: &str = "lantern_user_changes_total";
+    /// Card answers by result (`rendered`, `not_modified`, `not_monitored`, `failed`).
+    pub const CARDS: &str = "lantern_card_answers_total";
+    /// Gateway state changes, by the state entered (counted once, on shard 0).
+    pub const GATEWAY_TRANSITIONS: &str = "lantern_gateway_transitions_total";
+    /// WebSocket connections opened (upgraded), in all.
+    pub const WEBSOCKETS_OPENED: &str = "lantern_websocket_connections_opened_total";
+}
+
+/// The label name of each series in [`series`].
+fn label_of(series: &str) -> &'static str {
+    match series {
+        series::INGEST_EVENTS => "kind",
+        series::CHANGES => "change",
+        series::CARDS => "result",
+        series::GATEWAY_TRANSITIONS => "state",
+        _ => "",
+    }
+}
+
+impl ShardMetrics {
+    /// One answered HTTP request: its route's label, status and time to answer.
+    pub fn http(&self, route: &'static str, status: u16, took: Duration) {
+        *self.http.borrow_mut().entry((route, status)).or_insert(0) += 1;
+        self.http_latency.borrow_mut().entry(route).or_default().observe(took);
+    }
+
+    /// One storage write made durable on this (the owner) shard, and how long it took from the
+    /// request reaching the owner to the commit.
+    pub fn kv_write(&self, took: Duration) {
+        self.kv_writes.set(self.kv_writes.get() + 1);
+        self.kv_latency.borrow_mut().observe(took);
+    }
+
+    /// Adds one to `series` (one of [`series`]) with label value `value` (`""` for none).
+    pub fn count(&self, series: &'static str, value: &'static str) {
+        *self.counts.borrow_mut().entry((series, value)).or_insert(0) += 1;
+    }
+
+    /// A WebSocket opened (`+1`) or closed (`-1`) on this shard.
+    pub fn websocket(&self, delta: i64) {
+        self.websockets.set(self.websockets.get() + delta);
+        if delta > 0 {
+            self.count(series::WEBSOCKETS_OPENED, "");
+        }
+    }
+
+    /// A copy of the counters, to send to the scraping shard.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            http: self.http.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
+            http_latency: self.http_latency.borrow().clone(),
+            kv_writes: self.kv_writes.get(),
+            kv_latency: self.kv_latency.borrow().clone(),
+            counts: self.counts.borrow().clone(),
+            websockets: self.websockets.get(),
+            ..Snapshot::default()
+        }
+    }
+}
+
+/// Counters of one shard or, merged, of all; plus the gauges the scraping shard fills in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub http: BTreeMap<(&'static str, u16), u64>,
+    pub http_latency: BTreeMap<&'static str, Histogram>,
+    pub kv_writes: u64,
+    pub kv_latency: Histogram,
+    pub counts: BTreeMap<(&'static str, &'static str), u64>,
+    pub commits: CommitStats,
+    /// WebSocket connections open.
+    pub websockets: i64,
+    /// Members monitored (summed over the shards that answered).
+    pub monitored_users: u64,
+    /// Shards in all, and those that answered the scrape.
+    pub shards: u64,
+    pub shards_up: u64,
+    /// The gateway's state name (`connected`, …) and whether the member list is loaded.
+    pub gateway_state: &'static str,
+    pub members_loaded: bool,
+}
+
+/// Every state `lantern_gateway_state` reports, one series each.
+pub const GATEWAY_STATES: [&str; 4] = ["connecting", "connected", "reconnecting", "failed"];
+
+impl Snapshot {
+    /// Adds another shard's counters.
+    pub fn merge(&mut self, other: &Snapshot) {
+        for (k, v) in &other.http {
+            *self.http.entry(*k).or_insert(0) += v;
+        }
+        for (k, h) in &other.http_latency {
+            self.http_latency.entry(k).or_default().merge(h);
+        }
+        self.kv_writes += other.kv_writes;
+        self.kv_latency.merge(&other.kv_latency);
+        for (k, v) in &other.counts {
+            *self.counts.entry(*k).or_insert(0) += v;
+        }
+        self.websockets += other.websockets;
+        self.commits.merge(&other.commits);
+    }
+}
+
+/// Writes families in the Prometheus text format (0.0.4).
+struct Text(String);
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+        let mut cumulative = 0;
+        for (i, n) in h.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = LATENCY_BUCKETS.get(i).map(|b| b.to_string()).unwrap_or_else(|| "+Inf".to_owned());
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&format!("{name}_bucket"), &with_le, cumulative);
+        }
+        self.sample(&format!("{name}_sum"), labels, h.sum);
+        self.sample(&format!("{name}_count"), labels, h.count);
+    }
+}
+
+impl Snapshot {
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut t = Text(String::with_capacity(8192));
+        t.family("lantern_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+        for ((route, status), n) in &self.http {
+            t.sample("lantern_http_requests_total", &[("route", route), ("status", &status.to_string())], n);
+        }
+        t.family("lantern_http_request_duration_seconds", "histogram", "Time from a request's head to its answer, by route.");
+        for (route, h) in &self.http_latency {
+            t.histogram("lantern_http_request_duration_seconds", &[("route", route)], h);
+        }
+        t.family("lantern_kv_writes_total", "counter", "Storage writes made durable (acknowledged).");
+        t.sample("lantern_kv_writes_total", &[], self.kv_writes);
+        t.family(
+            "lantern_kv_write_duration_seconds",
+            "histogram",
+            "Time from a storage write reaching its owner shard to its durable commit (group commit and fsync included).",
+        );
+        t.histogram("lantern_kv_write_duration_seconds", &[], &self.kv_latency);
+        t.family("lantern_storage_commits_total", "counter", "Group commits of the storage writers, by result.");
+        t.sample("lantern_storage_commits_total", &[("result", "ok")], self.commits.commits);
+        t.sample("lantern_storage_commits_total", &[("result", "failed")], self.commits.failures);
+        t.family("lantern_storage_commit_batches", "histogram", "Batches (writes, last-seen updates) merged into one group commit.");
+        let mut cumulative = 0;
+        for (i, n) in self.commits.group.iter().enumerate() {
+            cumulative += n;
+            let le = GROUP_BUCKETS.get(i).map(|b| b.to_string()).unwrap_or_else(|| "+Inf".to_owned());
+            t.sample("lantern_storage_commit_batches_bucket", &[("le", &le)], cumulative);
+        }
+        t.sample("lantern_storage_commit_batches_sum", &[], self.commits.batches);
+        t.sample("lantern_storage_commit_batches_count", &[], cumulative);
+        t.family("lantern_storage_commit_duration_seconds", "histogram", "Time one group commit takes (the transaction and its fsync).");
+        t.histogram("lantern_storage_commit_duration_seconds", &[], &self.commits.latency);
+        for (name, help) in [
+            (series::INGEST_EVENTS, "Gateway events applied on their owner shard, by kind."),
+            (series::PRESENCE_NOOPS, "Presence updates that changed nothing (skipped as no-ops)."),
+            (series::CHANGES, "User-object changes applied, by change."),
+            (series::CARDS, "Profile-card answers, by result."),
+            (series::GATEWAY_TRANSITIONS, "Gateway state changes, by the state entered."),
+            (series::WEBSOCKETS_OPENED, "WebSocket connections opened."),
+        ] {
+            t.family(name, "counter", help);
+            let label = label_of(name);
+            let mut any = false;
+            for ((_, value), n) in self.counts.range((name, "")..).take_while(|((s, _), _)| *s == name) {
+                any = true;
+                if label.is_empty() {
+                    t.sample(name, &[], n);
+                } else {
+                    t.sample(name, &[(label, value)], n);
+                }
+            }
+            if !any && label.is_empty() {
+                t.sample(name, &[], 0);
+            }
+        }
+        t.family("lantern_websocket_connections", "gauge", "WebSocket connections open.");
+        t.sample("lantern_websocket_connections", &[], self.websockets);
+        t.family("lantern_monitored_users", "gauge", "Guild members monitored.");
+        t.sample("lantern_monitored_users", &[], self.monitored_users);
+        t.family("lantern_shards", "gauge", "Shards configured.");
+        t.sample("lantern_shards", &[], self.shards);
+        t.family("lantern_shards_up", "gauge", "Shards that answered this scrape.");
+        t.sample("lantern_shards_up", &[], self.shards_up);
+        t.family("lantern_gateway_state", "gauge", "1 for the gateway's current state, 0 for the others.");
+        for state in GATEWAY_STATES {
+            t.sample("lantern_gateway_state", &[("state", state)], u8::from(state == self.gateway_state));
+        }
+        t.family("lantern_gateway_members_loaded", "gauge", "1 once the member list is loaded.");
+        t.sample("lantern_gateway_members_loaded", &[], u8::from(self.members_loaded));
+        t.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_bucket_and_merge() {
+        let mut h = Histogram::default();
+        h.observe(Duration::from_micros(100));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        assert_eq!((h.buckets[0], h.buckets[3], h.buckets[LATENCY_BUCKETS.len()], h.count), (1, 1, 1, 3));
+        let mut m = Snapshot::default();
+        let mut other = Snapshot { kv_writes: 2, kv_latency: h.clone(), ..Snapshot::default() };
+        other.http.insert(("user", 200), 5);
+        m.merge(&other);
+        m.merge(&other);
+        assert_eq!((m.kv_writes, m.kv_latency.count, m.http[&("user", 200)]), (4, 6, 10));
+    }
+}

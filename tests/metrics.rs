@@ -1,0 +1,152 @@
+//! `/metrics`: counters move exactly as a scripted sequence of requests says, summed over
+//! shards, and the exposition passes `promtool check metrics` (Debian's `prometheus` package;
+//! without promtool the check says so and passes, except under CI, where it fails).
+
+mod support;
+
+use lantern::discord::{ClientStatus, PartialUser, Presence, Status};
+use lantern::sim::{Fault, SimConfig};
+use support::raw_ws::RawWs;
+use support::wait_for;
+use support::DEADLINE;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use support::kv::{create_token, value_body};
+use support::{Env, Resp};
+
+
+type Samples = BTreeMap<String, f64>;
+
+/// `name{labels} value` lines, keyed by `name{labels}` as written.
+fn samples(text: &str) -> Samples {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or_else(|_| panic!("bad value in {k} {v}"))))
+        .collect()
+}
+
+fn scrape(env: &Env) -> (Resp, Samples) {
+    let r = env.get("/metrics");
+    assert_eq!(r.status, 200);
+    let s = samples(&r.text());
+    (r, s)
+}
+
+fn delta(before: &Samples, after: &Samples, key: &str) -> f64 {
+    after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+}
+
+fn promtool_check(text: &str) {
+    let Ok(mut child) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() else {
+        assert!(std::env::var_os("CI").is_none(), "CI needs promtool (apt-get install prometheus)");
+        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus); the exposition was not linted");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- exposition ---\n{text}");
+}
+
+#[test]
+fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
+    let env = Env::start(SimConfig { members: 20, seed: 9, ..SimConfig::default() }, 2);
+    let members: Vec<_> = env.sim.members().iter().map(|(m, _)| m.user.id).filter(|id| *id != env.sim.application_id()).collect();
+    let token = create_token(&env.sim, members[0]);
+    let (_, before) = scrape(&env);
+
+    for _ in 0..3 {
+        assert_eq!(env.get("/").status, 200);
+    }
+    for id in &members[..4] {
+        assert_eq!(env.get(&format!("/api/v1/users/{id}")).status, 200);
+    }
+    assert_eq!(env.get("/api/v1/users/1300000000000000999").status, 404);
+    assert_eq!(env.get("/api/v1/users/12").status, 400);
+    for key in ["a", "b"] {
+        let r = env.request("PUT", &format!("/api/v1/users/{}/storage/{key}", members[0]), &[("Authorization", &token)], &value_body("v"));
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(env.request("PUT", &format!("/api/v1/users/{}/storage/c", members[0]), &[], &value_body("v")).status, 401);
+    assert_eq!(env.get("/nope").status, 404);
+    assert_eq!(env.request("DELETE", "/", &[], b"").status, 405);
+    let (_, mid) = scrape(&env);
+    // A card, rendered then answered from its ETag.
+    let card = env.get(&format!("/api/v1/users/{}?svg=1", members[1]));
+    assert_eq!(card.status, 200);
+    let etag = card.header("etag").unwrap().to_owned();
+    assert_eq!(env.request("GET", &format!("/api/v1/users/{}?svg=1", members[1]), &[("If-None-Match", &etag)], b"").status, 304);
+    // A WebSocket, open while scraped.
+    let mut ws = RawWs::connect(env.port);
+    assert_eq!(ws.recv()["op"], 1, "HELLO");
+    // One presence change and one repeat that changes nothing.
+    let online = Presence {
+        user: PartialUser { id: members[2], ..Default::default() },
+        status: Status::Dnd,
+        client_status: ClientStatus { desktop: Some(Status::Dnd), ..Default::default() },
+        ..Default::default()
+    };
+    env.sim.set_presence(online.clone());
+    env.get_until(&format!("/api/v1/users/{}", members[2]), |r| r.json()["status"] == "dnd");
+    env.sim.set_presence(online);
+    assert!(wait_for(DEADLINE, || delta(&before, &scrape(&env).1, "lantern_presence_noop_updates_total") >= 1.0));
+    // A lost gateway connection, resumed.
+    env.sim.fault(Fault::Close(4000));
+    assert!(wait_for(DEADLINE, || {
+        let s = scrape(&env).1;
+        delta(&before, &s, r#"lantern_gateway_transitions_total{state="reconnecting"}"#) == 1.0
+            && s[r#"lantern_gateway_state{state="connected"}"#] == 1.0
+    }));
+    let (r, after) = scrape(&env);
+    drop(ws);
+    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+
+    let text = r.text();
+    // HTTP, up to the middle scrape (polls come after it).
+    let h = |k: &str| {
+        assert!(mid.contains_key(k), "no sample {k} in\n{text}");
+        delta(&before, &mid, k)
+    };
+    let d = |k: &str| {
+        assert!(after.contains_key(k), "no sample {k} in\n{text}");
+        delta(&before, &after, k)
+    };
+    assert_eq!(h(r#"lantern_http_requests_total{route="/",status="200"}"#), 3.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/",status="405"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="200"}"#), 4.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="404"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="400"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}/storage/{key}",status="200"}"#), 2.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="/api/v1/users/{user_id}/storage/{key}",status="401"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_requests_total{route="unmatched",status="404"}"#), 1.0);
+    assert_eq!(h(r#"lantern_http_request_duration_seconds_count{route="/"}"#), 4.0);
+    // The first scrape is counted once it has been answered.
+    assert_eq!(h(r#"lantern_http_requests_total{route="/metrics",status="200"}"#), 1.0);
+    assert_eq!(d(r#"lantern_card_answers_total{result="rendered"}"#), 1.0);
+    assert_eq!(delta(&mid, &after, r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="304"}"#), 1.0);
+    assert_eq!(d(r#"lantern_card_answers_total{result="not_modified"}"#), 1.0);
+    assert_eq!(after["lantern_websocket_connections"], 1.0);
+    assert_eq!(d("lantern_websocket_connections_opened_total"), 1.0);
+    assert_eq!(d(r#"lantern_ingest_events_total{kind="presence"}"#), 2.0);
+    assert_eq!(d(r#"lantern_user_changes_total{change="updated"}"#), 1.0);
+    assert_eq!(d("lantern_presence_noop_updates_total"), 1.0);
+    assert_eq!(d(r#"lantern_gateway_transitions_total{state="reconnecting"}"#), 1.0);
+    assert_eq!(d(r#"lantern_gateway_transitions_total{state="connected"}"#), 1.0);
+    assert_eq!(d(r#"lantern_http_request_duration_seconds_bucket{route="/",le="+Inf"}"#), 4.0);
+    assert_eq!(d("lantern_kv_writes_total"), 2.0);
+    assert_eq!(d("lantern_kv_write_duration_seconds_count"), 2.0);
+    // Each acknowledged write took part in a group commit of its shard's writer.
+    assert!(d(r#"lantern_storage_commits_total{result="ok"}"#) >= 2.0);
+    assert_eq!(d(r#"lantern_storage_commits_total{result="failed"}"#), 0.0);
+    assert_eq!(d("lantern_storage_commit_batches_count"), d(r#"lantern_storage_commits_total{result="ok"}"#));
+    assert_eq!(d("lantern_storage_commit_duration_seconds_count"), d("lantern_storage_commit_batches_count"));
+    assert!(d("lantern_storage_commit_batches_sum") >= d("lantern_storage_commit_batches_count"));
+    assert_eq!(after["lantern_monitored_users"], members.len() as f64 + 1.0, "the bot is a member too");
+    assert_eq!((after["lantern_shards"], after["lantern_shards_up"]), (2.0, 2.0));
+    assert_eq!(after[r#"lantern_gateway_state{state="connected"}"#], 1.0);
+    assert_eq!(after[r#"lantern_gateway_state{state="reconnecting"}"#], 0.0);
+    assert_eq!(after["lantern_gateway_members_loaded"], 1.0);
+    promtool_check(&r.text());
+}
