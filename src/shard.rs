@@ -283,6 +283,24 @@ impl Shard {
         .ok()
     }
 
+    /// The avatar of `id` from Discord's CDN as a file of type `ext` (`png`, `gif`, `webp`,
+    /// `jpg`), fetched and cached by its owner shard's card images. `None`: not monitored;
+    /// `Some(None)`: the CDN did not give it.
+    pub async fn avatar_file(self: &Rc<Self>, id: Snowflake, ext: &'static str) -> Option<Option<card::images::Image>> {
+        self.on_owner_async(id, move |s, id| async move {
+            let url = s.presence.with_user(id, |view| card::avatar::quicklink_url(&view.member.user, ext))?;
+            Some(s.cards.image_file(&url).await)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// How long fetched images are kept (cache headers of the images served).
+    pub fn image_ttl(&self) -> std::time::Duration {
+        self.cards.image_ttl()
+    }
+
     /// Applies an ingest event on the shard that owns its users.
     pub fn apply_ingest(self: &Rc<Self>, event: IngestEvent) {
         // An explicit member-remove deletes the member's storage and token, as Lantern does.

@@ -233,3 +233,63 @@ fn kv_routes_refuse_bad_keys_values_bodies_and_other_users_with_lanyards_codes()
     // Nothing was written for the other user.
     assert_eq!(env.get(&format!("/api/v1/users/{other}/storage")).status, 404);
 }
+
+/// `GET` of a simulated CDN file, straight from the simulator.
+fn cdn_file(env: &Env, path: &str) -> Vec<u8> {
+    let url = env.sim.cdn_url();
+    let port: u16 = url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let prefix = url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap_or_default();
+    let r = support::request(port, "GET", &format!("{prefix}{path}"), &[], b"");
+    assert_eq!(r.status, 200, "{path}");
+    r.body
+}
+
+#[test]
+fn quicklinks_proxy_the_avatar_from_the_cdn_in_the_requested_format() {
+    let env = env();
+    let members = env.sim.members();
+    let with_avatar = members.iter().map(|(m, _)| &m.user).find(|u| u.avatar.as_deref().is_some_and(|a| !a.starts_with("a_"))).expect("a static avatar");
+    let without = members.iter().map(|(m, _)| &m.user).find(|u| u.avatar.is_none()).expect("a member without an avatar");
+    let hash = with_avatar.avatar.clone().unwrap();
+    let cases = [
+        (format!("/{}.png", with_avatar.id), format!("/avatars/{}/{hash}.png", with_avatar.id)),
+        (format!("/{}.webp", with_avatar.id), format!("/avatars/{}/{hash}.webp", with_avatar.id)),
+        (format!("/{}.jpeg", with_avatar.id), format!("/avatars/{}/{hash}.jpg", with_avatar.id)),
+        // No animated avatar: a GIF request gets the JPEG.
+        (format!("/{}.gif", with_avatar.id), format!("/avatars/{}/{hash}.jpg", with_avatar.id)),
+        (format!("/{}.png", without.id), format!("/embed/avatars/{}.png", (without.id.0 >> 22) % 6)),
+    ];
+    for (path, cdn_path) in cases {
+        let r = env.get(&path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("image/png"), "{path} (the simulated CDN serves PNGs)");
+        assert_eq!(r.header("cache-control"), Some("public, max-age=600"));
+        assert_eq!(r.body, cdn_file(&env, &cdn_path), "{path} serves {cdn_path}");
+        assert!(env.sim.cdn_hits().iter().any(|h| h.starts_with(&cdn_path)), "{cdn_path} was fetched: {:?}", env.sim.cdn_hits());
+    }
+    // Served from the cache the second time.
+    let hits = env.sim.cdn_hits().len();
+    assert_eq!(env.get(&format!("/{}.png", with_avatar.id)).status, 200);
+    assert_eq!(env.sim.cdn_hits().len(), hits);
+
+    let r = env.get("/1300000000000000999.png");
+    assert_eq!((r.status, r.json()), (404, lanyard_error("user_not_monitored", "User is not being monitored by Lantern")));
+    let r = env.get("/nope.png");
+    assert_eq!(r.status, 404);
+    let r = env.request("DELETE", &format!("/{}.png", with_avatar.id), &[], b"");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD, OPTIONS")));
+}
+
+#[test]
+fn a_quicklink_whose_cdn_fetch_fails_is_a_502() {
+    let env = Env::start_tweaked(
+        SimConfig { members: 20, seed: 32, heartbeat_interval_ms: 1000, ..SimConfig::default() },
+        2,
+        |_| {},
+        |c| c.card.fetch_timeout = std::time::Duration::from_millis(200),
+    );
+    env.sim.set_cdn_delay(std::time::Duration::from_secs(3));
+    let id = env.sim.members().iter().map(|(m, _)| m.user.id).find(|id| *id != env.sim.application_id()).unwrap();
+    let r = env.get(&format!("/{id}.png"));
+    assert_eq!((r.status, r.json()), (502, lanyard_error("upstream_error", "The avatar could not be fetched from Discord's CDN")));
+}

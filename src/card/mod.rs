@@ -13,6 +13,7 @@
 //! for cards that show a clock; the ETag is derived from the same key, so `If-None-Match`
 //! is answered with 304 without rendering.
 
+pub mod avatar;
 pub mod badges;
 pub mod cache;
 pub mod images;
@@ -138,6 +139,22 @@ impl ShardCard {
             Some(uri) => (Some(uri.to_string()), false),
             None => (None, true),
         }
+    }
+
+    /// The image file at `url` (a public image URL) through the same allowlist, cache and
+    /// merged fetches as the card's images: `None` when it may not be fetched or the fetch
+    /// failed. The cache holds data URIs, so the file is decoded from one.
+    pub async fn image_file(&self, url: &str) -> Option<images::Image> {
+        let (uri, _) = self.image(Some(url)).await;
+        let (head, data) = uri?.strip_prefix("data:")?.split_once(";base64,").map(|(h, d)| (h.to_owned(), d.to_owned()))?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+        let mime = images::sniff(&bytes).filter(|m| *m == head)?;
+        Some(images::Image { mime, bytes: Bytes::from(bytes) })
+    }
+
+    /// How long a fetched image is kept (`card.image_ttl`).
+    pub fn image_ttl(&self) -> Duration {
+        self.config.image_ttl
     }
 
     /// Fetches what the card will show (hidden sections are not fetched), all at once. The mask

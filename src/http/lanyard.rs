@@ -1,5 +1,6 @@
 //! Lanyard's REST dialect on the same server: `GET /v1/users/:id` (and `@me`), the key-value
-//! routes under `/v1/users/:id/kv`, with Lanyard's envelope
+//! routes under `/v1/users/:id/kv`, the avatar quicklinks `/<id>.<png|gif|webp|jpg|jpeg>`, with
+//! Lanyard's envelope
 //! `{"success":false,"error":{"code","message"}}` for every error.
 //!
 //! The key-value store is the one the Lantern routes use: a write here is a write there, with
@@ -70,6 +71,51 @@ pub fn route(path: &str) -> Option<LanyardRoute<'_>> {
         }
         _ => LanyardRoute::Unknown,
     })
+}
+
+/// An avatar quicklink: `/<id>.<ext>`, the raw id and the CDN's name for the format (`jpeg`
+/// is `jpg`).
+pub fn quicklink(path: &str) -> Option<(&str, &'static str)> {
+    let file = path.strip_prefix('/')?;
+    let (id, ext) = file.rsplit_once('.')?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    let ext = match ext.to_ascii_lowercase().as_str() {
+        "png" => "png",
+        "gif" => "gif",
+        "webp" => "webp",
+        "jpg" | "jpeg" => "jpg",
+        _ => return None,
+    };
+    Some((id, ext))
+}
+
+/// Answers `GET /<id>.<ext>`: the user's avatar from Discord's CDN, fetched through the card's
+/// image fetcher (allowlist, deadline, size cap, cache, merged fetches).
+pub async fn avatar(ctx: &Rc<Shard>, raw_id: &str, ext: &'static str, method: &Method) -> Reply {
+    if method == Method::OPTIONS {
+        return Reply::preflight();
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let message = format!("Method {method} is not allowed on this path");
+        let mut reply = LanyardError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message).into_reply();
+        reply.headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        return reply;
+    }
+    let Some(id) = Snowflake::parse_strict(raw_id) else { return LanyardError::not_monitored().into_reply() };
+    match ctx.avatar_file(id, ext).await {
+        None => LanyardError::not_monitored().into_reply(),
+        Some(None) => LanyardError::new(StatusCode::BAD_GATEWAY, "upstream_error", "The avatar could not be fetched from Discord's CDN").into_reply(),
+        Some(Some(image)) => {
+            let mut reply = Reply::new(StatusCode::OK, image.mime, image.bytes);
+            let max_age = ctx.image_ttl().as_secs();
+            if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+                reply.headers.insert(header::CACHE_CONTROL, v);
+            }
+            reply
+        }
+    }
 }
 
 /// An error in Lanyard's envelope.
@@ -298,6 +344,17 @@ mod tests {
         assert_eq!(route("/api/v1/users/123"), None);
         assert_eq!(route("/v10/users/1"), None);
         assert_eq!(route("/"), None);
+    }
+
+    #[test]
+    fn quicklinks_name_an_id_and_an_image_format() {
+        assert_eq!(quicklink("/94490510688792576.png"), Some(("94490510688792576", "png")));
+        assert_eq!(quicklink("/94490510688792576.JPEG"), Some(("94490510688792576", "jpg")));
+        assert_eq!(quicklink("/x.gif"), Some(("x", "gif")));
+        assert_eq!(quicklink("/a/b.png"), None);
+        assert_eq!(quicklink("/.png"), None);
+        assert_eq!(quicklink("/openapi.json"), None);
+        assert_eq!(quicklink("/icon.svg"), None);
     }
 
     #[test]

@@ -306,6 +306,9 @@ pub async fn handle(ctx: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Bod
 async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     // The route borrows the path while a handler may read the body; a `Uri` clone is cheap.
     let uri = req.uri().clone();
+    if let Some((id, ext)) = lanyard::quicklink(uri.path()) {
+        return Ok(lanyard::avatar(ctx, id, ext, req.method()).await);
+    }
     if let Some(route) = lanyard::route(uri.path()) {
         if crate::http::upgrade::is_upgrade(req) {
             return Err(ApiError::not_found());
