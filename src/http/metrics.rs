@@ -15,6 +15,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The `route` label of a request path: the route's template, or `unmatched`.
 pub fn route_label(path: &str) -> &'static str {
     use crate::http::lanyard::{self, LanyardRoute};
+    if lanyard::quicklink(path).is_some() {
+        return "/{user_id}.{ext}";
+    }
     if let Some(r) = lanyard::route(path) {
         return match r {
             LanyardRoute::User(_) => "/v1/users/{user_id}",
