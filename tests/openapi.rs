@@ -123,6 +123,34 @@ fn live_responses_of_every_route_validate_against_the_openapi_document() {
     assert_eq!(r.call("DELETE", store, &format!("{users}/{a}/storage"), &[], b"").status, 401);
     assert_eq!(r.call("DELETE", store, &format!("{users}/{a}/storage"), &auth, b"").status, 200);
 
+    // The Lanyard dialect: presences, `@me`, the KV routes and quicklinks; the page's numbers.
+    let ly = "/v1/users/{user_id}";
+    for id in &members {
+        assert_eq!(r.call("GET", ly, &format!("/v1/users/{id}"), &[], b"").status, 200);
+    }
+    assert_eq!(r.call("GET", ly, &format!("/v1/users/{unknown}"), &[], b"").status, 404);
+    assert_eq!(r.call("GET", ly, "/v1/users/abc", &[], b"").status, 404);
+    let me = "/v1/users/@me";
+    assert_eq!(r.call("GET", me, me, &auth, b"").status, 200);
+    assert_eq!(r.call("GET", me, me, &[], b"").status, 401);
+    let lkv = "/v1/users/{user_id}/kv/{key}";
+    let text = [auth[0], ("Content-Type", "text/plain")];
+    assert_eq!(r.call("PUT", lkv, &format!("/v1/users/{a}/kv/fav_song"), &text, b"Take On Me").status, 204);
+    assert_eq!(r.call("PUT", lkv, &format!("/v1/users/{a}/kv/bad-key"), &text, b"x").status, 400);
+    assert_eq!(r.call("PUT", lkv, &format!("/v1/users/{b}/kv/x"), &text, b"x").status, 401);
+    assert_eq!(r.call("PUT", lkv, &format!("/v1/users/{a}/kv/x"), &text, &vec![b'x'; 130_000]).status, 413);
+    assert_eq!(r.call("DELETE", lkv, "/v1/users/@me/kv/fav_song", &auth, b"").status, 204);
+    assert_eq!(r.call("DELETE", lkv, &format!("/v1/users/{a}/kv/x"), &[], b"").status, 401);
+    let merge = "/v1/users/{user_id}/kv";
+    let json_auth = [auth[0], ("Content-Type", "application/json")];
+    assert_eq!(r.call("PATCH", merge, &format!("/v1/users/{a}/kv"), &json_auth, br#"{"a":"1"}"#).status, 204);
+    assert_eq!(r.call("PATCH", merge, &format!("/v1/users/{a}/kv"), &json_auth, br#"{"a":1}"#).status, 400);
+    assert_eq!(r.call("PATCH", merge, &format!("/v1/users/{a}/kv"), &[], br#"{"a":"1"}"#).status, 401);
+    let avatar = "/{avatar}";
+    assert_eq!(r.call("GET", avatar, &format!("/{a}.png"), &[], b"").status, 200);
+    assert_eq!(r.call("GET", avatar, &format!("/{unknown}.webp"), &[], b"").status, 404);
+    assert_eq!(r.call("GET", "/page/state", "/page/state", &[], b"").status, 200);
+
     let dir = tempfile::tempdir().unwrap();
     let records = dir.path().join("records.json");
     std::fs::write(&records, serde_json::to_vec(&r.records).unwrap()).unwrap();

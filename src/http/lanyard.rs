@@ -251,7 +251,16 @@ pub async fn handle(ctx: &Rc<Shard>, route: LanyardRoute<'_>, req: &mut Request<
     }
     match answer(ctx, route, req).await {
         Ok(reply) => reply,
-        Err(e) => e.into_reply(),
+        Err(e) => {
+            let too_large = e.status == StatusCode::PAYLOAD_TOO_LARGE;
+            let mut reply = e.into_reply();
+            // What is left of the body is never read, so the connection cannot carry another
+            // request.
+            if too_large {
+                reply.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            reply
+        }
     }
 }
 
