@@ -222,8 +222,12 @@ def main():
     ap.add_argument("--only", choices=["lookup", "ingest"])
     ap.add_argument("--lantern", default=os.path.join(ROOT, "target/release/lantern"), help="the server binary to count")
     ap.add_argument("--ingest-bin", help="the ingest bench binary to count (default: the newest built)")
+    ap.add_argument("--keep", help="keep callgrind's output files in this directory (for callgrind_annotate)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lantern-callgrind-") as tmp:
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            tmp = args.keep
         if args.only != "ingest":
             build(args.skip_build)
             count_lookups(args.requests, tmp, args.lantern)

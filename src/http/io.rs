@@ -21,8 +21,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// The most one read takes from the socket (see [`GlommioIo`]'s `poll_read`).
-const READ_CHUNK: usize = 4096;
+/// The most one read takes from the socket (see [`GlommioIo`]'s `poll_read`): a request head
+/// fits; a longer body takes several reads.
+const READ_CHUNK: usize = 8192;
+
+thread_local! {
+    /// Each shard's read buffer, shared by its connections (see [`GlommioIo`]'s `poll_read`).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
 
 /// The most slices one vectored write hands the kernel (Linux's `UIO_MAXIOV` is 1024).
 const MAX_IOV: usize = 64;
@@ -178,18 +184,24 @@ impl Read for GlommioIo {
         if state.expired.get() {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client sent nothing for the idle timeout")));
         }
-        // SAFETY: the part read into is zeroed before it is viewed as `[u8]`, and only the `n`
-        // bytes the read reported are marked filled. hyper offers its whole buffer (8 KiB and
-        // more) on every read; zeroing all of it per request cost more than the read itself,
-        // so a read takes at most READ_CHUNK bytes (a request head fits; a longer body takes
-        // several reads).
-        let slice = unsafe {
-            let uninit = buf.as_mut();
-            let len = uninit.len().min(READ_CHUNK);
-            std::ptr::write_bytes(uninit.as_mut_ptr(), 0, len);
-            std::slice::from_raw_parts_mut(uninit.as_mut_ptr() as *mut u8, len)
-        };
-        match Pin::new(&mut this.stream).poll_read(cx, slice) {
+        // hyper offers uninitialised memory (its whole buffer, 8 KiB and more, on every read)
+        // and glommio reads into `&mut [u8]`: zeroing that memory first cost more than the
+        // read itself. The read goes into the shard's scratch buffer instead (initialised once;
+        // nothing stays in it once this returns, so every connection of the shard shares it)
+        // and only the bytes read are copied over.
+        let want = buf.remaining().min(READ_CHUNK);
+        let polled = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let slice = &mut scratch[..want];
+            match Pin::new(&mut this.stream).poll_read(cx, slice) {
+                Poll::Ready(Ok(n)) => {
+                    buf.put_slice(&slice[..n]);
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            }
+        });
+        match polled {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     state.waiting.set(false);
@@ -198,7 +210,6 @@ impl Read for GlommioIo {
                         this.deadline = None;
                     }
                 }
-                unsafe { buf.advance(n) };
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
