@@ -41,3 +41,17 @@ pub fn guild_create(n: usize) -> String {
     }})
     .to_string()
 }
+
+/// The clock the benchmark guild and corpus are generated at.
+pub const NOW_MS: i64 = 1_700_000_000_000;
+
+/// `events` PRESENCE_UPDATE dispatches as the gateway sends them, from the simulator's churn
+/// over the guild of `members` (see `lantern::sim::presence_corpus`).
+pub fn presence_corpus(members: usize, events: usize) -> Vec<String> {
+    let g = guild(members);
+    lantern::sim::presence_corpus(&g, events, 11, GUILD, NOW_MS)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| json!({"op": 0, "s": i + 3, "t": "PRESENCE_UPDATE", "d": p}).to_string())
+        .collect()
+}

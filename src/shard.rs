@@ -191,6 +191,12 @@ impl Shard {
         self.on_owner(id, |s, id| s.presence.render(id, now_ms())).await.ok().flatten()
     }
 
+    /// One user object gzip-compressed (`Ok`), or plain (`Err`) when too short to be worth it;
+    /// read on its owner shard, which compresses each version once.
+    pub async fn user_gzip(self: &Rc<Self>, id: Snowflake) -> Option<Result<Bytes, Bytes>> {
+        self.on_owner(id, |s, id| s.presence.render_gzip(id, now_ms())).await.ok().flatten()
+    }
+
     /// The user objects of `ids`, in the same order, asking each owner shard once.
     pub async fn users(self: &Rc<Self>, ids: &[Snowflake]) -> Vec<Option<Bytes>> {
         let answers = self

@@ -75,29 +75,37 @@ pub struct PartialUser {
 impl PartialUser {
     /// Applies the fields this partial carries to a full user. Returns whether anything changed.
     pub fn apply_to(&self, user: &mut User) -> bool {
-        let before = user.clone();
+        /// Assigns `new` when it differs (compared before cloning; nothing is cloned when equal).
+        fn set<T: PartialEq + Clone>(field: &mut T, new: &T) -> bool {
+            if field == new {
+                return false;
+            }
+            field.clone_from(new);
+            true
+        }
+        let mut changed = false;
         if let Some(v) = &self.username {
-            user.username = v.clone();
+            changed |= set(&mut user.username, v);
         }
         if let Some(v) = &self.discriminator {
-            user.discriminator = v.clone();
+            changed |= set(&mut user.discriminator, v);
         }
         if let Some(v) = &self.global_name {
-            user.global_name = v.clone();
+            changed |= set(&mut user.global_name, v);
         }
         if let Some(v) = &self.avatar {
-            user.avatar = v.clone();
+            changed |= set(&mut user.avatar, v);
         }
         if let Some(v) = self.bot {
-            user.bot = v;
+            changed |= set(&mut user.bot, &v);
         }
         if let Some(v) = self.public_flags {
-            user.public_flags = Some(v);
+            changed |= set(&mut user.public_flags, &Some(v));
         }
         if let Some(v) = &self.primary_guild {
-            user.primary_guild = v.clone();
+            changed |= set(&mut user.primary_guild, v);
         }
-        *user != before
+        changed
     }
 }
 

@@ -21,6 +21,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+/// The most one read takes from the socket (see [`GlommioIo`]'s `poll_read`): a request head
+/// fits; a longer body takes several reads.
+const READ_CHUNK: usize = 8192;
+
+thread_local! {
+    /// Each shard's read buffer, shared by its connections (see [`GlommioIo`]'s `poll_read`).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// The most slices one vectored write hands the kernel (Linux's `UIO_MAXIOV` is 1024).
+const MAX_IOV: usize = 64;
+
 /// Where a connection is between requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -46,6 +58,10 @@ pub struct ConnState {
     waiting: Cell<bool>,
     /// The task waiting on that read, woken to shed the connection.
     reader: Cell<Option<Waker>>,
+    /// Since when the current wait for the client has lasted (valid while `waiting`).
+    waiting_since: Cell<Instant>,
+    /// The client sent nothing for the idle timeout: the next read fails with `TimedOut`.
+    expired: Cell<bool>,
 }
 
 impl Default for ConnState {
@@ -57,6 +73,8 @@ impl Default for ConnState {
             timed_out: Cell::new(false),
             waiting: Cell::new(false),
             reader: Cell::new(None),
+            waiting_since: Cell::new(Instant::now()),
+            expired: Cell::new(false),
         }
     }
 }
@@ -102,6 +120,19 @@ impl ConnState {
         }
     }
 
+    /// Ends a connection whose client has sent nothing for `idle` while it waited (between
+    /// requests, in a head or in a body): its read fails with `TimedOut`, as a socket read
+    /// timeout would. One sweep per shard does this for every connection (see
+    /// `http::serve`), instead of a timer armed and cancelled around every read.
+    pub fn expire_if_silent(&self, now: Instant, idle: Duration) {
+        if self.waiting.get() && self.phase.get() != Phase::Upgraded && now.saturating_duration_since(self.waiting_since.get()) >= idle {
+            self.expired.set(true);
+            if let Some(w) = self.reader.take() {
+                w.wake();
+            }
+        }
+    }
+
     /// A connection in `phase` since `since`, whose last read found nothing when `waiting`.
     #[cfg(test)]
     pub fn test_state(phase: Phase, since: Instant, waiting: bool) -> ConnState {
@@ -109,6 +140,7 @@ impl ConnState {
         s.phase.set(phase);
         s.since.set(since);
         s.waiting.set(waiting);
+        s.waiting_since.set(since);
         s
     }
 
@@ -123,16 +155,21 @@ pub struct GlommioIo {
     stream: glommio::net::TcpStream,
     state: std::rc::Rc<ConnState>,
     header_timeout: Duration,
+    /// The idle timeout, set on the socket itself when it leaves HTTP (a WebSocket).
+    idle_timeout: Duration,
     /// The header deadline of the current head, created when a read of it has to wait.
     deadline: Option<glommio::timer::Timer>,
 }
 
 impl GlommioIo {
-    pub fn new(stream: glommio::net::TcpStream, state: std::rc::Rc<ConnState>, header_timeout: Duration) -> GlommioIo {
-        GlommioIo { stream, state, header_timeout, deadline: None }
+    pub fn new(stream: glommio::net::TcpStream, state: std::rc::Rc<ConnState>, header_timeout: Duration, idle_timeout: Duration) -> GlommioIo {
+        GlommioIo { stream, state, header_timeout, idle_timeout, deadline: None }
     }
 
+    /// The socket, with the idle timeout as its read timeout from now on (while it served
+    /// HTTP, the shard's sweep applied it instead).
     pub fn into_stream(self) -> glommio::net::TcpStream {
+        let _ = self.stream.set_read_timeout(Some(self.idle_timeout));
         self.stream
     }
 }
@@ -144,14 +181,27 @@ impl Read for GlommioIo {
         if state.shed.get() && state.phase.get() == Phase::Idle {
             return Poll::Ready(Ok(()));
         }
-        // SAFETY: the uninitialized tail is zeroed before it is viewed as `[u8]`, and only the
-        // `n` bytes the read reported are marked filled.
-        let slice = unsafe {
-            let uninit = buf.as_mut();
-            std::ptr::write_bytes(uninit.as_mut_ptr(), 0, uninit.len());
-            std::slice::from_raw_parts_mut(uninit.as_mut_ptr() as *mut u8, uninit.len())
-        };
-        match Pin::new(&mut this.stream).poll_read(cx, slice) {
+        if state.expired.get() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client sent nothing for the idle timeout")));
+        }
+        // hyper offers uninitialised memory (its whole buffer, 8 KiB and more, on every read)
+        // and glommio reads into `&mut [u8]`: zeroing that memory first cost more than the
+        // read itself. The read goes into the shard's scratch buffer instead (initialised once;
+        // nothing stays in it once this returns, so every connection of the shard shares it)
+        // and only the bytes read are copied over.
+        let want = buf.remaining().min(READ_CHUNK);
+        let polled = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let slice = &mut scratch[..want];
+            match Pin::new(&mut this.stream).poll_read(cx, slice) {
+                Poll::Ready(Ok(n)) => {
+                    buf.put_slice(&slice[..n]);
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            }
+        });
+        match polled {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     state.waiting.set(false);
@@ -160,11 +210,13 @@ impl Read for GlommioIo {
                         this.deadline = None;
                     }
                 }
-                unsafe { buf.advance(n) };
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                if !state.waiting.get() {
+                    state.waiting_since.set(Instant::now());
+                }
                 state.waiting.set(true);
                 let waker = match state.reader.take() {
                     Some(w) if w.will_wake(cx.waker()) => w,
@@ -190,6 +242,38 @@ impl Read for GlommioIo {
 impl Write for GlommioIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    /// hyper hands over the head it wrote and the body as separate slices; one `sendmsg` sends
+    /// them together, so the body is not copied into hyper's buffer first. When the socket has
+    /// no room, the first slice goes through glommio's write, which waits for room.
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        let n = bufs.len().min(MAX_IOV);
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (std documents it), the
+        // slices outlive the call, and the kernel only reads them.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = n as _;
+        loop {
+            let sent = unsafe { libc::sendmsg(self.stream.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            if sent >= 0 {
+                return Poll::Ready(Ok(sent as usize));
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+                    return Pin::new(&mut self.stream).poll_write(cx, first);
+                }
+                _ => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -223,5 +307,25 @@ mod tests {
         s.upgraded();
         s.answered();
         assert_eq!(s.phase(), Phase::Upgraded, "an upgraded connection stays upgraded");
+    }
+
+    #[test]
+    fn only_connections_whose_client_is_silent_for_the_idle_timeout_expire() {
+        let t = Instant::now();
+        let idle = Duration::from_secs(60);
+        let later = t + Duration::from_secs(61);
+        for phase in [Phase::Idle, Phase::Head, Phase::Busy] {
+            let s = ConnState::test_state(phase, t, true);
+            s.expire_if_silent(t + Duration::from_secs(59), idle);
+            assert!(!s.expired.get(), "{phase:?}: not yet");
+            s.expire_if_silent(later, idle);
+            assert!(s.expired.get(), "{phase:?}: silent for the timeout");
+        }
+        let reading = ConnState::test_state(Phase::Busy, t, false);
+        reading.expire_if_silent(later, idle);
+        assert!(!reading.expired.get(), "not waiting on its client");
+        let upgraded = ConnState::test_state(Phase::Upgraded, t, true);
+        upgraded.expire_if_silent(later, idle);
+        assert!(!upgraded.expired.get(), "a WebSocket has its own timeout");
     }
 }

@@ -1,7 +1,7 @@
 //! `GET /metrics`: the Prometheus text exposition of every shard's counters, summed.
 
 use crate::http::response::Reply;
-use crate::http::router::{self, Route};
+use crate::http::router::Route;
 use crate::metrics::Snapshot;
 use crate::runtime::Invoke;
 use crate::shard::Shard;
@@ -13,33 +13,35 @@ use std::rc::Rc;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The `route` label of a request path: the route's template, or `unmatched`.
-pub fn route_label(path: &str) -> &'static str {
+pub fn route_label(route: Option<&Route<'_>>, path: &str) -> &'static str {
+    let Some(route) = route else { return other_label(path) };
+    match route {
+        Route::Info => "/",
+        Route::Health => "/health",
+        Route::Users => "/api/v1/users",
+        Route::User(_) => "/api/v1/users/{user_id}",
+        Route::Storage(_) => "/api/v1/users/{user_id}/storage",
+        Route::StorageKey(..) => "/api/v1/users/{user_id}/storage/{key}",
+        Route::Socket => "/socket",
+        Route::OpenApi => "/openapi.json",
+        Route::Docs => "/docs",
+        Route::Deploy => "/api/v1/github_auto_deploy",
+        Route::Metrics => "/metrics",
+        Route::Page(_) => "/page/{name}",
+    }
+}
+
+/// The label of a path the Lantern routes do not know: Lanyard's, or `unmatched`.
+fn other_label(path: &str) -> &'static str {
     use crate::http::lanyard::{self, LanyardRoute};
     if lanyard::quicklink(path).is_some() {
         return "/{user_id}.{ext}";
     }
-    if let Some(r) = lanyard::route(path) {
-        return match r {
-            LanyardRoute::User(_) => "/v1/users/{user_id}",
-            LanyardRoute::Kv(_) => "/v1/users/{user_id}/kv",
-            LanyardRoute::KvKey(..) => "/v1/users/{user_id}/kv/{key}",
-            LanyardRoute::Unknown => "unmatched",
-        };
-    }
-    match router::route(path) {
-        None => "unmatched",
-        Some(Route::Info) => "/",
-        Some(Route::Health) => "/health",
-        Some(Route::Users) => "/api/v1/users",
-        Some(Route::User(_)) => "/api/v1/users/{user_id}",
-        Some(Route::Storage(_)) => "/api/v1/users/{user_id}/storage",
-        Some(Route::StorageKey(..)) => "/api/v1/users/{user_id}/storage/{key}",
-        Some(Route::Socket) => "/socket",
-        Some(Route::OpenApi) => "/openapi.json",
-        Some(Route::Docs) => "/docs",
-        Some(Route::Deploy) => "/api/v1/github_auto_deploy",
-        Some(Route::Metrics) => "/metrics",
-        Some(Route::Page(_)) => "/page/{name}",
+    match lanyard::route(path) {
+        Some(LanyardRoute::User(_)) => "/v1/users/{user_id}",
+        Some(LanyardRoute::Kv(_)) => "/v1/users/{user_id}/kv",
+        Some(LanyardRoute::KvKey(..)) => "/v1/users/{user_id}/kv/{key}",
+        Some(LanyardRoute::Unknown) | None => "unmatched",
     }
 }
 

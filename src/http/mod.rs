@@ -43,6 +43,8 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// connections to finish.
 pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
     let active = Rc::new(Active::default());
+    // Dropped (cancelled) when serving ends.
+    let _sweep = glommio::spawn_local(expire_silent(active.clone(), ctx.config().server.idle_timeout));
     let mut failures = AcceptFailures::default();
     let mut shutdown = ctx.shutdown_signal();
     loop {
@@ -100,6 +102,19 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         }
     };
     futures_lite::future::or(drained, glommio::timer::sleep(ctx.config().server.shutdown_grace)).await;
+}
+
+/// Ends connections whose client has sent nothing for `idle` (see
+/// [`ConnState::expire_if_silent`]), checking every connection a few times per timeout.
+async fn expire_silent(active: Rc<Active>, idle: Duration) {
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        glommio::timer::sleep(tick).await;
+        let now = Instant::now();
+        for c in active.conns.borrow().values() {
+            c.expire_if_silent(now, idle);
+        }
+    }
 }
 
 /// The connections in flight on a shard, and a signal for when there are none left.
@@ -212,8 +227,8 @@ type ServiceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R
 
 async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<ConnState>) {
     let _ = stream.set_nodelay(true);
-    // An idle keep-alive connection (or a client that stops mid-request) times out on read.
-    let _ = stream.set_read_timeout(Some(ctx.config().server.idle_timeout));
+    // An idle keep-alive connection (or a client that stops mid-request) times out: the
+    // shard's sweep (`expire_silent`) ends it, without a timer per read.
     let peer_ip = stream.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     // One slot per connection for its whole life, a WebSocket upgrade included.
     let Some(_slot) = per_ip::acquire(&ctx, peer_ip, Kind::Connection).await else {
@@ -228,20 +243,13 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
         let state = svc_state.clone();
         // The head is complete: the header deadline no longer applies.
         state.busy();
+        // Boxed: hyper's `poll_without_shutdown` needs an `Unpin` future.
         Box::pin(async move {
-            if let Some(mut resp) = crate::http::upgrade::accept(&req) {
-                // The connection then leaves hyper (without shutting the socket) and becomes a
-                // WebSocket.
-                state.upgraded();
-                resp.headers_mut().insert("x-lantern-shard", HeaderValue::from(ctx.index()));
-                return Ok(resp);
-            }
-            let resp = handle(&ctx, req).await;
-            state.answered();
+            let resp = handle_on(&ctx, req, &state).await;
             Ok::<_, Infallible>(resp)
         }) as ServiceFuture
     });
-    let io = io::GlommioIo::new(stream, state.clone(), ctx.config().server.header_timeout);
+    let io = io::GlommioIo::new(stream, state.clone(), ctx.config().server.header_timeout, ctx.config().server.idle_timeout);
     let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     let mut shutdown = ctx.shutdown_signal();
     let finished = futures_lite::future::or(async { Some(std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await) }, async {
@@ -290,37 +298,62 @@ async fn answer_and_close(mut stream: glommio::net::TcpStream, err: &ApiError, s
     .await;
 }
 
+/// Answers one request of a connection: a WebSocket upgrade of `/socket` is answered 101 and
+/// the connection marked upgraded (it then leaves hyper without shutting the socket).
+async fn handle_on(ctx: &Rc<Shard>, req: Request<Incoming>, state: &ConnState) -> Response<Body> {
+    // The path is routed once: the upgrade check, the dispatch and the gateway header all
+    // use this route.
+    let uri = req.uri().clone();
+    let route = router::route(uri.path());
+    if route == Some(Route::Socket) {
+        if let Some(mut resp) = crate::http::upgrade::accept(&req) {
+            state.upgraded();
+            resp.headers_mut().insert(response::SHARD_HEADER, response::shard_value(ctx.index()));
+            return resp;
+        }
+    }
+    let resp = answer(ctx, route, req).await;
+    state.answered();
+    resp
+}
+
 /// Answers one request.
-pub async fn handle(ctx: &Rc<Shard>, mut req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(ctx: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
+    let uri = req.uri().clone();
+    answer(ctx, router::route(uri.path()), req).await
+}
+
+async fn answer(ctx: &Rc<Shard>, route: Option<Route<'_>>, mut req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
-    let mut reply = match dispatch(ctx, &mut req).await {
+    let mut reply = match dispatch(ctx, route.as_ref(), &mut req, gzip).await {
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
-    users::mark_gateway_state(ctx, req.method(), req.uri().path(), &mut reply);
-    ctx.metrics().http(metrics::route_label(req.uri().path()), reply.status.as_u16(), started.elapsed());
+    users::mark_gateway_state(ctx, req.method(), route.as_ref(), &mut reply);
+    ctx.metrics().http(metrics::route_label(route.as_ref(), req.uri().path()), reply.status.as_u16(), started.elapsed());
     reply.finish(gzip, ctx.index())
 }
 
-async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
-    // The route borrows the path while a handler may read the body; a `Uri` clone is cheap.
+/// A path the Lantern routes do not know: Lanyard's dialect and its quicklinks, or a 404.
+async fn other_dialect(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     let uri = req.uri().clone();
     if let Some((id, ext)) = lanyard::quicklink(uri.path()) {
         return Ok(lanyard::avatar(ctx, id, ext, req.method()).await);
     }
-    if let Some(route) = lanyard::route(uri.path()) {
-        if crate::http::upgrade::is_upgrade(req) {
-            return Err(ApiError::not_found());
-        }
-        return Ok(lanyard::handle(ctx, route, req).await);
+    match lanyard::route(uri.path()) {
+        Some(route) if !crate::http::upgrade::is_upgrade(req) => Ok(lanyard::handle(ctx, route, req).await),
+        _ => Err(ApiError::not_found()),
     }
-    let Some(route) = router::route(uri.path()) else { return Err(ApiError::not_found()) };
+}
+
+async fn dispatch(ctx: &Rc<Shard>, route: Option<&Route<'_>>, req: &mut Request<Incoming>, gzip: bool) -> Result<Reply, ApiError> {
+    let Some(route) = route else { return other_dialect(ctx, req).await };
     // WebSocket upgrades are served on `/socket` only; anywhere else the resource does not exist.
-    if route != Route::Socket && crate::http::upgrade::is_upgrade(req) {
+    if *route != Route::Socket && crate::http::upgrade::is_upgrade(req) {
         return Err(ApiError::not_found());
     }
-    let method = &req.method().clone();
+    let method = req.method();
     if method == Method::OPTIONS {
         return Ok(Reply::preflight());
     }
@@ -336,12 +369,12 @@ async fn dispatch(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<Reply,
         }
         return Ok(reply);
     }
-    match route {
+    match *route {
         Route::Info => Ok(status::info(ctx, req.headers()).await),
         Route::Page(name) => page::serve(ctx, name).await,
         Route::Health => Ok(status::health(ctx).await),
         Route::Users => users::users(ctx, req.uri().query()).await,
-        Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers()).await,
+        Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers(), gzip).await,
         Route::Storage(id) => storage::storage(ctx, id, req).await,
         Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
         Route::OpenApi => Ok(openapi::document()),

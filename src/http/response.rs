@@ -1,11 +1,9 @@
 //! Response building: the one error shape, JSON bodies, CORS and gzip.
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use std::io::Write as _;
 
 pub type Body = Full<Bytes>;
 
@@ -13,8 +11,29 @@ pub type Body = Full<Bytes>;
 pub const CORS_METHODS: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
 pub const CORS_HEADERS: &str = "Authorization, Content-Type";
 
-/// Bodies smaller than this are not worth compressing.
-const GZIP_MIN: usize = 1024;
+/// Bodies smaller than this are not worth compressing (the user object's threshold too).
+const GZIP_MIN: usize = crate::presence::user_object::COMPRESS_MIN;
+
+/// The header naming the shard that answered.
+pub const SHARD_HEADER: HeaderName = HeaderName::from_static("x-lantern-shard");
+
+/// Room for every header an answer carries without the map growing (content type, CORS,
+/// shard, vary, encoding, and a few a handler adds).
+const HEADERS_CAPACITY: usize = 8;
+
+/// `x-lantern-shard` values, made once: a static value is cloned without allocating.
+pub fn shard_value(shard: usize) -> HeaderValue {
+    const NAMES: [&str; 64] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20", "21",
+        "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37", "38", "39", "40", "41",
+        "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61",
+        "62", "63",
+    ];
+    match NAMES.get(shard) {
+        Some(name) => HeaderValue::from_static(name),
+        None => HeaderValue::from(shard),
+    }
+}
 
 /// An error answer: `{"success":false,"error":<message>,"code":<code>}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,13 +98,20 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
-        let mut headers = HeaderMap::new();
+        let mut headers = HeaderMap::with_capacity(HEADERS_CAPACITY);
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         Reply { status, headers, body }
     }
 
     pub fn json(status: StatusCode, body: Bytes) -> Reply {
         Reply::new(status, "application/json; charset=utf-8", body)
+    }
+
+    /// A JSON body already gzip-compressed (a cached user object): served as it is.
+    pub fn json_gzipped(status: StatusCode, gzipped: Bytes) -> Reply {
+        let mut reply = Reply::json(status, gzipped);
+        reply.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        reply
     }
 
     /// Answer to a CORS preflight.
@@ -97,27 +123,26 @@ impl Reply {
         Reply { status: StatusCode::NO_CONTENT, headers, body: Bytes::new() }
     }
 
-    /// JSON and SVG compress well; anything already encoded (or binary) is left alone.
-    fn compressible(&self) -> bool {
-        self.headers.get(header::CONTENT_ENCODING).is_none()
-            && self
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|t| t.starts_with("application/json") || t.starts_with("image/svg"))
+    /// JSON and SVG compress well (and vary with `Accept-Encoding`); anything else (binary)
+    /// is left alone.
+    fn compressible_type(&self) -> bool {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json") || t.starts_with("image/svg"))
     }
 
     /// Adds the headers every response carries and gzips when the client asked and the body
-    /// is worth it.
+    /// is worth it (a body that arrives already encoded is not compressed again).
     pub fn finish(mut self, gzip: bool, shard: usize) -> Response<Body> {
         self.headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        self.headers.insert("x-lantern-shard", HeaderValue::from(shard));
-        let compressible = self.compressible();
+        self.headers.insert(SHARD_HEADER, shard_value(shard));
+        let compressible = self.compressible_type();
         let mut body = self.body;
         if compressible {
             self.headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-            if gzip && body.len() >= GZIP_MIN {
-                if let Some(z) = gzip_bytes(&body) {
+            if gzip && body.len() >= GZIP_MIN && !self.headers.contains_key(header::CONTENT_ENCODING) {
+                if let Some(z) = crate::presence::user_object::gzip(&body) {
                     self.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                     body = z;
                 }
@@ -128,12 +153,6 @@ impl Reply {
         *res.headers_mut() = self.headers;
         res
     }
-}
-
-fn gzip_bytes(body: &[u8]) -> Option<Bytes> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 3 + 64), flate2::Compression::fast());
-    enc.write_all(body).ok()?;
-    enc.finish().ok().map(Bytes::from)
 }
 
 /// Whether the client accepts gzip (`Accept-Encoding` lists it without `q=0`).

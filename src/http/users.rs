@@ -17,13 +17,14 @@ use std::collections::HashSet;
 pub const GATEWAY_HEADER: &str = "x-lantern-gateway";
 
 /// Adds [`GATEWAY_HEADER`] to a read of a user route (single, bulk, card, storage) while the
-/// gateway is not connected. The state is this shard's copy, so this costs one `Cell` read.
-pub fn mark_gateway_state(ctx: &Rc<Shard>, method: &http::Method, path: &str, reply: &mut Reply) {
+/// gateway is not connected. The state is this shard's copy, so this costs one `Cell` read;
+/// the route is the one the request was dispatched by.
+pub fn mark_gateway_state(ctx: &Rc<Shard>, method: &http::Method, route: Option<&Route<'_>>, reply: &mut Reply) {
     let state = ctx.gateway().state;
     if state == GatewayState::Connected || !(method == http::Method::GET || method == http::Method::HEAD) {
         return;
     }
-    if let Some(Route::Users | Route::User(_) | Route::Storage(_) | Route::StorageKey(..)) = crate::http::router::route(path) {
+    if let Some(Route::Users | Route::User(_) | Route::Storage(_) | Route::StorageKey(..)) = route {
         reply.headers.insert(GATEWAY_HEADER, http::HeaderValue::from_static(state.as_str()));
         // Cross-origin scripts may read it too.
         reply.headers.insert(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, http::HeaderValue::from_static(GATEWAY_HEADER));
@@ -35,20 +36,35 @@ pub fn not_monitored(id: &str) -> ApiError {
 }
 
 /// Validates a path id with the contract's messages. A leading zero is "not a number" here:
-/// ids are written without one, and `0123…` must not name user `123…`.
+/// ids are written without one, and `0123…` must not name user `123…`. The digits are read
+/// once; which message applies is worked out only for an id that does not parse.
 pub fn path_user_id(raw: &str) -> Result<Snowflake, ApiError> {
+    if let Some(id) = parse_user_id(raw) {
+        return Ok(id);
+    }
     if !Snowflake::is_canonical_decimal(raw) {
         return Err(ApiError::bad_request("invalid_user_id", "user_id must be a number."));
     }
-    parse_user_id(raw).ok_or_else(|| ApiError::bad_request("invalid_user_id", "user_id must be 17-19 characters long."))
+    Err(ApiError::bad_request("invalid_user_id", "user_id must be 17-19 characters long."))
 }
 
 /// `GET /api/v1/users/:id`: the user object, or the profile card with `svg=1` / `format=png`.
-pub async fn user(ctx: &Rc<Shard>, raw_id: &str, query: Option<&str>, headers: &http::HeaderMap) -> Result<Reply, ApiError> {
+/// With `gzip` (the client accepts it) the object comes compressed from the owner's cache.
+pub async fn user(ctx: &Rc<Shard>, raw_id: &str, query: Option<&str>, headers: &http::HeaderMap, gzip: bool) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
-    let query = card_params::parse(query).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
-    if let UserQuery::Card(format, params) = query {
-        return Ok(crate::http::card::respond(ctx, raw_id, id, format, params, headers).await);
+    // Without a query string there are no card parameters to parse.
+    if query.is_some_and(|q| !q.is_empty()) {
+        let query = card_params::parse(query).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
+        if let UserQuery::Card(format, params) = query {
+            return Ok(crate::http::card::respond(ctx, raw_id, id, format, params, headers).await);
+        }
+    }
+    if gzip {
+        return match ctx.user_gzip(id).await {
+            Some(Ok(gzipped)) => Ok(Reply::json_gzipped(StatusCode::OK, gzipped)),
+            Some(Err(plain)) => Ok(Reply::json(StatusCode::OK, plain)),
+            None => Err(not_monitored(raw_id)),
+        };
     }
     match ctx.user(id).await {
         Some(json) => Ok(Reply::json(StatusCode::OK, json)),

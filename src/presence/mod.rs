@@ -57,6 +57,12 @@ impl Presence {
         self.state.borrow().get(id.key()).map(|u| u.json.render(now))
     }
 
+    /// The user object at `now`, gzip-compressed (`Ok`, cached per version) or plain (`Err`)
+    /// when too short to compress; `None` when not monitored.
+    pub fn render_gzip(&self, id: Owned<Snowflake>, now: i64) -> Option<Result<Bytes, Bytes>> {
+        self.state.borrow().get(id.key()).map(|u| u.json.render_gzip(now))
+    }
+
     /// Every monitored user's object, rendered at `now`.
     pub fn render_all(&self, now: i64) -> Vec<Bytes> {
         let state = self.state.borrow();

@@ -42,6 +42,8 @@ pub struct UserState {
     pub json: UserJson,
     /// The member-list generation that last listed this user (see [`ShardState::finish_snapshot`]).
     seen_in: u64,
+    /// How many times the user object was built (tests check that a no-op builds nothing).
+    builds: u64,
 }
 
 impl UserState {
@@ -51,6 +53,7 @@ impl UserState {
     }
 
     fn rebuild(&mut self) -> bool {
+        self.builds += 1;
         let json = user_object::build(&UserInputs {
             member: &self.member,
             presence: self.presence.as_ref(),
@@ -148,6 +151,7 @@ impl ShardState {
             version: 0,
             json: UserJson::empty(),
             seen_in: generation,
+            builds: 0,
         };
         user.rebuild();
         self.users.insert(id, user);
@@ -194,6 +198,12 @@ impl ShardState {
     pub fn presence_update(&mut self, presence: Presence, now_ms: i64, applied: &mut Applied) {
         let id = presence.user.id;
         if let Some(user) = self.users.get_mut(&id) {
+            // The same presence again (the gateway repeats presences): when the user fields it
+            // carries change nothing either, the object is the same, so it is not rebuilt and
+            // nobody hears about it. Compared in place, before anything is cloned.
+            if user.presence.as_ref() == Some(&presence) && !presence.user.apply_to(&mut user.member.user) {
+                return;
+            }
             Self::set_presence(user, Some(presence), now_ms, applied);
             if user.rebuild() {
                 applied.changes.push(Change::Updated(id));
@@ -288,5 +298,69 @@ impl ShardState {
     /// Whether the user is a monitored member.
     pub fn contains(&self, id: Snowflake) -> bool {
         self.users.contains_key(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discord::{Activity, PartialUser, Status, User};
+
+    const ID: Snowflake = Snowflake(1_300_000_000_000_000_001);
+
+    fn listed() -> ShardState {
+        let mut state = ShardState::default();
+        let member = Member { user: User { id: ID, username: "alice".into(), ..User::default() }, ..Member::default() };
+        state.upsert_listed(member, None, 1, 0, &mut Applied::default());
+        state
+    }
+
+    fn playing() -> Presence {
+        Presence {
+            user: PartialUser { id: ID, ..PartialUser::default() },
+            status: Status::Online,
+            activities: vec![Activity { name: "Chess".into(), ..Activity::default() }],
+            ..Presence::default()
+        }
+    }
+
+    #[test]
+    fn a_repeated_presence_update_rebuilds_nothing_and_reports_no_change() {
+        let mut state = listed();
+        let mut applied = Applied::default();
+        state.presence_update(playing(), 10, &mut applied);
+        assert_eq!(applied.changes, [Change::Updated(ID)]);
+        let (builds, version) = (state.get(ID).unwrap().builds, state.get(ID).unwrap().version);
+
+        let mut again = Applied::default();
+        state.presence_update(playing(), 20, &mut again);
+        assert_eq!(again, Applied::default(), "nothing to tell or persist");
+        assert_eq!(state.get(ID).unwrap().builds, builds, "the user object is not rebuilt");
+        assert_eq!(state.get(ID).unwrap().version, version);
+    }
+
+    #[test]
+    fn a_repeated_presence_carrying_a_changed_user_field_is_applied() {
+        let mut state = listed();
+        let mut p = playing();
+        p.user.username = Some("alicia".into());
+        state.presence_update(p.clone(), 10, &mut Applied::default());
+        // The member's name changes elsewhere; the same presence again renames it back.
+        state.user_update(&PartialUser { id: ID, username: Some("al".into()), ..PartialUser::default() }, &mut Applied::default());
+        let mut applied = Applied::default();
+        state.presence_update(p, 20, &mut applied);
+        assert_eq!(applied.changes, [Change::Updated(ID)]);
+        assert_eq!(state.get(ID).unwrap().member.user.username, "alicia");
+    }
+
+    #[test]
+    fn a_presence_changing_only_what_the_object_does_not_show_reports_no_change() {
+        let mut state = listed();
+        state.presence_update(playing(), 10, &mut Applied::default());
+        let mut p = playing();
+        p.activities[0].session_id = Some("s2".into());
+        let mut applied = Applied::default();
+        state.presence_update(p, 20, &mut applied);
+        assert_eq!(applied.changes, []);
     }
 }

@@ -11,6 +11,8 @@ use crate::presence::flags::flag_names;
 use crate::time_fmt::{clock, iso_ms, parse_iso_ms};
 use bytes::Bytes;
 use serde::Serialize;
+use std::cell::RefCell;
+use std::io::Write as _;
 
 pub const CDN: &str = "https://cdn.discordapp.com";
 
@@ -28,6 +30,9 @@ pub struct UserInputs<'a> {
 /// returns the bytes as they are); larger ones stay a separate piece.
 pub const INLINE_STORAGE_MAX: usize = 16 * 1024;
 
+/// Rendered objects shorter than this are not worth compressing (they are served plain).
+pub const COMPRESS_MIN: usize = 1024;
+
 /// A serialized user object.
 #[derive(Debug, Clone)]
 pub struct UserJson {
@@ -37,6 +42,10 @@ pub struct UserJson {
     /// A storage map larger than [`INLINE_STORAGE_MAX`]: (byte offset to insert it at, the map).
     /// It comes after the elapsed time in the object.
     storage: Option<(usize, Bytes)>,
+    /// The gzip form of the object as last rendered, with the elapsed seconds it was rendered
+    /// for (`None` without a Spotify elapsed time): compressed once per version (and, while a
+    /// track plays, once per second), never per request. A rebuilt object starts without one.
+    gzip: RefCell<Option<(Option<i64>, Bytes)>>,
 }
 
 /// Objects are equal when their bytes are; a storage piece counts as the same only when it is
@@ -58,7 +67,7 @@ impl Eq for UserJson {}
 impl UserJson {
     /// A placeholder that never equals a built object.
     pub(crate) fn empty() -> UserJson {
-        UserJson { bytes: Bytes::new(), splice: None, storage: None }
+        UserJson { bytes: Bytes::new(), splice: None, storage: None, gzip: RefCell::new(None) }
     }
 
     /// Length of the rendered object, give or take the elapsed time.
@@ -74,6 +83,30 @@ impl UserJson {
         let mut out = Vec::with_capacity(self.len_hint());
         self.render_into(now_ms, &mut out);
         Bytes::from(out)
+    }
+
+    /// The elapsed seconds the object shows at `now_ms` (what makes renders differ).
+    fn elapsed_at(&self, now_ms: i64) -> Option<i64> {
+        self.splice.map(|(_, start)| now_ms.saturating_sub(start).div_euclid(1000))
+    }
+
+    /// The object at `now_ms` gzip-compressed (`Ok`), from the cache when this version was
+    /// already compressed for the same elapsed time; the plain object (`Err`) when it is
+    /// shorter than [`COMPRESS_MIN`] and is served as it is.
+    pub fn render_gzip(&self, now_ms: i64) -> Result<Bytes, Bytes> {
+        let elapsed = self.elapsed_at(now_ms);
+        if let Some((at, z)) = &*self.gzip.borrow() {
+            if *at == elapsed {
+                return Ok(z.clone());
+            }
+        }
+        let plain = self.render(now_ms);
+        if plain.len() < COMPRESS_MIN {
+            return Err(plain);
+        }
+        let Some(z) = gzip(&plain) else { return Err(plain) };
+        *self.gzip.borrow_mut() = Some((elapsed, z.clone()));
+        Ok(z)
     }
 
     /// Appends the object at `now_ms` to `out` (for arrays and frames, without an extra copy).
@@ -92,6 +125,13 @@ impl UserJson {
         }
         out.extend_from_slice(&self.bytes[from..]);
     }
+}
+
+/// gzip at flate2's fast level (the result is cached per version).
+pub fn gzip(body: &[u8]) -> Option<Bytes> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 3 + 64), flate2::Compression::fast());
+    enc.write_all(body).ok()?;
+    enc.finish().ok().map(Bytes::from)
 }
 
 #[derive(Serialize)]
@@ -422,7 +462,7 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
     out.extend_from_slice(format!(",\"status\":\"{}\",\"last_seen_at\":", status.visible()).as_bytes());
     push_json(&mut out, &TimePair::from_ms(if offline { input.last_seen_ms } else { None }));
     out.push(b'}');
-    UserJson { bytes: Bytes::from(out), splice, storage }
+    UserJson { bytes: Bytes::from(out), splice, storage, gzip: RefCell::new(None) }
 }
 
 #[cfg(test)]

@@ -484,6 +484,45 @@ pub(crate) fn churn(
     next
 }
 
+/// A stream of `events` PRESENCE_UPDATE payloads for the generated guild `members`, as the
+/// running simulator would send them: churn steps of random members (status changes, new
+/// Spotify tracks and games, fresh presences, going offline) and, one in ten, the member's
+/// current presence sent again unchanged (the gateway repeats presences whose changes the
+/// server does not show). Each carries `guild_id`; offline ones have no activities.
+/// Deterministic for a given seed and clock.
+pub fn presence_corpus(
+    members: &[(Member, Option<Presence>)],
+    events: usize,
+    seed: u64,
+    guild_id: Snowflake,
+    now_ms: i64,
+) -> Vec<Presence> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut current: Vec<Option<Presence>> = members.iter().map(|(_, p)| p.clone()).collect();
+    let mut out = Vec::with_capacity(events);
+    if members.is_empty() {
+        return out;
+    }
+    for _ in 0..events {
+        let i = rng.random_range(0..members.len());
+        let user = &members[i].0.user;
+        let mut next = match &current[i] {
+            Some(p) if rng.random_bool(0.1) => p.clone(),
+            cur => churn(&mut rng, user, cur.as_ref(), now_ms),
+        };
+        if next.status.is_offline() {
+            next.status = Status::Offline;
+            next.activities.clear();
+            current[i] = None;
+        } else {
+            current[i] = Some(next.clone());
+        }
+        next.guild_id = Some(guild_id);
+        out.push(next);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ mod images;
 mod rest;
 mod world;
 
-pub use generator::{generate_guild, generate_guild_at};
+pub use generator::{generate_guild, generate_guild_at, presence_corpus};
 pub use images::png_for;
 
 use crate::discord::{Member, Presence, Snowflake};
