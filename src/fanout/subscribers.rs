@@ -4,8 +4,10 @@
 
 use crate::discord::Snowflake;
 use crate::fanout::close::{self, CloseReason};
+use crate::fanout::frames::Frame;
 use crate::fanout::outbox::Outbox;
 use crate::fanout::{EventKind, SocketEvent};
+use flate2::{Compress, Compression};
 use crate::runtime::shard_of;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -21,10 +23,46 @@ pub struct Subscribers {
     by_user: HashMap<Snowflake, HashSet<ConnId>>,
     /// Local All subscribers.
     all: HashSet<ConnId>,
+    /// The shard's compressor (made on first use): each change is compressed once here.
+    z: Option<Box<Compress>>,
 }
+
+/// How a connection wants its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Text frames.
+    Plain,
+    /// permessage-deflate without context takeover.
+    Deflate,
+}
+
+impl Encoding {
+    /// Encodings other than `Plain`, each one slot of an event's [`Variants`].
+    const COMPRESSED: usize = 1;
+
+    fn slot(self) -> Option<usize> {
+        match self {
+            Encoding::Plain => None,
+            Encoding::Deflate => Some(0),
+        }
+    }
+
+    fn encode(self, plain: &Frame, z: &mut Compress) -> Frame {
+        match self {
+            Encoding::Plain => plain.clone(),
+            Encoding::Deflate => plain.deflated(z),
+        }
+    }
+}
+
+/// The encoded forms of one event's frames, computed on first use during one delivery and
+/// shared by every connection that wants them: `[frame pick][encoding slot]`.
+#[derive(Default)]
+pub struct Variants([[Option<Frame>; Encoding::COMPRESSED]; 2]);
 
 struct Conn {
     out: Rc<Outbox>,
+    encoding: Encoding,
     subs: HashSet<Snowflake>,
     all: bool,
     /// A subscription in flight: its users are registered, and events for this connection
@@ -55,7 +93,7 @@ impl Withdrawal {
 
 impl Subscribers {
     pub fn new(index: usize, shards: usize) -> Subscribers {
-        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new() }
+        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new(), z: None }
     }
 
     /// Whether any local connection wants changes to `id`.
@@ -63,9 +101,9 @@ impl Subscribers {
         !self.all.is_empty() || self.by_user.contains_key(&id)
     }
 
-    pub fn register(&mut self, out: Rc<Outbox>) -> ConnId {
+    pub fn register(&mut self, out: Rc<Outbox>, encoding: Encoding) -> ConnId {
         self.next_id += 1;
-        self.conns.insert(self.next_id, Conn { out, subs: HashSet::new(), all: false, pending: None });
+        self.conns.insert(self.next_id, Conn { out, encoding, subs: HashSet::new(), all: false, pending: None });
         self.next_id
     }
 
@@ -120,25 +158,36 @@ impl Subscribers {
     }
 
     /// Applies an event to one connection that is not pending.
-    fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, w: &mut Withdrawal) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+    fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, w: &mut Withdrawal, variants: &mut Variants) {
+        let Some(c) = self.conns.get(&conn) else { return };
         if !(c.all || c.subs.contains(&ev.id)) {
             return;
         }
-        let frame = match &ev.kind {
+        let (pick, plain) = match &ev.kind {
             EventKind::Updated { object, array } => {
                 if !c.all && c.subs.len() == 1 {
-                    object
+                    (0, object)
                 } else {
-                    array
+                    (1, array)
                 }
             }
-            EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => f,
+            EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => (0, f),
         };
-        if !c.out.push(frame.clone(), Some(cap)) {
+        let out = c.out.clone();
+        let pushed = match c.encoding.slot() {
+            None => out.push(plain, Some(cap)),
+            Some(slot) => {
+                let encoding = c.encoding;
+                let z = self.z.get_or_insert_with(|| Box::new(Compress::new(Compression::default(), false)));
+                let frame = variants.0[pick][slot].get_or_insert_with(|| encoding.encode(plain, z));
+                out.push(frame, Some(cap))
+            }
+        };
+        if !pushed {
             merge(w, self.close(conn, CloseReason::SlowConsumer, close::SLOW_CONSUMER));
             return;
         }
+        let Some(c) = self.conns.get_mut(&conn) else { return };
         if matches!(ev.kind, EventKind::Left(_)) && !c.all {
             c.subs.remove(&ev.id);
             let empty = c.subs.is_empty();
@@ -157,6 +206,7 @@ impl Subscribers {
     /// Delivers an event to this shard's subscribers; slow consumers are cut off at `cap`.
     pub fn deliver(&mut self, ev: &SocketEvent, cap: usize) -> Withdrawal {
         let mut w = Withdrawal::default();
+        let mut variants = Variants::default();
         let mut targets: Vec<ConnId> = self.all.iter().copied().collect();
         if let Some(set) = self.by_user.get(&ev.id) {
             targets.extend(set.iter().copied());
@@ -164,7 +214,7 @@ impl Subscribers {
         for conn in targets {
             match self.conns.get_mut(&conn) {
                 Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),
-                Some(_) => self.apply(conn, ev, cap, &mut w),
+                Some(_) => self.apply(conn, ev, cap, &mut w, &mut variants),
                 None => {}
             }
         }
@@ -197,7 +247,7 @@ impl Subscribers {
             self.unlink_all(conn, &mut w);
         }
         for ev in &pending.held {
-            self.apply(conn, ev, cap, &mut w);
+            self.apply(conn, ev, cap, &mut w, &mut Variants::default());
         }
         w
     }
@@ -217,7 +267,7 @@ impl Subscribers {
             c.subs.extend(pending.ids.iter().copied());
         }
         let single = !c.all && c.subs.len() == 1;
-        c.out.push(make_ack(single), None);
+        c.out.push(&make_ack(single), None);
         for id in dropped_lists {
             self.unlink_user(conn, id, &mut w);
         }
@@ -225,7 +275,7 @@ impl Subscribers {
             let fresh = ev.seq > seqs[ev.owner];
             let new = pending.all || pending.ids.contains(&ev.id);
             if fresh || !new {
-                self.apply(conn, ev, cap, &mut w);
+                self.apply(conn, ev, cap, &mut w, &mut Variants::default());
             }
         }
         Some(w)

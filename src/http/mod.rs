@@ -78,8 +78,18 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         let state = Rc::new(ConnState::default());
         let key = active.insert(state.clone());
         glommio::spawn_local(async move {
-            connection(ctx, stream, state).await;
-            active.remove(key);
+            match connection(ctx, stream, state).await {
+                // A WebSocket runs as a task of its own, so that the HTTP connection's state
+                // is freed rather than held for the socket's life.
+                Some(ws) => {
+                    glommio::spawn_local(async move {
+                        ws.run().await;
+                        active.remove(key);
+                    })
+                    .detach();
+                }
+                None => active.remove(key),
+            }
         })
         .detach();
     }
@@ -205,7 +215,23 @@ impl AcceptFailures {
 
 type ServiceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>>>>;
 
-async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<ConnState>) {
+/// An upgraded connection, handed from HTTP to the WebSocket session.
+struct Upgraded {
+    ctx: Rc<Shard>,
+    stream: glommio::net::TcpStream,
+    read_buf: Vec<u8>,
+    peer_ip: std::net::IpAddr,
+    encoding: crate::fanout::Encoding,
+    slot: per_ip::Slot<Shard>,
+}
+
+impl Upgraded {
+    async fn run(self) {
+        crate::socket::conn::run(self.ctx, self.stream, self.read_buf, self.peer_ip, self.encoding, Some(self.slot)).await;
+    }
+}
+
+async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<ConnState>) -> Option<Upgraded> {
     let _ = stream.set_nodelay(true);
     // An idle keep-alive connection (or a client that stops mid-request) times out on read.
     let _ = stream.set_read_timeout(Some(ctx.config().server.idle_timeout));
@@ -214,17 +240,21 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     let Some(_slot) = per_ip::acquire(&ctx, peer_ip, Kind::Connection).await else {
         let refusal = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "Too many connections from your address.");
         answer_and_close(stream, &refusal, ctx.index()).await;
-        return;
+        return None;
     };
     let svc_ctx = ctx.clone();
     let svc_state = state.clone();
+    let encoding = Rc::new(std::cell::Cell::new(crate::fanout::Encoding::Plain));
+    let svc_encoding = encoding.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let state = svc_state.clone();
+        let encoding = svc_encoding.clone();
         // The head is complete: the header deadline no longer applies.
         state.busy();
         Box::pin(async move {
-            if let Some(mut resp) = crate::http::upgrade::accept(&req) {
+            if let Some((mut resp, negotiated)) = crate::http::upgrade::accept(&req, ctx.config().server.socket.permessage_deflate) {
+                encoding.set(negotiated);
                 // The connection then leaves hyper (without shutting the socket) and becomes a
                 // WebSocket.
                 state.upgraded();
@@ -255,14 +285,15 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     match result {
         Ok(()) if state.phase() == Phase::Upgraded => {
             let parts = conn.into_parts();
-            crate::socket::conn::run(ctx.clone(), parts.io.into_stream(), parts.read_buf.to_vec(), peer_ip).await;
+            let read_buf = parts.read_buf.to_vec();
+            return Some(Upgraded { ctx: ctx.clone(), stream: parts.io.into_stream(), read_buf, peer_ip, encoding: encoding.get(), slot: _slot });
         }
         Err(_) if state.timed_out() => {
             let late = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request headers were not received in time.");
             answer_and_close(conn.into_parts().io.into_stream(), &late, ctx.index()).await;
         }
         _ => {}
-    }
+    }    None
 }
 
 /// Writes an error answer with `Connection: close` straight to the socket (outside hyper) and
