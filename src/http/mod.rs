@@ -82,11 +82,8 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
                 // A WebSocket runs as a task of its own, so that the HTTP connection's state
                 // is freed rather than held for the socket's life.
                 Some(ws) => {
-                    glommio::spawn_local(async move {
-                        ws.run().await;
-                        active.remove(key);
-                    })
-                    .detach();
+                    let keep = (ws.slot, Gone { active, key });
+                    glommio::spawn_local(crate::socket::conn::run(ws.ctx, ws.stream, ws.read_buf, ws.peer_ip, ws.encoding, keep)).detach();
                 }
                 None => active.remove(key),
             }
@@ -225,9 +222,15 @@ struct Upgraded {
     slot: per_ip::Slot<Shard>,
 }
 
-impl Upgraded {
-    async fn run(self) {
-        crate::socket::conn::run(self.ctx, self.stream, self.read_buf, self.peer_ip, self.encoding, Some(self.slot)).await;
+/// Takes a WebSocket off the shard's connections when its session ends.
+struct Gone {
+    active: Rc<Active>,
+    key: u64,
+}
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.active.remove(self.key);
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::fanout::close::{self, CloseReason};
 use crate::fanout::outbox::{Flush, Outbox};
 use crate::fanout::{self, frames, Ack, ConnId, Encoding, FanoutHost};
-use crate::per_ip::{self, Kind, Slot};
+use crate::per_ip::{self, Kind};
 use crate::shard::Shard;
 use crate::socket::protocol::{self, Refusal, Request, Target};
 use crate::socket::wire::{self, Inbound, Reader, WireError};
@@ -102,8 +102,9 @@ async fn sweep(ctx: Weak<Shard>) {
 }
 
 /// Serves an upgraded connection until it closes. `read_buf` holds bytes hyper read past the
-/// upgrade request; `encoding` is what the upgrade negotiated.
-pub async fn run(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAddr, encoding: Encoding, _http_slot: Option<Slot<Shard>>) {
+/// upgrade request; `encoding` is what the upgrade negotiated; `_keep` (the HTTP connection's
+/// slot, its entry among the shard's connections) is dropped when the connection ends.
+pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAddr, encoding: Encoding, _keep: K) {
     let cfg = &ctx.config().server.socket;
     // The HTTP idle timeout does not apply: liveness is the heartbeat's job.
     let _ = tcp.set_read_timeout(None);
@@ -113,7 +114,8 @@ pub async fn run(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAddr,
     let out = Rc::new(Outbox::new(tcp.as_raw_fd(), Instant::now() + cfg.init_timeout));
     let (id, session) = ctx.fanout().register(out.clone(), encoding);
     let _registration = Registration { ctx: &ctx, id, session };
-    let _slot = per_ip::acquire(&ctx, ip, Kind::Socket).await;
+    // Boxed, like every step an idle connection is not in: its state is not held at rest.
+    let _slot = Box::pin(per_ip::acquire(&ctx, ip, Kind::Socket)).await;
     if _slot.is_some() {
         out.push(&frames::hello(cfg.heartbeat_interval.as_millis()), None);
     } else {
@@ -202,15 +204,14 @@ pub async fn run(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAddr,
                 }
                 // Our close is answered (or theirs is): the handshake is done once the queue
                 // is written.
-                let until = Instant::now() + cfg.close_timeout;
-                let _ = glommio::timer::timeout(until.saturating_duration_since(Instant::now()), async {
+                let _ = Box::pin(glommio::timer::timeout(cfg.close_timeout, async {
                     let _ = poll_fn(|cx| match out.poll_flush(cx, |cx, bytes| Pin::new(&mut tcp).poll_write(cx, bytes)) {
                         Flush::Waiting => Poll::Pending,
                         _ => Poll::Ready(()),
                     })
                     .await;
                     Ok(())
-                })
+                }))
                 .await;
                 break;
             }
@@ -329,4 +330,27 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
 
 fn too_many(max: usize) -> String {
     format!("You can subscribe to at most {max} users per connection.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn returned_size<A, B, C, D, E, G, F>(_: impl Fn(A, B, C, D, E, G) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What an idle connection holds in its task and its records (the README's breakdown).
+    #[test]
+    fn an_idle_connection_is_small() {
+        let session = returned_size(run::<()>);
+        eprintln!(
+            "session future {session} B, Outbox {} B, Reader {} B, TcpStream {} B, Slot {} B",
+            std::mem::size_of::<Outbox>(),
+            std::mem::size_of::<Reader>(),
+            std::mem::size_of::<Stream>(),
+            std::mem::size_of::<per_ip::Slot<Shard>>(),
+        );
+        assert!(session <= 1024, "the session's future is {session} bytes");
+    }
 }
