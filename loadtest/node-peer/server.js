@@ -39,7 +39,7 @@ function start() {
   const initAck = Buffer.from(`{"t":"INIT_ACK","op":3,"d":${spec.init_ack || 'null'}}`);
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/socket', perMessageDeflate: false, clientTracking: false });
   wss.on('connection', (ws) => {
-    ws.send(hello);
+    ws.send(hello, { binary: false });
     ws.on('message', (data) => {
       let msg;
       try { msg = JSON.parse(data); } catch { return; }

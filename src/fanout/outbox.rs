@@ -98,7 +98,7 @@ impl Outbox {
         if cap.is_some_and(|cap| inner.bytes + frame.len() > cap) {
             return false;
         }
-        inner.send_or_queue(frame.wire().clone());
+        inner.send_or_queue(frame.wire());
         true
     }
 
@@ -107,7 +107,7 @@ impl Outbox {
     pub fn push_control(&self, bytes: Bytes) {
         let mut inner = self.inner.borrow_mut();
         if !inner.finished {
-            inner.send_or_queue(bytes);
+            inner.send_or_queue(&bytes);
         }
     }
 
@@ -125,8 +125,8 @@ impl Outbox {
             inner.bytes = inner.queue.front().map_or(0, Bytes::len);
         }
         inner.closing = Some(reason);
-        inner.send_or_queue(frames::disconnect(text).wire().clone());
-        inner.send_or_queue(frames::close_frame(reason.code()));
+        inner.send_or_queue(frames::disconnect(text).wire());
+        inner.send_or_queue(&frames::close_frame(reason.code()));
         inner.wake();
     }
 
@@ -223,27 +223,28 @@ impl Inner {
         }
     }
 
-    /// Writes `bytes` now if nothing waits before it; queues what is left.
-    fn send_or_queue(&mut self, mut bytes: Bytes) {
+    /// Writes `bytes` now if nothing waits before it; queues what is left (a reference to
+    /// the shared bytes, cloned only then).
+    fn send_or_queue(&mut self, bytes: &Bytes) {
         if self.queue.is_empty() && !self.broken {
-            match send(self.fd, &[io::IoSlice::new(&bytes)]) {
+            let rest = match send(self.fd, &[io::IoSlice::new(bytes)]) {
                 Ok(n) if n == bytes.len() => return,
-                Ok(n) => bytes.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(n) => bytes.slice(n..),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => bytes.clone(),
                 Err(_) => {
                     self.broken = true;
                     self.wake();
                     return;
                 }
-            }
-            self.bytes += bytes.len();
-            self.queue.push_back(bytes);
+            };
+            self.bytes += rest.len();
+            self.queue.push_back(rest);
             // The task now waits for the socket to drain.
             self.wake();
             return;
         }
         self.bytes += bytes.len();
-        self.queue.push_back(bytes);
+        self.queue.push_back(bytes.clone());
     }
 
     /// `n` bytes were written.

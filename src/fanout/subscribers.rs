@@ -63,11 +63,41 @@ pub struct Variants([[Option<Frame>; Encoding::COMPRESSED]; 2]);
 struct Conn {
     out: Rc<Outbox>,
     encoding: Encoding,
-    subs: HashSet<Snowflake>,
+    subs: IdSet,
     all: bool,
     /// A subscription in flight: its users are registered, and events for this connection
-    /// wait here until the ACK is queued.
-    pending: Option<Pending>,
+    /// wait here until the ACK is queued (boxed: an idle connection has none).
+    pending: Option<Box<Pending>>,
+}
+
+/// A connection's users: a sorted vector (at most `max_subscriptions`, usually one), smaller
+/// than a hash set for the sizes connections have.
+#[derive(Default)]
+struct IdSet(Vec<Snowflake>);
+
+impl IdSet {
+    fn contains(&self, id: &Snowflake) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
+    fn insert(&mut self, id: Snowflake) {
+        if let Err(at) = self.0.binary_search(&id) {
+            self.0.insert(at, id);
+        }
+    }
+    fn remove(&mut self, id: &Snowflake) {
+        if let Ok(at) = self.0.binary_search(id) {
+            self.0.remove(at);
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn iter(&self) -> impl Iterator<Item = &Snowflake> {
+        self.0.iter()
+    }
 }
 
 /// A subscription whose ACK is not queued yet.
@@ -103,7 +133,7 @@ impl Subscribers {
 
     pub fn register(&mut self, out: Rc<Outbox>, encoding: Encoding) -> ConnId {
         self.next_id += 1;
-        self.conns.insert(self.next_id, Conn { out, encoding, subs: HashSet::new(), all: false, pending: None });
+        self.conns.insert(self.next_id, Conn { out, encoding, subs: IdSet::default(), all: false, pending: None });
         self.next_id
     }
 
@@ -225,7 +255,7 @@ impl Subscribers {
     /// until [`Subscribers::commit`]. False when the connection is gone.
     pub fn begin(&mut self, conn: ConnId, ids: &[Snowflake], all: bool) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else { return false };
-        c.pending = Some(Pending { ids: ids.to_vec(), all, held: Vec::new() });
+        c.pending = Some(Box::new(Pending { ids: ids.to_vec(), all, held: Vec::new() }));
         if all {
             self.all.insert(conn);
         } else {
@@ -262,9 +292,11 @@ impl Subscribers {
         let mut dropped_lists = Vec::new();
         if pending.all {
             c.all = true;
-            dropped_lists = c.subs.drain().collect();
+            dropped_lists = std::mem::take(&mut c.subs).0;
         } else {
-            c.subs.extend(pending.ids.iter().copied());
+            for id in &pending.ids {
+                c.subs.insert(*id);
+            }
         }
         let single = !c.all && c.subs.len() == 1;
         c.out.push(&make_ack(single), None);
