@@ -323,6 +323,8 @@ impl Ctx {
             let st = std::process::Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir)
+                // The harness's stdout is the table.
+                .stdout(std::process::Stdio::null())
                 .status()
                 .map_err(|e| format!("no npm: {e}"))?;
             if st.success() { Ok(()) } else { Err(format!("npm ci failed: {st}")) }
