@@ -147,6 +147,13 @@ impl Fanout {
         self.sessions.borrow().iter().map(|(_, (id, _))| *id).collect()
     }
 
+    /// The shard's flusher waits here for the connections deliveries queued frames for; it
+    /// writes each one's frames in one vectored write ([`Outbox::flush_now`]) after the batch
+    /// of events that queued them.
+    pub fn poll_dirty(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Vec<Rc<Outbox>>> {
+        self.subscribers.borrow_mut().poll_dirty(cx)
+    }
+
     /// True the first time: the caller starts this shard's sweep.
     pub fn claim_sweeper(&self) -> bool {
         !self.sweeping.replace(true)

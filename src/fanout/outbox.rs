@@ -102,6 +102,46 @@ impl Outbox {
         true
     }
 
+    /// Queues a frame of a fan-out delivery without writing it: the shard's flusher writes
+    /// every connection's queued frames, after the batch of events being delivered, in one
+    /// vectored write each (a storm of changes costs one write per connection and batch, not
+    /// one per frame). True when the connection needs the flusher (its queue was empty); the
+    /// cap is as for [`Outbox::push`], `Err(())` when it would be passed.
+    pub fn queue(&self, frame: &Frame, cap: usize) -> Result<bool, ()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closing.is_some() || inner.finished {
+            return Ok(false);
+        }
+        if inner.bytes + frame.len() > cap {
+            return Err(());
+        }
+        let was_empty = inner.queue.is_empty();
+        inner.bytes += frame.len();
+        inner.queue.push_back(frame.wire().clone());
+        Ok(was_empty && !inner.broken)
+    }
+
+    /// The flusher: writes what is queued, in one vectored write; what the kernel does not
+    /// take is left to the connection's task, woken to wait for the socket to drain.
+    pub fn flush_now(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.finished || inner.broken || inner.queue.is_empty() {
+            return;
+        }
+        let result = {
+            let bufs: Vec<io::IoSlice<'_>> = inner.queue.iter().take(MAX_IOVECS).map(|b| io::IoSlice::new(b)).collect();
+            send(inner.fd, &bufs)
+        };
+        match result {
+            Ok(n) => inner.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => inner.broken = true,
+        }
+        if !inner.queue.is_empty() || inner.broken {
+            inner.wake();
+        }
+    }
+
     /// Sends a control frame (a pong, or the close's echo once the client closed); dropped
     /// once the connection finished.
     pub fn push_control(&self, bytes: Bytes) {

@@ -25,6 +25,9 @@ pub struct Subscribers {
     all: HashSet<ConnId>,
     /// The shard's compressor (made on first use): each change is compressed once here.
     z: Option<Box<Compress>>,
+    /// Connections with frames queued by deliveries, for the shard's flusher.
+    dirty: Vec<Rc<Outbox>>,
+    flusher: Option<std::task::Waker>,
 }
 
 /// How a connection wants its frames.
@@ -123,7 +126,7 @@ impl Withdrawal {
 
 impl Subscribers {
     pub fn new(index: usize, shards: usize) -> Subscribers {
-        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new(), z: None }
+        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new(), z: None, dirty: Vec::new(), flusher: None }
     }
 
     /// Whether any local connection wants changes to `id`.
@@ -203,17 +206,22 @@ impl Subscribers {
             }
             EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => (0, f),
         };
-        let out = c.out.clone();
-        let pushed = match c.encoding.slot() {
-            None => out.push(plain, Some(cap)),
+        let queued = match c.encoding.slot() {
+            None => c.out.queue(plain, cap),
             Some(slot) => {
                 let encoding = c.encoding;
                 let z = self.z.get_or_insert_with(|| Box::new(Compress::new(Compression::default(), false)));
                 let frame = variants.0[pick][slot].get_or_insert_with(|| encoding.encode(plain, z));
-                out.push(frame, Some(cap))
+                c.out.queue(frame, cap)
             }
         };
-        if !pushed {
+        if queued == Ok(true) {
+            self.dirty.push(c.out.clone());
+            if let Some(w) = self.flusher.take() {
+                w.wake();
+            }
+        }
+        if queued.is_err() {
             merge(w, self.close(conn, CloseReason::SlowConsumer, close::SLOW_CONSUMER));
             return;
         }
@@ -249,6 +257,15 @@ impl Subscribers {
             }
         }
         w
+    }
+
+    /// The shard's flusher waits here for connections with frames to write.
+    pub fn poll_dirty(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Vec<Rc<Outbox>>> {
+        if self.dirty.is_empty() {
+            self.flusher = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(std::mem::take(&mut self.dirty))
     }
 
     /// Starts a subscription: registers its users (or All) so that events are held for it

@@ -1,8 +1,8 @@
 //! One WebSocket connection, on the shard that accepted it: HELLO, the client's requests, its
 //! deadlines, and a clean close. One task per connection does it all: it reads when the socket
 //! is readable (into the shard's scratch buffer, keeping only a partial frame), sends what the
-//! kernel did not take when fan-out wrote to the socket, and is woken by this shard's one sweep
-//! when a deadline passes.
+//! kernel did not take, and is woken by this shard's one sweep when a deadline passes. The
+//! shard's flusher writes what fan-out deliveries queued, one vectored write per connection.
 
 use crate::fanout::close::{self, CloseReason};
 use crate::fanout::outbox::{Flush, Outbox};
@@ -101,6 +101,22 @@ async fn sweep(ctx: Weak<Shard>) {
     }
 }
 
+/// The shard's flusher: once a batch of deliveries has queued frames, writes every such
+/// connection's frames in one vectored write each.
+async fn flush(ctx: Weak<Shard>) {
+    loop {
+        let dirty = poll_fn(|cx| match ctx.upgrade() {
+            Some(c) => c.fanout().poll_dirty(cx).map(Some),
+            None => Poll::Ready(None),
+        })
+        .await;
+        let Some(dirty) = dirty else { return };
+        for out in dirty {
+            out.flush_now();
+        }
+    }
+}
+
 /// Serves an upgraded connection until it closes. `read_buf` holds bytes hyper read past the
 /// upgrade request; `encoding` is what the upgrade negotiated; `_keep` (the HTTP connection's
 /// slot, its entry among the shard's connections) is dropped when the connection ends.
@@ -110,6 +126,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
     let _ = tcp.set_read_timeout(None);
     if ctx.fanout().claim_sweeper() {
         glommio::spawn_local(sweep(Rc::downgrade(&ctx))).detach();
+        glommio::spawn_local(flush(Rc::downgrade(&ctx))).detach();
     }
     let out = Rc::new(Outbox::new(tcp.as_raw_fd(), Instant::now() + cfg.init_timeout));
     let (id, session) = ctx.fanout().register(out.clone(), encoding);
