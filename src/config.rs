@@ -165,6 +165,8 @@ pub struct SocketConfig {
     /// slow consumer. A frame larger than this is never queued, so it must exceed the largest
     /// user object (the storage bound plus the presence).
     pub max_queued_bytes: usize,
+    /// Whether permessage-deflate (RFC 7692) is negotiated with clients that offer it.
+    pub permessage_deflate: bool,
 }
 
 impl SocketConfig {
@@ -321,6 +323,7 @@ struct FileSocket {
     max_subscriptions: Option<usize>,
     max_connections_per_ip: Option<usize>,
     max_queued_bytes: Option<usize>,
+    permessage_deflate: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -520,6 +523,7 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
         max_subscriptions: at_least("server.socket.max_subscriptions", f.max_subscriptions, 1_000, 1)?,
         max_connections_per_ip: at_least("server.socket.max_connections_per_ip", f.max_connections_per_ip, 256, 1)?,
         max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, 1024)?,
+        permessage_deflate: f.permessage_deflate.unwrap_or(true),
     })
 }
 

@@ -1,4 +1,4 @@
-//! tungstenite reading a client's bytes as lantern's server does (`ws_config`), raw or built
+//! lantern's WebSocket reader (`socket::wire`) on a client's bytes, raw or built
 //! from frames; text goes on to the protocol parser (invariants in `tests/invariants/socket.rs`).
 #![no_main]
 

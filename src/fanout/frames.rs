@@ -1,7 +1,7 @@
 //! Server→client frames: `{"t":NAME,"op":N[,"d":...]}`, encoded once and shared as bytes.
 
 use bytes::Bytes;
-use tungstenite::Utf8Bytes;
+use flate2::{Compress, FlushCompress};
 
 pub const HELLO: u8 = 1;
 pub const INIT: u8 = 2;
@@ -41,17 +41,141 @@ pub fn name(op: u8) -> &'static str {
     }
 }
 
-/// A frame ready to write: validated UTF-8 over shared bytes (cloning is a reference count).
-pub type Frame = Utf8Bytes;
+pub const OP_CONTINUATION: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+/// The header of an unmasked server frame with FIN set (RSV1 when `compressed`): at most 10
+/// bytes, the length in its shortest form.
+pub fn header(opcode: u8, compressed: bool, len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x80 | opcode | if compressed { 0x40 } else { 0 };
+    let n = if len < 126 {
+        h[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (h, n)
+}
+
+/// A whole unmasked server frame (control frames: pong, close).
+pub fn frame(opcode: u8, compressed: bool, payload: &[u8]) -> Bytes {
+    let (h, n) = header(opcode, compressed, payload.len());
+    let mut out = Vec::with_capacity(n + payload.len());
+    out.extend_from_slice(&h[..n]);
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+/// A close frame with `code` and no reason.
+pub fn close_frame(code: u16) -> Bytes {
+    frame(OP_CLOSE, false, &code.to_be_bytes())
+}
+
+/// A complete server WebSocket frame, header and payload, ready to write: server frames are
+/// unmasked, so the same bytes serve every subscriber (cloning is a reference count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    bytes: Bytes,
+    /// Where the payload starts (the header's length).
+    at: u8,
+}
+
+/// Room for the longest frame header (10 bytes) in front of a payload being assembled.
+const HEAD_ROOM: usize = 10;
+
+impl Frame {
+    /// The whole frame as written to the socket.
+    pub fn wire(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The payload: the JSON text (or, for a compressed frame, its deflate output).
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.at as usize..]
+    }
+
+    /// The payload as text (empty for a compressed frame).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.payload()).unwrap_or("")
+    }
+
+    /// A text frame (RSV1 set when `compressed`) over `buf`, whose first [`HEAD_ROOM`] bytes
+    /// are free for the header.
+    fn over(mut buf: Vec<u8>, compressed: bool) -> Frame {
+        let len = buf.len() - HEAD_ROOM;
+        let (h, n) = header(OP_TEXT, compressed, len);
+        let start = HEAD_ROOM - n;
+        buf[start..HEAD_ROOM].copy_from_slice(&h[..n]);
+        Frame { bytes: Bytes::from(buf).slice(start..), at: n as u8 }
+    }
+
+    /// The same message compressed with permessage-deflate (RFC 7692) without context
+    /// takeover: the raw deflate output of the payload alone, with its final empty block's
+    /// `00 00 ff ff` removed, in a frame with RSV1 set. Computed once per change and shared by
+    /// every compressing subscriber.
+    pub fn deflated(&self, z: &mut Compress) -> Frame {
+        let raw = raw_deflate(z, self.payload());
+        let mut buf = Vec::with_capacity(HEAD_ROOM + raw.len());
+        buf.resize(HEAD_ROOM, 0);
+        buf.extend_from_slice(&raw);
+        Frame::over(buf, true)
+    }
+}
+
+/// The raw deflate stream of `data` ended by a sync flush, less the flush's `00 00 ff ff`
+/// (the form permessage-deflate sends; Lanyard's `zlib_json` is the same output between a zlib
+/// header and the adler32).
+pub fn raw_deflate(z: &mut Compress, data: &[u8]) -> Vec<u8> {
+    z.reset();
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    loop {
+        let before = z.total_in() as usize;
+        let _ = z.compress_vec(&data[before..], &mut out, FlushCompress::Sync);
+        if z.total_in() as usize == data.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity().max(64));
+    }
+    if out.ends_with(&[0, 0, 0xff, 0xff]) {
+        out.truncate(out.len() - 4);
+    }
+    out
+}
 
 fn finish(buf: Vec<u8>) -> Frame {
-    // Every frame is assembled from JSON text, so this only fails on a bug; fall back to an
-    // ERROR frame rather than panicking on the executor.
-    Utf8Bytes::try_from(Bytes::from(buf)).unwrap_or_else(|_| Utf8Bytes::from_static(r#"{"t":"ERROR","op":11,"d":"Internal error."}"#))
+    // Every frame is assembled from JSON text, so this only fails on a bug; send an ERROR
+    // frame rather than invalid UTF-8.
+    if std::str::from_utf8(&buf[HEAD_ROOM..]).is_err() {
+        let mut b = vec![0u8; HEAD_ROOM];
+        b.extend_from_slice(br#"{"t":"ERROR","op":11,"d":"Internal error."}"#);
+        return Frame::over(b, false);
+    }
+    Frame::over(buf, false)
 }
 
 fn head(op: u8, extra: usize) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(32 + extra);
+    let mut buf = Vec::with_capacity(HEAD_ROOM + 32 + extra);
+    buf.resize(HEAD_ROOM, 0);
     buf.extend_from_slice(br#"{"t":""#);
     buf.extend_from_slice(name(op).as_bytes());
     buf.extend_from_slice(br#"","op":"#);
@@ -140,5 +264,40 @@ mod tests {
             storage_update(id, br#"{"k":"v"}"#).as_str(),
             r#"{"t":"STORAGE_UPDATE","op":10,"user_id":"1300000000000000001","d":{"k":"v"}}"#
         );
+    }
+
+    #[test]
+    fn headers_use_the_shortest_length() {
+        assert_eq!(&header(OP_TEXT, false, 125).0[..2], &[0x81, 125]);
+        assert_eq!(header(OP_TEXT, true, 126).1, 4);
+        assert_eq!(&header(OP_TEXT, true, 126).0[..4], &[0xc1, 126, 0, 126]);
+        assert_eq!(header(OP_TEXT, false, 70_000).1, 10);
+    }
+
+    #[test]
+    fn frames_carry_their_header() {
+        let f = bare(HEARTBEAT_ACK);
+        assert_eq!(&f.wire()[..2], &[0x81, 28]);
+        assert_eq!(&f.wire()[2..], br#"{"t":"HEARTBEAT_ACK","op":5}"#);
+        let big = with_data(PRESENCE_UPDATE, &vec![b'1'; 70_000]);
+        assert_eq!(&big.wire()[..2], &[0x81, 127]);
+        assert_eq!(big.len(), 10 + big.payload().len());
+    }
+
+    #[test]
+    fn a_deflated_frame_inflates_to_the_same_text() {
+        let f = with_data(PRESENCE_UPDATE, br#"{"status":"online","status":"online","status":"online"}"#);
+        let mut z = Compress::new(flate2::Compression::default(), false);
+        let d = f.deflated(&mut z);
+        assert_eq!(d.wire()[0], 0xc1, "FIN, RSV1, text");
+        assert!(d.payload().len() < f.payload().len());
+        let mut inflate = flate2::Decompress::new(false);
+        let mut input = d.payload().to_vec();
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut text = Vec::with_capacity(1024);
+        inflate.decompress_vec(&input, &mut text, flate2::FlushDecompress::Sync).unwrap();
+        assert_eq!(text, f.payload());
+        // Computed again from a fresh context: the same bytes (no context is carried over).
+        assert_eq!(f.deflated(&mut z), d);
     }
 }

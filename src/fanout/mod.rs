@@ -23,7 +23,7 @@ pub mod outbox;
 pub mod subscribers;
 
 pub use close::CloseReason;
-pub use subscribers::ConnId;
+pub use subscribers::{ConnId, Encoding};
 
 use crate::discord::Snowflake;
 use crate::runtime::{Invoke, Owned, Sharded};
@@ -31,8 +31,9 @@ use bytes::Bytes;
 use frames::Frame;
 use interest::Interest;
 use outbox::Outbox;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Instant;
 use subscribers::{Subscribers, Withdrawal};
 
 /// Who a subscription names.
@@ -95,6 +96,11 @@ pub struct Fanout {
     interest: RefCell<Interest>,
     /// `max_queued_bytes`: the outbound cap of each connection.
     cap: usize,
+    /// Every connection on this shard until its task ends (closing ones included), for the
+    /// one deadline sweep per shard: a slab, so a connection costs one slot.
+    sessions: RefCell<slab::Slab<(ConnId, Rc<Outbox>)>>,
+    /// Whether this shard's sweep task runs.
+    sweeping: Cell<bool>,
 }
 
 /// What fan-out needs from the shard it runs on.
@@ -108,12 +114,49 @@ pub trait FanoutHost: Sharded {
 
 impl Fanout {
     pub fn new(index: usize, shards: usize, max_queued_bytes: usize) -> Fanout {
-        Fanout { subscribers: RefCell::new(Subscribers::new(index, shards)), interest: RefCell::default(), cap: max_queued_bytes }
+        Fanout {
+            subscribers: RefCell::new(Subscribers::new(index, shards)),
+            interest: RefCell::default(),
+            cap: max_queued_bytes,
+            sessions: RefCell::default(),
+            sweeping: Cell::new(false),
+        }
     }
 
-    /// Registers a new connection on this shard, with its outbound queue.
-    pub fn register(&self, out: Rc<Outbox>) -> ConnId {
-        self.subscribers.borrow_mut().register(out)
+    /// Registers a new connection on this shard, with its way out and how it wants its
+    /// frames; returns its id and its session key (for [`Fanout::end_session`]).
+    pub fn register(&self, out: Rc<Outbox>, encoding: Encoding) -> (ConnId, usize) {
+        let id = self.subscribers.borrow_mut().register(out.clone(), encoding);
+        (id, self.sessions.borrow_mut().insert((id, out)))
+    }
+
+    /// The connection's task has ended.
+    pub fn end_session(&self, key: usize) {
+        self.sessions.borrow_mut().try_remove(key);
+    }
+
+    /// The one deadline check of every connection on this shard.
+    pub fn sweep(&self, now: Instant) {
+        for (_, (_, out)) in self.sessions.borrow().iter() {
+            out.check_deadline(now);
+        }
+    }
+
+    /// The ids of every connection on this shard.
+    pub fn sessions(&self) -> Vec<ConnId> {
+        self.sessions.borrow().iter().map(|(_, (id, _))| *id).collect()
+    }
+
+    /// The shard's flusher waits here for the connections deliveries queued frames for; it
+    /// writes each one's frames in one vectored write ([`Outbox::flush_now`]) after the batch
+    /// of events that queued them.
+    pub fn poll_dirty(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Vec<Rc<Outbox>>> {
+        self.subscribers.borrow_mut().poll_dirty(cx)
+    }
+
+    /// True the first time: the caller starts this shard's sweep.
+    pub fn claim_sweeper(&self) -> bool {
+        !self.sweeping.replace(true)
     }
 
     /// What a connection is subscribed to: (All, its users); `None` once it is gone.

@@ -1,47 +1,96 @@
-//! One connection's outbound queue: frames waiting for the connection's writer, bounded in bytes.
+//! One connection's way out: frames are written to the socket as they come (a non-blocking
+//! write while nothing waits before them), and only what the kernel did not take is queued,
+//! bounded in bytes, for the connection's task to send in vectored writes once the socket
+//! drains. Also the connection's deadline, which one sweep per shard checks.
 
 use crate::fanout::close::CloseReason;
 use crate::fanout::frames::{self, Frame};
+use bytes::{Buf, Bytes};
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::io;
+use std::os::unix::io::RawFd;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
-/// Shared (on one shard) between the hub, which queues frames, and the connection's writer.
-#[derive(Default)]
+/// Most frames handed to the kernel in one vectored write.
+pub const MAX_IOVECS: usize = 64;
+
+/// Shared (on one shard) between fan-out, which sends frames, and the connection's task.
 pub struct Outbox {
     inner: RefCell<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
-    queue: VecDeque<Frame>,
+    fd: RawFd,
+    /// Bytes the kernel has not taken yet, in order (the front may be the rest of a frame).
+    queue: VecDeque<Bytes>,
     bytes: usize,
-    /// Set once: the DISCONNECT is queued and the close follows the queue.
+    /// Set once: the DISCONNECT and the close frame are queued.
     closing: Option<CloseReason>,
-    /// The reader saw the end of the stream: the writer stops.
+    /// Nothing more is written (the stream ended, or the close handshake is done).
     finished: bool,
-    writer: Option<Waker>,
-    reader: Option<Waker>,
-    /// The reader waits here for the queue to drain below its high-water mark.
-    room: Option<Waker>,
+    /// A write failed: the peer is gone.
+    broken: bool,
+    /// When the connection's deadline passes (INIT, heartbeat, or the close's).
+    deadline: Instant,
+    expired: bool,
+    /// The connection's task.
+    waker: Option<Waker>,
 }
 
-/// What the writer should do next.
-pub enum Next {
-    /// Write these frames, then flush.
-    Frames(Vec<Frame>),
-    /// Everything is written: send the close frame.
-    Close(CloseReason),
-    /// Stop.
-    Stop,
+/// One non-blocking write of `bufs` (no SIGPIPE).
+fn send(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: the iovecs point into live buffers for the duration of the call; msghdr is
+    // zeroed (no address, no control data) apart from them.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len() as _;
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// What the connection's task is told.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Nothing is queued.
+    Done,
+    /// The socket is full; the task is woken when it drains.
+    Waiting,
+    /// The peer is gone.
+    Broken,
 }
 
 impl Outbox {
-    /// Queues a frame. False when the queue would pass `cap` bytes: a frame larger than the cap
-    /// is never admitted, not even into an empty queue. `None` is for answers to the client's
-    /// own requests, which are bounded instead by the reader waiting for [`Outbox::poll_room`]
-    /// before it reads the next request. Frames for a closing connection are dropped.
-    pub fn push(&self, frame: Frame, cap: Option<usize>) -> bool {
+    /// The outbox of the connection on socket `fd`, with its first deadline.
+    pub fn new(fd: RawFd, deadline: Instant) -> Outbox {
+        Outbox {
+            inner: RefCell::new(Inner {
+                fd,
+                queue: VecDeque::new(),
+                bytes: 0,
+                closing: None,
+                finished: false,
+                broken: false,
+                deadline,
+                expired: false,
+                waker: None,
+            }),
+        }
+    }
+
+    /// Sends a frame: written at once when nothing waits before it, whatever the kernel does
+    /// not take is queued. False when the queue would pass `cap` bytes: a frame larger than the
+    /// cap is never admitted, not even into an empty queue. `None` is for answers to the
+    /// client's own requests, which are bounded instead by the connection reading its next
+    /// request only below a high-water mark. Frames for a closing connection are dropped.
+    pub fn push(&self, frame: &Frame, cap: Option<usize>) -> bool {
         let mut inner = self.inner.borrow_mut();
         if inner.closing.is_some() || inner.finished {
             return true;
@@ -49,100 +98,211 @@ impl Outbox {
         if cap.is_some_and(|cap| inner.bytes + frame.len() > cap) {
             return false;
         }
-        inner.bytes += frame.len();
-        inner.queue.push_back(frame);
-        if let Some(w) = inner.writer.take() {
-            w.wake();
-        }
+        inner.send_or_queue(frame.wire());
         true
     }
 
-    /// Queues DISCONNECT with `text`, then a close with the reason's code. A slow consumer's
-    /// backlog is dropped first. Later calls do nothing.
+    /// Queues a frame of a fan-out delivery without writing it: the shard's flusher writes
+    /// every connection's queued frames, after the batch of events being delivered, in one
+    /// vectored write each (a storm of changes costs one write per connection and batch, not
+    /// one per frame). True when the connection needs the flusher (its queue was empty); the
+    /// cap is as for [`Outbox::push`], `Err(())` when it would be passed.
+    pub fn queue(&self, frame: &Frame, cap: usize) -> Result<bool, ()> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closing.is_some() || inner.finished {
+            return Ok(false);
+        }
+        if inner.bytes + frame.len() > cap {
+            return Err(());
+        }
+        let was_empty = inner.queue.is_empty();
+        inner.bytes += frame.len();
+        inner.queue.push_back(frame.wire().clone());
+        Ok(was_empty && !inner.broken)
+    }
+
+    /// The flusher: writes what is queued, in one vectored write; what the kernel does not
+    /// take is left to the connection's task, woken to wait for the socket to drain.
+    pub fn flush_now(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.finished || inner.broken || inner.queue.is_empty() {
+            return;
+        }
+        let result = {
+            let bufs: Vec<io::IoSlice<'_>> = inner.queue.iter().take(MAX_IOVECS).map(|b| io::IoSlice::new(b)).collect();
+            send(inner.fd, &bufs)
+        };
+        match result {
+            Ok(n) => inner.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => inner.broken = true,
+        }
+        if !inner.queue.is_empty() || inner.broken {
+            inner.wake();
+        }
+    }
+
+    /// Sends a control frame (a pong, or the close's echo once the client closed); dropped
+    /// once the connection finished.
+    pub fn push_control(&self, bytes: Bytes) {
+        let mut inner = self.inner.borrow_mut();
+        if !inner.finished {
+            inner.send_or_queue(&bytes);
+        }
+    }
+
+    /// Queues DISCONNECT with `text`, then a close frame with the reason's code. A slow
+    /// consumer's backlog is dropped first (whole frames only: one partly written is
+    /// finished). Later calls do nothing.
     pub fn close(&self, reason: CloseReason, text: &str) {
         let mut inner = self.inner.borrow_mut();
         if inner.closing.is_some() || inner.finished {
             return;
         }
-        if reason == CloseReason::SlowConsumer {
-            inner.queue.clear();
-            inner.bytes = 0;
+        if reason == CloseReason::SlowConsumer && !inner.queue.is_empty() {
+            // The front may be the rest of a frame the client has partly received: keep it.
+            inner.queue.truncate(1);
+            inner.bytes = inner.queue.front().map_or(0, Bytes::len);
         }
-        let frame = frames::disconnect(text);
-        inner.bytes += frame.len();
-        inner.queue.push_back(frame);
         inner.closing = Some(reason);
-        for w in [inner.writer.take(), inner.reader.take(), inner.room.take()].into_iter().flatten() {
-            w.wake();
-        }
+        inner.send_or_queue(frames::disconnect(text).wire());
+        inner.send_or_queue(&frames::close_frame(reason.code()));
+        inner.wake();
     }
 
     pub fn is_closing(&self) -> bool {
         self.inner.borrow().closing.is_some()
     }
 
-    /// The stream has ended: nothing more will be written.
+    /// Nothing more will be written; what is queued is dropped.
     pub fn finish(&self) {
         let mut inner = self.inner.borrow_mut();
         inner.finished = true;
-        inner.queue.clear();
+        inner.queue = VecDeque::new();
         inner.bytes = 0;
-        for w in [inner.writer.take(), inner.room.take()].into_iter().flatten() {
-            w.wake();
-        }
+        inner.wake();
     }
 
-    /// Bytes queued and not yet taken by the writer.
+    /// Bytes queued and not yet taken by the kernel.
     pub fn queued_bytes(&self) -> usize {
         self.inner.borrow().bytes
     }
 
-    /// The writer's wait: up to `batch` bytes of frames (at least one), the close, or stop.
-    pub fn poll_next(&self, cx: &mut Context<'_>, batch: usize) -> Poll<Next> {
+    /// Sets the connection's deadline (and clears an expiry not yet seen).
+    pub fn set_deadline(&self, at: Instant) {
         let mut inner = self.inner.borrow_mut();
-        if inner.finished {
-            return Poll::Ready(Next::Stop);
-        }
-        if !inner.queue.is_empty() {
-            let mut out = Vec::new();
-            let mut taken = 0;
-            while inner.queue.front().is_some_and(|f| out.is_empty() || taken + f.len() <= batch) {
-                let Some(f) = inner.queue.pop_front() else { break };
-                taken += f.len();
-                out.push(f);
-            }
-            inner.bytes -= taken;
-            if let Some(w) = inner.room.take() {
-                w.wake();
-            }
-            return Poll::Ready(Next::Frames(out));
-        }
-        if let Some(reason) = inner.closing {
-            return Poll::Ready(Next::Close(reason));
-        }
-        inner.writer = Some(cx.waker().clone());
-        Poll::Pending
+        inner.deadline = at;
+        inner.expired = false;
     }
 
-    /// The reader's wait before it reads the next request: ready while at most `high_water`
-    /// bytes are queued (or the connection is closing). A client that does not read what it is
-    /// sent thus stops being read, and the replies it provokes stay bounded.
-    pub fn poll_room(&self, cx: &mut Context<'_>, high_water: usize) -> Poll<()> {
+    /// The sweep: marks the connection expired and wakes it once its deadline has passed.
+    pub fn check_deadline(&self, now: Instant) {
         let mut inner = self.inner.borrow_mut();
-        if inner.bytes <= high_water || inner.closing.is_some() || inner.finished {
-            return Poll::Ready(());
+        if !inner.expired && now >= inner.deadline {
+            inner.expired = true;
+            inner.wake();
         }
-        inner.room = Some(cx.waker().clone());
-        Poll::Pending
     }
 
-    /// The reader's wait for the connection to start closing.
-    pub fn poll_closing(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Whether the deadline passed (seen once: it then counts as handled).
+    pub fn take_expired(&self) -> bool {
         let mut inner = self.inner.borrow_mut();
-        if inner.closing.is_some() {
-            return Poll::Ready(());
+        std::mem::replace(&mut inner.expired, false)
+    }
+
+    /// The connection's task waits here for fan-out's news: a frame queued, the close, the
+    /// deadline.
+    pub fn register(&self, cx: &Context<'_>) {
+        let mut inner = self.inner.borrow_mut();
+        match &inner.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
         }
-        inner.reader = Some(cx.waker().clone());
-        Poll::Pending
+    }
+
+    /// Writes what is queued, many frames per write; when the socket is full, `wait` (a write
+    /// of the next bytes that wakes the task once the socket drains) is polled with them and
+    /// returns how many it took.
+    pub fn poll_flush(&self, cx: &mut Context<'_>, mut wait: impl FnMut(&mut Context<'_>, &[u8]) -> Poll<io::Result<usize>>) -> Flush {
+        let mut inner = self.inner.borrow_mut();
+        loop {
+            if inner.finished {
+                return Flush::Done;
+            }
+            if inner.broken {
+                return Flush::Broken;
+            }
+            if inner.queue.is_empty() {
+                return Flush::Done;
+            }
+            let result = {
+                let bufs: Vec<io::IoSlice<'_>> = inner.queue.iter().take(MAX_IOVECS).map(|b| io::IoSlice::new(b)).collect();
+                send(inner.fd, &bufs)
+            };
+            match result {
+                Ok(n) => inner.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let front = inner.queue.front().cloned().unwrap_or_default();
+                    match wait(cx, &front) {
+                        Poll::Ready(Ok(n)) => inner.advance(n),
+                        Poll::Ready(Err(_)) => inner.broken = true,
+                        Poll::Pending => return Flush::Waiting,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => inner.broken = true,
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Writes `bytes` now if nothing waits before it; queues what is left (a reference to
+    /// the shared bytes, cloned only then).
+    fn send_or_queue(&mut self, bytes: &Bytes) {
+        if self.queue.is_empty() && !self.broken {
+            let rest = match send(self.fd, &[io::IoSlice::new(bytes)]) {
+                Ok(n) if n == bytes.len() => return,
+                Ok(n) => bytes.slice(n..),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => bytes.clone(),
+                Err(_) => {
+                    self.broken = true;
+                    self.wake();
+                    return;
+                }
+            };
+            self.bytes += rest.len();
+            self.queue.push_back(rest);
+            // The task now waits for the socket to drain.
+            self.wake();
+            return;
+        }
+        self.bytes += bytes.len();
+        self.queue.push_back(bytes.clone());
+    }
+
+    /// `n` bytes were written.
+    fn advance(&mut self, mut n: usize) {
+        self.bytes -= n;
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else { break };
+            if n >= front.len() {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+        if self.queue.is_empty() {
+            // Give the ring's memory back: an idle connection holds no queue.
+            self.queue = VecDeque::new();
+        }
     }
 }

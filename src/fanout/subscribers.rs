@@ -4,8 +4,10 @@
 
 use crate::discord::Snowflake;
 use crate::fanout::close::{self, CloseReason};
+use crate::fanout::frames::Frame;
 use crate::fanout::outbox::Outbox;
 use crate::fanout::{EventKind, SocketEvent};
+use flate2::{Compress, Compression};
 use crate::runtime::shard_of;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -21,15 +23,84 @@ pub struct Subscribers {
     by_user: HashMap<Snowflake, HashSet<ConnId>>,
     /// Local All subscribers.
     all: HashSet<ConnId>,
+    /// The shard's compressor (made on first use): each change is compressed once here.
+    z: Option<Box<Compress>>,
+    /// Connections with frames queued by deliveries, for the shard's flusher.
+    dirty: Vec<Rc<Outbox>>,
+    flusher: Option<std::task::Waker>,
 }
+
+/// How a connection wants its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Text frames.
+    Plain,
+    /// permessage-deflate without context takeover.
+    Deflate,
+}
+
+impl Encoding {
+    /// Encodings other than `Plain`, each one slot of an event's [`Variants`].
+    const COMPRESSED: usize = 1;
+
+    fn slot(self) -> Option<usize> {
+        match self {
+            Encoding::Plain => None,
+            Encoding::Deflate => Some(0),
+        }
+    }
+
+    fn encode(self, plain: &Frame, z: &mut Compress) -> Frame {
+        match self {
+            Encoding::Plain => plain.clone(),
+            Encoding::Deflate => plain.deflated(z),
+        }
+    }
+}
+
+/// The encoded forms of one event's frames, computed on first use during one delivery and
+/// shared by every connection that wants them: `[frame pick][encoding slot]`.
+#[derive(Default)]
+pub struct Variants([[Option<Frame>; Encoding::COMPRESSED]; 2]);
 
 struct Conn {
     out: Rc<Outbox>,
-    subs: HashSet<Snowflake>,
+    encoding: Encoding,
+    subs: IdSet,
     all: bool,
     /// A subscription in flight: its users are registered, and events for this connection
-    /// wait here until the ACK is queued.
-    pending: Option<Pending>,
+    /// wait here until the ACK is queued (boxed: an idle connection has none).
+    pending: Option<Box<Pending>>,
+}
+
+/// A connection's users: a sorted vector (at most `max_subscriptions`, usually one), smaller
+/// than a hash set for the sizes connections have.
+#[derive(Default)]
+struct IdSet(Vec<Snowflake>);
+
+impl IdSet {
+    fn contains(&self, id: &Snowflake) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
+    fn insert(&mut self, id: Snowflake) {
+        if let Err(at) = self.0.binary_search(&id) {
+            self.0.insert(at, id);
+        }
+    }
+    fn remove(&mut self, id: &Snowflake) {
+        if let Ok(at) = self.0.binary_search(id) {
+            self.0.remove(at);
+        }
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn iter(&self) -> impl Iterator<Item = &Snowflake> {
+        self.0.iter()
+    }
 }
 
 /// A subscription whose ACK is not queued yet.
@@ -55,7 +126,7 @@ impl Withdrawal {
 
 impl Subscribers {
     pub fn new(index: usize, shards: usize) -> Subscribers {
-        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new() }
+        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new(), z: None, dirty: Vec::new(), flusher: None }
     }
 
     /// Whether any local connection wants changes to `id`.
@@ -63,9 +134,9 @@ impl Subscribers {
         !self.all.is_empty() || self.by_user.contains_key(&id)
     }
 
-    pub fn register(&mut self, out: Rc<Outbox>) -> ConnId {
+    pub fn register(&mut self, out: Rc<Outbox>, encoding: Encoding) -> ConnId {
         self.next_id += 1;
-        self.conns.insert(self.next_id, Conn { out, subs: HashSet::new(), all: false, pending: None });
+        self.conns.insert(self.next_id, Conn { out, encoding, subs: IdSet::default(), all: false, pending: None });
         self.next_id
     }
 
@@ -120,25 +191,41 @@ impl Subscribers {
     }
 
     /// Applies an event to one connection that is not pending.
-    fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, w: &mut Withdrawal) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
+    fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, w: &mut Withdrawal, variants: &mut Variants) {
+        let Some(c) = self.conns.get(&conn) else { return };
         if !(c.all || c.subs.contains(&ev.id)) {
             return;
         }
-        let frame = match &ev.kind {
+        let (pick, plain) = match &ev.kind {
             EventKind::Updated { object, array } => {
                 if !c.all && c.subs.len() == 1 {
-                    object
+                    (0, object)
                 } else {
-                    array
+                    (1, array)
                 }
             }
-            EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => f,
+            EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => (0, f),
         };
-        if !c.out.push(frame.clone(), Some(cap)) {
+        let queued = match c.encoding.slot() {
+            None => c.out.queue(plain, cap),
+            Some(slot) => {
+                let encoding = c.encoding;
+                let z = self.z.get_or_insert_with(|| Box::new(Compress::new(Compression::default(), false)));
+                let frame = variants.0[pick][slot].get_or_insert_with(|| encoding.encode(plain, z));
+                c.out.queue(frame, cap)
+            }
+        };
+        if queued == Ok(true) {
+            self.dirty.push(c.out.clone());
+            if let Some(w) = self.flusher.take() {
+                w.wake();
+            }
+        }
+        if queued.is_err() {
             merge(w, self.close(conn, CloseReason::SlowConsumer, close::SLOW_CONSUMER));
             return;
         }
+        let Some(c) = self.conns.get_mut(&conn) else { return };
         if matches!(ev.kind, EventKind::Left(_)) && !c.all {
             c.subs.remove(&ev.id);
             let empty = c.subs.is_empty();
@@ -157,6 +244,7 @@ impl Subscribers {
     /// Delivers an event to this shard's subscribers; slow consumers are cut off at `cap`.
     pub fn deliver(&mut self, ev: &SocketEvent, cap: usize) -> Withdrawal {
         let mut w = Withdrawal::default();
+        let mut variants = Variants::default();
         let mut targets: Vec<ConnId> = self.all.iter().copied().collect();
         if let Some(set) = self.by_user.get(&ev.id) {
             targets.extend(set.iter().copied());
@@ -164,18 +252,27 @@ impl Subscribers {
         for conn in targets {
             match self.conns.get_mut(&conn) {
                 Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),
-                Some(_) => self.apply(conn, ev, cap, &mut w),
+                Some(_) => self.apply(conn, ev, cap, &mut w, &mut variants),
                 None => {}
             }
         }
         w
     }
 
+    /// The shard's flusher waits here for connections with frames to write.
+    pub fn poll_dirty(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Vec<Rc<Outbox>>> {
+        if self.dirty.is_empty() {
+            self.flusher = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(std::mem::take(&mut self.dirty))
+    }
+
     /// Starts a subscription: registers its users (or All) so that events are held for it
     /// until [`Subscribers::commit`]. False when the connection is gone.
     pub fn begin(&mut self, conn: ConnId, ids: &[Snowflake], all: bool) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else { return false };
-        c.pending = Some(Pending { ids: ids.to_vec(), all, held: Vec::new() });
+        c.pending = Some(Box::new(Pending { ids: ids.to_vec(), all, held: Vec::new() }));
         if all {
             self.all.insert(conn);
         } else {
@@ -197,7 +294,7 @@ impl Subscribers {
             self.unlink_all(conn, &mut w);
         }
         for ev in &pending.held {
-            self.apply(conn, ev, cap, &mut w);
+            self.apply(conn, ev, cap, &mut w, &mut Variants::default());
         }
         w
     }
@@ -212,12 +309,14 @@ impl Subscribers {
         let mut dropped_lists = Vec::new();
         if pending.all {
             c.all = true;
-            dropped_lists = c.subs.drain().collect();
+            dropped_lists = std::mem::take(&mut c.subs).0;
         } else {
-            c.subs.extend(pending.ids.iter().copied());
+            for id in &pending.ids {
+                c.subs.insert(*id);
+            }
         }
         let single = !c.all && c.subs.len() == 1;
-        c.out.push(make_ack(single), None);
+        c.out.push(&make_ack(single), None);
         for id in dropped_lists {
             self.unlink_user(conn, id, &mut w);
         }
@@ -225,7 +324,7 @@ impl Subscribers {
             let fresh = ev.seq > seqs[ev.owner];
             let new = pending.all || pending.ids.contains(&ev.id);
             if fresh || !new {
-                self.apply(conn, ev, cap, &mut w);
+                self.apply(conn, ev, cap, &mut w, &mut Variants::default());
             }
         }
         Some(w)

@@ -85,8 +85,15 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         let state = Rc::new(ConnState::default());
         let key = active.insert(state.clone());
         glommio::spawn_local(async move {
-            connection(ctx, stream, state).await;
-            active.remove(key);
+            match connection(ctx, stream, state).await {
+                // A WebSocket runs as a task of its own, so that the HTTP connection's state
+                // is freed rather than held for the socket's life.
+                Some(ws) => {
+                    let keep = (ws.slot, Gone { active, key }, OpenSocket::new(ws.ctx.clone()));
+                    glommio::spawn_local(crate::socket::conn::run(ws.ctx, ws.stream, ws.read_buf, ws.peer_ip, ws.encoding, keep)).detach();
+                }
+                None => active.remove(key),
+            }
         })
         .detach();
     }
@@ -225,7 +232,45 @@ impl AcceptFailures {
 
 type ServiceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>>>>;
 
-async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<ConnState>) {
+/// An upgraded connection, handed from HTTP to the WebSocket session.
+struct Upgraded {
+    ctx: Rc<Shard>,
+    stream: glommio::net::TcpStream,
+    read_buf: Vec<u8>,
+    peer_ip: std::net::IpAddr,
+    encoding: crate::fanout::Encoding,
+    slot: per_ip::Slot<Shard>,
+}
+
+/// Counts an open WebSocket in the shard's metrics for as long as its session lives.
+struct OpenSocket(Rc<Shard>);
+
+impl OpenSocket {
+    fn new(ctx: Rc<Shard>) -> OpenSocket {
+        ctx.metrics().websocket(1);
+        OpenSocket(ctx)
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        self.0.metrics().websocket(-1);
+    }
+}
+
+/// Takes a WebSocket off the shard's connections when its session ends.
+struct Gone {
+    active: Rc<Active>,
+    key: u64,
+}
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.active.remove(self.key);
+    }
+}
+
+async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<ConnState>) -> Option<Upgraded> {
     let _ = stream.set_nodelay(true);
     // An idle keep-alive connection (or a client that stops mid-request) times out: the
     // shard's sweep (`expire_silent`) ends it, without a timer per read.
@@ -234,18 +279,21 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     let Some(_slot) = per_ip::acquire(&ctx, peer_ip, Kind::Connection).await else {
         let refusal = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", "Too many connections from your address.");
         answer_and_close(stream, &refusal, ctx.index()).await;
-        return;
+        return None;
     };
     let svc_ctx = ctx.clone();
     let svc_state = state.clone();
+    let encoding = Rc::new(std::cell::Cell::new(crate::fanout::Encoding::Plain));
+    let svc_encoding = encoding.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let state = svc_state.clone();
+        let encoding = svc_encoding.clone();
         // The head is complete: the header deadline no longer applies.
         state.busy();
         // Boxed: hyper's `poll_without_shutdown` needs an `Unpin` future.
         Box::pin(async move {
-            let resp = handle_on(&ctx, req, &state).await;
+            let resp = handle_on(&ctx, req, &state, &encoding).await;
             Ok::<_, Infallible>(resp)
         }) as ServiceFuture
     });
@@ -268,9 +316,8 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     match result {
         Ok(()) if state.phase() == Phase::Upgraded => {
             let parts = conn.into_parts();
-            ctx.metrics().websocket(1);
-            crate::socket::conn::run(ctx.clone(), parts.io.into_stream(), parts.read_buf.to_vec(), peer_ip).await;
-            ctx.metrics().websocket(-1);
+            let read_buf = parts.read_buf.to_vec();
+            return Some(Upgraded { ctx: ctx.clone(), stream: parts.io.into_stream(), read_buf, peer_ip, encoding: encoding.get(), slot: _slot });
         }
         Err(_) if state.timed_out() => {
             let late = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request headers were not received in time.");
@@ -278,6 +325,7 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
         }
         _ => {}
     }
+    None
 }
 
 /// Writes an error answer with `Connection: close` straight to the socket (outside hyper) and
@@ -300,13 +348,16 @@ async fn answer_and_close(mut stream: glommio::net::TcpStream, err: &ApiError, s
 
 /// Answers one request of a connection: a WebSocket upgrade of `/socket` is answered 101 and
 /// the connection marked upgraded (it then leaves hyper without shutting the socket).
-async fn handle_on(ctx: &Rc<Shard>, req: Request<Incoming>, state: &ConnState) -> Response<Body> {
+async fn handle_on(ctx: &Rc<Shard>, req: Request<Incoming>, state: &ConnState, encoding: &std::cell::Cell<crate::fanout::Encoding>) -> Response<Body> {
     // The path is routed once: the upgrade check, the dispatch and the gateway header all
     // use this route.
     let uri = req.uri().clone();
     let route = router::route(uri.path());
     if route == Some(Route::Socket) {
-        if let Some(mut resp) = crate::http::upgrade::accept(&req) {
+        if let Some((mut resp, negotiated)) = crate::http::upgrade::accept(&req, ctx.config().server.socket.permessage_deflate) {
+            encoding.set(negotiated);
+            // The connection then leaves hyper (without shutting the socket) and becomes a
+            // WebSocket.
             state.upgraded();
             resp.headers_mut().insert(response::SHARD_HEADER, response::shard_value(ctx.index()));
             return resp;

@@ -1,199 +1,252 @@
-//! One WebSocket connection, on the shard that accepted it: HELLO, the client's requests,
-//! deadlines, the writer that drains its outbox, and a clean close.
+//! One WebSocket connection, on the shard that accepted it: HELLO, the client's requests, its
+//! deadlines, and a clean close. One task per connection does it all: it reads when the socket
+//! is readable (into the shard's scratch buffer, keeping only a partial frame), sends what the
+//! kernel did not take, and is woken by this shard's one sweep when a deadline passes. The
+//! shard's flusher writes what fan-out deliveries queued, one vectored write per connection.
 
 use crate::fanout::close::{self, CloseReason};
-use crate::fanout::outbox::{Next, Outbox};
-use crate::fanout::{self, frames, Ack, ConnId, FanoutHost};
+use crate::fanout::outbox::{Flush, Outbox};
+use crate::fanout::{self, frames, Ack, ConnId, Encoding, FanoutHost};
 use crate::per_ip::{self, Kind};
 use crate::shard::Shard;
 use crate::socket::protocol::{self, Refusal, Request, Target};
-use async_tungstenite::WebSocketStream;
-use futures_util::{SinkExt, StreamExt};
+use crate::socket::wire::{self, Inbound, Reader, WireError};
+use futures_lite::{AsyncRead, AsyncWrite};
+use std::cell::RefCell;
 use std::future::poll_fn;
 use std::net::IpAddr;
-use std::rc::Rc;
-use std::time::Instant;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::Message;
+use std::os::unix::io::AsRawFd;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-/// tungstenite's read buffer per connection (its default is 128 KiB). Client messages are small;
-/// a larger one grows the buffer up to `max_frame_bytes` while it is read.
-pub const READ_BUFFER: usize = 1024;
-/// Frames are gathered into tungstenite's write buffer up to this size before a write (its
-/// default is 128 KiB); the writer hands over at most this much per flush.
-pub const WRITE_BATCH: usize = 16 * 1024;
 /// The next client message is read only while at most this many bytes wait in the outbox (or
 /// `max_queued_bytes`, if smaller): the answers a client provokes but does not read stay
 /// bounded, and a client that stops reading is no longer read.
 pub const REPLY_HIGH_WATER: usize = 64 * 1024;
+/// The shard's scratch buffer that every connection reads into.
+pub const SCRATCH_BYTES: usize = 16 * 1024;
+/// How often the shard's sweep checks every connection's deadline (INIT, heartbeat, close).
+pub const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 type Stream = glommio::net::TcpStream;
 
-/// The WebSocket settings for a server connection: small buffers and the inbound limit.
-pub fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BATCH)
-        .max_message_size(Some(max_frame_bytes))
-        .max_frame_size(Some(max_frame_bytes))
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice());
 }
 
 /// Forgets the connection in fan-out however the task ends.
 struct Registration<'a> {
     ctx: &'a Rc<Shard>,
     id: ConnId,
+    session: usize,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         fanout::remove(self.ctx, self.id);
+        self.ctx.fanout().end_session(self.session);
     }
 }
 
+/// What woke the connection.
 enum Wake {
-    Message(Option<Result<Message, tungstenite::Error>>),
+    Message(Inbound),
+    Refused(WireError),
+    /// The client closed the stream, or the socket failed.
+    Gone,
     Deadline,
     Closing,
-    Shutdown,
+}
+
+/// Where the connection is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// The server sent its close: read until the client's close (or the deadline).
+    Closing,
+    /// The client's input is unreadable: read and drop it until the end (or the deadline), so
+    /// that closing the socket does not reset it before the client read the DISCONNECT.
+    Discarding,
+}
+
+/// The shard's sweep: every [`SWEEP_EVERY`] each connection's deadline is checked; once the
+/// shard shuts down every connection is closed with 4011.
+async fn sweep(ctx: Weak<Shard>) {
+    let Some(mut shutdown) = ctx.upgrade().map(|c| c.shutdown_signal()) else { return };
+    let mut stopping = false;
+    loop {
+        let stop = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(SWEEP_EVERY).await;
+                false
+            },
+            async {
+                if stopping || shutdown.wait_for(|stop| *stop).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                true
+            },
+        )
+        .await;
+        stopping |= stop;
+        let Some(ctx) = ctx.upgrade() else { return };
+        if stopping {
+            for id in ctx.fanout().sessions() {
+                fanout::close(&ctx, id, CloseReason::ShuttingDown, close::SHUTTING_DOWN);
+            }
+        }
+        ctx.fanout().sweep(Instant::now());
+    }
+}
+
+/// The shard's flusher: once a batch of deliveries has queued frames, writes every such
+/// connection's frames in one vectored write each.
+async fn flush(ctx: Weak<Shard>) {
+    loop {
+        let dirty = poll_fn(|cx| match ctx.upgrade() {
+            Some(c) => c.fanout().poll_dirty(cx).map(Some),
+            None => Poll::Ready(None),
+        })
+        .await;
+        let Some(dirty) = dirty else { return };
+        for out in dirty {
+            out.flush_now();
+        }
+    }
 }
 
 /// Serves an upgraded connection until it closes. `read_buf` holds bytes hyper read past the
-/// upgrade request.
-pub async fn run(ctx: Rc<Shard>, tcp: Stream, read_buf: Vec<u8>, ip: IpAddr) {
+/// upgrade request; `encoding` is what the upgrade negotiated; `_keep` (the HTTP connection's
+/// slot, its entry among the shard's connections) is dropped when the connection ends.
+pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAddr, encoding: Encoding, _keep: K) {
     let cfg = &ctx.config().server.socket;
     // The HTTP idle timeout does not apply: liveness is the heartbeat's job.
     let _ = tcp.set_read_timeout(None);
-    let ws = WebSocketStream::from_partially_read(tcp, read_buf, Role::Server, Some(ws_config(cfg.max_frame_bytes))).await;
-    let (sink, mut rx) = ws.split();
-    let out = Rc::new(Outbox::default());
-    let writer = glommio::spawn_local(write_loop(sink, out.clone()));
-
-    let id = ctx.fanout().register(out.clone());
-    let _registration = Registration { ctx: &ctx, id };
-    let _slot = per_ip::acquire(&ctx, ip, Kind::Socket).await;
+    if ctx.fanout().claim_sweeper() {
+        glommio::spawn_local(sweep(Rc::downgrade(&ctx))).detach();
+        glommio::spawn_local(flush(Rc::downgrade(&ctx))).detach();
+    }
+    let out = Rc::new(Outbox::new(tcp.as_raw_fd(), Instant::now() + cfg.init_timeout));
+    let (id, session) = ctx.fanout().register(out.clone(), encoding);
+    let _registration = Registration { ctx: &ctx, id, session };
+    // Boxed, like every step an idle connection is not in: its state is not held at rest.
+    let _slot = Box::pin(per_ip::acquire(&ctx, ip, Kind::Socket)).await;
     if _slot.is_some() {
-        out.push(frames::hello(cfg.heartbeat_interval.as_millis()), None);
+        out.push(&frames::hello(cfg.heartbeat_interval.as_millis()), None);
     } else {
         fanout::close(&ctx, id, CloseReason::TooManyConnections, close::TOO_MANY_CONNECTIONS);
     }
 
-    let mut shutdown = ctx.shutdown_signal();
+    let mut reader = Reader::default();
+    reader.feed(&read_buf);
+    drop(read_buf);
+    let mut inflater = (encoding == Encoding::Deflate).then(|| Box::new(flate2::Decompress::new(false)));
     let mut initialized = false;
-    let mut deadline = Instant::now() + cfg.init_timeout;
-    let mut closing_since: Option<Instant> = None;
-    // After a frame tungstenite could not read, the rest of the client's bytes are unreadable
-    // WebSocket data: they are read and dropped so that closing the socket does not reset it
-    // before the client has read the DISCONNECT.
-    let mut discard_rest = false;
+    let mut phase = Phase::Open;
+    let high_water = REPLY_HIGH_WATER.min(cfg.max_queued_bytes);
     loop {
-        if closing_since.is_none() && out.is_closing() {
-            closing_since = Some(Instant::now());
-            deadline = Instant::now() + cfg.close_timeout;
-        }
-        let closing = closing_since.is_some();
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let high_water = REPLY_HIGH_WATER.min(cfg.max_queued_bytes);
-        let read = async {
-            poll_fn(|cx| out.poll_room(cx, high_water)).await;
-            Wake::Message(rx.next().await)
-        };
-        let wake = futures_lite::future::or(read, async {
-            futures_lite::future::or(
-                async {
-                    glommio::timer::sleep(wait).await;
-                    Wake::Deadline
-                },
-                futures_lite::future::or(
-                    async {
-                        if closing {
-                            std::future::pending::<()>().await;
+        let wake = poll_fn(|cx| {
+            out.register(cx);
+            if out.poll_flush(cx, |cx, bytes| Pin::new(&mut tcp).poll_write(cx, bytes)) == Flush::Broken {
+                return Poll::Ready(Wake::Gone);
+            }
+            if out.take_expired() {
+                return Poll::Ready(Wake::Deadline);
+            }
+            if phase == Phase::Open && out.is_closing() {
+                return Poll::Ready(Wake::Closing);
+            }
+            if phase == Phase::Open && out.queued_bytes() > high_water {
+                return Poll::Pending;
+            }
+            loop {
+                if phase != Phase::Discarding {
+                    match reader.next(cfg.max_frame_bytes, inflater.as_deref_mut()) {
+                        Ok(Some(m)) => return Poll::Ready(Wake::Message(m)),
+                        Ok(None) => {}
+                        Err(e) => return Poll::Ready(Wake::Refused(e)),
+                    }
+                }
+                let read = SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    match Pin::new(&mut tcp).poll_read(cx, &mut s) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(false),
+                        Poll::Ready(Ok(n)) => {
+                            if phase != Phase::Discarding {
+                                reader.feed(&s[..n]);
+                            }
+                            Poll::Ready(true)
                         }
-                        poll_fn(|cx| out.poll_closing(cx)).await;
-                        Wake::Closing
-                    },
-                    async {
-                        if closing || shutdown.wait_for(|stop| *stop).await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                        Wake::Shutdown
-                    },
-                ),
-            )
-            .await
+                        Poll::Pending => Poll::Pending,
+                    }
+                });
+                match read {
+                    Poll::Ready(true) => continue,
+                    Poll::Ready(false) => return Poll::Ready(Wake::Gone),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
         })
         .await;
         match wake {
-            Wake::Closing => continue,
-            Wake::Shutdown => fanout::close(&ctx, id, CloseReason::ShuttingDown, close::SHUTTING_DOWN),
-            Wake::Deadline if closing => break,
-            Wake::Deadline if initialized => fanout::close(&ctx, id, CloseReason::HeartbeatTimeout, close::HEARTBEAT_TIMEOUT),
-            Wake::Deadline => fanout::close(&ctx, id, CloseReason::InitTimeout, close::INIT_TIMEOUT),
-            Wake::Message(None) => break,
-            Wake::Message(Some(Err(e))) => {
-                if closing {
-                    break;
-                }
-                discard_rest = true;
-                match e {
-                    tungstenite::Error::Capacity(_) => {
-                        fanout::close(&ctx, id, CloseReason::MessageTooLarge, &too_large(cfg.max_frame_bytes));
-                    }
-                    tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_) => {
-                        fanout::close(&ctx, id, CloseReason::ProtocolError, "WebSocket protocol error.");
-                    }
-                    _ => {
-                        discard_rest = false;
-                        break;
-                    }
-                }
+            Wake::Closing => {
+                phase = Phase::Closing;
+                out.set_deadline(Instant::now() + cfg.close_timeout);
             }
-            Wake::Message(Some(Ok(msg))) => {
-                if closing {
-                    // Keep reading until the client answers the close (tungstenite replies to
-                    // its close and flushes on the next poll).
-                    continue;
+            Wake::Gone => break,
+            Wake::Deadline => match phase {
+                Phase::Closing | Phase::Discarding => break,
+                Phase::Open if initialized => fanout::close(&ctx, id, CloseReason::HeartbeatTimeout, close::HEARTBEAT_TIMEOUT),
+                Phase::Open => fanout::close(&ctx, id, CloseReason::InitTimeout, close::INIT_TIMEOUT),
+            },
+            Wake::Refused(e) => {
+                if phase == Phase::Open {
+                    match e {
+                        WireError::TooLarge => fanout::close(&ctx, id, CloseReason::MessageTooLarge, &too_large(cfg.max_frame_bytes)),
+                        WireError::Protocol => fanout::close(&ctx, id, CloseReason::ProtocolError, "WebSocket protocol error."),
+                    }
+                    out.set_deadline(Instant::now() + cfg.close_timeout);
                 }
-                match msg {
-                    Message::Text(text) => {
-                        if let Some(next) = on_text(&ctx, id, &out, text.as_str(), &mut initialized).await {
-                            deadline = next;
-                        }
-                    }
-                    Message::Binary(_) => {
-                        out.push(frames::error("Binary frames are not supported; send JSON text frames."), None);
-                    }
-                    Message::Close(_) => {
-                        // The client closes: stop fan-out to it at once, then finish the handshake.
-                        fanout::remove(&ctx, id);
-                        out.finish();
-                        closing_since = Some(Instant::now());
-                        deadline = Instant::now() + cfg.close_timeout;
-                    }
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                }
+                phase = Phase::Discarding;
+                reader = Reader::default();
             }
-        }
-    }
-    fanout::remove(&ctx, id);
-    if !discard_rest {
-        out.finish();
-    }
-    let sink = glommio::timer::timeout(cfg.close_timeout, async { Ok(writer.await) }).await.ok().flatten();
-    if let (true, Some(sink)) = (discard_rest, sink) {
-        if let Ok(ws) = WebSocketStream::reunite(sink, rx) {
-            let mut tcp = ws.into_inner();
-            let until = Instant::now() + cfg.close_timeout;
-            let mut buf = [0u8; 4096];
-            loop {
-                let left = until.saturating_duration_since(Instant::now());
-                match glommio::timer::timeout(left, async { Ok(futures_lite::AsyncReadExt::read(&mut tcp, &mut buf).await) }).await {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => break,
+            Wake::Message(Inbound::Close(code)) => {
+                if phase == Phase::Open {
+                    // The client closes: stop fan-out to it at once and answer its close.
+                    fanout::remove(&ctx, id);
+                    let echo = code.map_or_else(|| wire::frame(wire::OP_CLOSE, false, &[]), wire::close_frame);
+                    out.push_control(echo);
+                }
+                // Our close is answered (or theirs is): the handshake is done once the queue
+                // is written.
+                let _ = Box::pin(glommio::timer::timeout(cfg.close_timeout, async {
+                    let _ = poll_fn(|cx| match out.poll_flush(cx, |cx, bytes| Pin::new(&mut tcp).poll_write(cx, bytes)) {
+                        Flush::Waiting => Poll::Pending,
+                        _ => Poll::Ready(()),
+                    })
+                    .await;
+                    Ok(())
+                }))
+                .await;
+                break;
+            }
+            Wake::Message(_) if phase != Phase::Open => {}
+            Wake::Message(Inbound::Ping(payload)) => out.push_control(wire::frame(wire::OP_PONG, false, &payload)),
+            Wake::Message(Inbound::Pong) => {}
+            Wake::Message(Inbound::Binary) => {
+                out.push(&frames::error("Binary frames are not supported; send JSON text frames."), None);
+            }
+            Wake::Message(Inbound::Text(text)) => {
+                // Boxed: the state of a request in flight is not part of an idle connection.
+                if let Some(next) = Box::pin(on_text(&ctx, id, &out, &text, &mut initialized)).await {
+                    out.set_deadline(next);
                 }
             }
         }
     }
+    out.finish();
 }
 
 fn too_large(max: usize) -> String {
@@ -207,7 +260,7 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
     let request = match protocol::parse(text) {
         Ok(r) => r,
         Err(Refusal::Error(message)) => {
-            out.push(frames::error(&message), None);
+            out.push(&frames::error(&message), None);
             return None;
         }
         Err(Refusal::Disconnect(reason, message)) => {
@@ -222,16 +275,16 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
     match request {
         Request::Heartbeat if !*initialized => not_initialized(),
         Request::Heartbeat => {
-            out.push(frames::bare(frames::HEARTBEAT_ACK), None);
+            out.push(&frames::bare(frames::HEARTBEAT_ACK), None);
             alive()
         }
         Request::Init(_) if *initialized => {
-            out.push(frames::error("You are already initialized. Use SUBSCRIBE (op 12) to add users."), None);
+            out.push(&frames::error("You are already initialized. Use SUBSCRIBE (op 12) to add users."), None);
             None
         }
         Request::Init(target) => {
             if target.ids().len() > cfg.max_subscriptions {
-                out.push(frames::error(&too_many(cfg.max_subscriptions)), None);
+                out.push(&frames::error(&too_many(cfg.max_subscriptions)), None);
                 return None;
             }
             match fanout::subscribe(ctx, id, &target, Ack::Init).await {
@@ -240,7 +293,7 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                     alive()
                 }
                 Err(message) => {
-                    out.push(frames::error(&message), None);
+                    out.push(&frames::error(&message), None);
                     None
                 }
             }
@@ -264,13 +317,13 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                 }
             };
             if let Some(message) = refusal {
-                out.push(frames::error(&message), None);
+                out.push(&frames::error(&message), None);
                 return None;
             }
             match fanout::subscribe(ctx, id, &target, Ack::Subscribe).await {
                 Ok(()) => alive(),
                 Err(message) => {
-                    out.push(frames::error(&message), None);
+                    out.push(&frames::error(&message), None);
                     None
                 }
             }
@@ -281,11 +334,11 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                 None
             }
             Ok(false) => {
-                out.push(frames::bare(frames::UNSUBSCRIBE_ACK), None);
+                out.push(&frames::bare(frames::UNSUBSCRIBE_ACK), None);
                 alive()
             }
             Err(message) => {
-                out.push(frames::error(&message), None);
+                out.push(&frames::error(&message), None);
                 None
             }
         },
@@ -296,26 +349,25 @@ fn too_many(max: usize) -> String {
     format!("You can subscribe to at most {max} users per connection.")
 }
 
-/// Drains the outbox into the socket: several queued frames go out in one write, then one flush.
-/// Gives the sink back after a clean close (`None` when the socket failed).
-async fn write_loop(mut sink: async_tungstenite::WebSocketSender<Stream>, out: Rc<Outbox>) -> Option<async_tungstenite::WebSocketSender<Stream>> {
-    loop {
-        match poll_fn(|cx| out.poll_next(cx, WRITE_BATCH)).await {
-            Next::Frames(frames) => {
-                for f in frames {
-                    if sink.feed(Message::Text(f)).await.is_err() {
-                        return None;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return None;
-                }
-            }
-            Next::Close(reason) => {
-                let frame = CloseFrame { code: CloseCode::from(reason.code()), reason: "".into() };
-                return sink.send(Message::Close(Some(frame))).await.ok().map(|()| sink);
-            }
-            Next::Stop => return Some(sink),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn returned_size<A, B, C, D, E, G, F>(_: impl Fn(A, B, C, D, E, G) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What an idle connection holds in its task and its records (the README's breakdown).
+    #[test]
+    fn an_idle_connection_is_small() {
+        let session = returned_size(run::<()>);
+        eprintln!(
+            "session future {session} B, Outbox {} B, Reader {} B, TcpStream {} B, Slot {} B",
+            std::mem::size_of::<Outbox>(),
+            std::mem::size_of::<Reader>(),
+            std::mem::size_of::<Stream>(),
+            std::mem::size_of::<per_ip::Slot<Shard>>(),
+        );
+        assert!(session <= 1024, "the session's future is {session} bytes");
     }
 }

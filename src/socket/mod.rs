@@ -4,3 +4,4 @@
 
 pub mod conn;
 pub mod protocol;
+pub mod wire;

@@ -7,7 +7,7 @@
 //! input round-trips where that makes sense.
 //!
 //! - [`http`]: the router, path ids, bulk `user_ids`, card parameters, storage bodies and keys.
-//! - [`socket`]: tungstenite reading arbitrary bytes as a server (lantern's `ws_config`), and
+//! - [`socket`]: lantern's WebSocket reader (`socket::wire`) on arbitrary bytes, and
 //!   the `/socket` protocol parser.
 //! - [`gateway`]: the ingest `Dispatcher` on raw and structured gateway frames, the events it
 //!   routes applied to shard state, and the user objects rendered at any clock.

@@ -1,13 +1,13 @@
-//! The WebSocket: tungstenite reading a client's bytes with lantern's `ws_config`, and the
-//! `/socket` protocol parser.
+//! The WebSocket: lantern's RFC 6455 reader on a client's bytes, and the `/socket` protocol
+//! parser.
 
 use super::json::{self, Json};
 use arbitrary::{Arbitrary, Result, Unstructured};
 use lantern::discord::Snowflake;
 use lantern::fanout::close::CloseReason;
-use lantern::socket::conn::ws_config;
 use lantern::fanout::frames;
 use lantern::socket::protocol::{self, Refusal, Request, Target};
+use lantern::socket::wire::{Decompress, Inbound, Reader, WireError};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 use tungstenite::protocol::{Role, WebSocket};
@@ -166,40 +166,48 @@ pub fn check_ws(case: &WsCase) {
     check_frames(&case.input.bytes(), limit(case.limit), 1 + case.chunk as usize);
 }
 
-/// Reads `bytes` as a server with `ws_config(max)`: messages stay within the limit, text goes
-/// through the protocol parser, every error is one lantern handles, and what the server wrote
-/// back (pongs, the close reply) is valid WebSocket for a client.
+/// Reads `bytes` as lantern's server does ([`Reader`], fed in chunks of `chunk`, without and
+/// with permessage-deflate): messages stay within the limit, also inflated, text goes through
+/// the protocol parser, parsing stops at the first error, and what the server writes back
+/// (pongs, the close's echo) is valid WebSocket for a client.
 pub fn check_frames(bytes: &[u8], max: usize, chunk: usize) {
-    let mem = Mem { input: bytes.to_vec(), pos: 0, chunk, output: Vec::new() };
-    let mut ws = WebSocket::from_raw_socket(mem, Role::Server, Some(ws_config(max)));
-    for _ in 0..bytes.len() + 4 {
-        match ws.read() {
-            Ok(Message::Text(t)) => {
-                assert!(t.len() <= max, "a {}-byte message passed a {max}-byte limit", t.len());
-                check_protocol(t.as_str());
+    for deflate in [false, true] {
+        let mut inflater = deflate.then(|| Decompress::new(false));
+        let mut reader = Reader::default();
+        let mut written = Vec::new();
+        'read: for piece in bytes.chunks(chunk.max(1)) {
+            reader.feed(piece);
+            loop {
+                match reader.next(max, inflater.as_mut()) {
+                    Ok(Some(Inbound::Text(t))) => {
+                        assert!(t.len() <= max, "a {}-byte message passed a {max}-byte limit", t.len());
+                        check_protocol(&t);
+                    }
+                    Ok(Some(Inbound::Binary | Inbound::Pong)) => {}
+                    Ok(Some(Inbound::Ping(p))) => {
+                        assert!(p.len() <= 125);
+                        written.extend_from_slice(&frames::frame(frames::OP_PONG, false, &p));
+                    }
+                    Ok(Some(Inbound::Close(code))) => {
+                        written.extend_from_slice(&code.map_or_else(|| frames::frame(frames::OP_CLOSE, false, &[]), frames::close_frame));
+                        break 'read;
+                    }
+                    Ok(None) => break,
+                    Err(WireError::Protocol | WireError::TooLarge) => break 'read,
+                }
             }
-            Ok(Message::Binary(b)) => assert!(b.len() <= max),
-            Ok(Message::Ping(p) | Message::Pong(p)) => assert!(p.len() <= 125),
-            Ok(Message::Close(_)) => {}
-            Ok(Message::Frame(_)) => panic!("raw frames are never returned when reading"),
-            Err(Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_) | Error::Protocol(_) | Error::Capacity(_) | Error::Utf8(_)) => {
-                break
-            }
-            Err(e) => panic!("an error lantern does not expect from a read: {e:?}"),
         }
-    }
-    let _ = ws.flush();
-    let written = std::mem::take(&mut ws.get_mut().output);
-    // The client's view of what the server sent.
-    let back = Mem { input: written.clone(), pos: 0, chunk: 4096, output: Vec::new() };
-    let mut client = WebSocket::from_raw_socket(back, Role::Client, None);
-    for _ in 0..written.len() + 2 {
-        match client.read() {
-            Ok(Message::Pong(_) | Message::Close(_)) => {}
-            Ok(m) => panic!("the server wrote {m:?} on its own"),
-            Err(Error::ConnectionClosed | Error::AlreadyClosed) => break,
-            Err(Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => break,
-            Err(e) => panic!("the server wrote invalid WebSocket data ({e:?}): {written:02x?}"),
+        // The client's view of what the server sent.
+        let back = Mem { input: written.clone(), pos: 0, chunk: 4096, output: Vec::new() };
+        let mut client = WebSocket::from_raw_socket(back, Role::Client, None);
+        for _ in 0..written.len() + 2 {
+            match client.read() {
+                Ok(Message::Pong(_) | Message::Close(_)) => {}
+                Ok(m) => panic!("the server wrote {m:?} on its own"),
+                Err(Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_)) => break,
+                Err(Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake)) => break,
+                Err(e) => panic!("the server wrote invalid WebSocket data ({e:?}): {written:02x?}"),
+            }
         }
     }
 }
