@@ -621,6 +621,9 @@ mod tests {
         m.user.global_name = None;
         m.user.public_flags = None;
         m.user.primary_guild = None;
+        m.user.avatar_decoration_data = None;
+        m.user.collectibles = None;
+        m.user.display_name_styles = None;
         m.joined_at = None;
         let json = build(&UserInputs { member: &m, presence: None, last_seen_ms: Some(1_620_000_000_123), storage_json: &Bytes::from_static(b"{\"k\":\"v\"}") });
         let v: Value = serde_json::from_slice(&json.render(0)).unwrap();
