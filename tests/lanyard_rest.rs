@@ -293,3 +293,35 @@ fn a_quicklink_whose_cdn_fetch_fails_is_a_502() {
     let r = env.get(&format!("/{id}.png"));
     assert_eq!((r.status, r.json()), (502, lanyard_error("upstream_error", "The avatar could not be fetched from Discord's CDN")));
 }
+
+#[test]
+fn decorations_nameplates_and_name_styles_reach_both_dialects_and_follow_member_updates() {
+    let env = env();
+    let members = env.sim.members();
+    let (decorated, _) = members
+        .iter()
+        .find(|(m, _)| m.user.avatar_decoration_data.is_some() && m.user.collectibles.is_some())
+        .expect("the simulator decorates some members")
+        .clone();
+    let id = decorated.user.id;
+    let lantern = env.get(&format!("/api/v1/users/{id}")).json();
+    let meta = &lantern["metadata"];
+    for field in ["avatar_decoration_data", "banner_decoration_data", "collectibles", "display_name_styles", "clan", "primary_guild"] {
+        let sent = serde_json::to_value(&decorated.user).unwrap()[field].clone();
+        assert_eq!(meta[field], sent, "Lantern metadata.{field}");
+        assert_eq!(env.get(&format!("/v1/users/{id}")).json()["data"]["discord_user"][field], sent, "Lanyard discord_user.{field}");
+    }
+    assert!(meta["avatar_decoration_data"]["sku_id"].is_string(), "snowflakes are strings: {meta}");
+
+    // A member update that takes the decoration away and changes the name style.
+    let mut updated = decorated.clone();
+    updated.user.avatar_decoration_data = None;
+    updated.user.display_name_styles = Some(lantern::discord::DisplayNameStyles { font_id: Some(3), effect_id: None, colors: vec![255] });
+    env.sim.update_member(updated);
+    let v = env.get_until(&format!("/api/v1/users/{id}"), |r| r.json()["metadata"]["avatar_decoration_data"].is_null()).json();
+    assert_eq!(v["metadata"]["display_name_styles"], json!({ "font_id": 3, "effect_id": null, "colors": [255] }));
+    let ly = env.get(&format!("/v1/users/{id}")).json();
+    assert_eq!(ly["data"]["discord_user"]["avatar_decoration_data"], Value::Null);
+    assert!(ly["data"]["discord_user"].as_object().unwrap().contains_key("avatar_decoration_data"), "sent as null, as Discord does");
+    assert_eq!(ly["data"]["discord_user"]["display_name_styles"], json!({ "font_id": 3, "effect_id": null, "colors": [255] }));
+}

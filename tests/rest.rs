@@ -77,9 +77,11 @@ fn alice_json() -> Value {
             "display_avatar_url": "https://cdn.discordapp.com/avatars/1300000000000000001/0123456789abcdef0123456789abcdef.png",
             "bot": false,
             "flags": { "human_readable": ["ActiveDeveloper"], "bitfield": 4194304 },
-            "monitoring_since": { "unix": 1620000000, "raw": "2021-05-03T00:00:00.000Z" }
+            "monitoring_since": { "unix": 1620000000, "raw": "2021-05-03T00:00:00.000Z" },
+            "avatar_decoration_data": null, "banner_decoration_data": null, "collectibles": null,
+            "display_name_styles": null, "clan": null, "primary_guild": null
         },
-        "active_platforms": { "desktop": "online", "mobile": "offline", "web": "offline", "spotify": null },
+        "active_platforms": { "desktop": "online", "mobile": "offline", "web": "offline", "embedded": "offline", "vr": "offline", "spotify": null },
         "activities": [{
             "id": "game1", "name": "Chess", "type": "PLAYING", "state": "Move 12", "details": "Ranked",
             "application_id": "1100000000000000000", "created_at": 1700000000,

@@ -32,6 +32,64 @@ pub struct User {
     pub public_flags: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_guild: Option<PrimaryGuild>,
+    // Discord sends these as `null` when the user has none, and so do Lanyard's
+    // `discord_user` objects built from this type.
+    /// The older name of `primary_guild`, which Discord still sends beside it.
+    #[serde(default)]
+    pub clan: Option<PrimaryGuild>,
+    #[serde(default)]
+    pub avatar_decoration_data: Option<Decoration>,
+    #[serde(default)]
+    pub banner_decoration_data: Option<Decoration>,
+    #[serde(default)]
+    pub collectibles: Option<Collectibles>,
+    #[serde(default)]
+    pub display_name_styles: Option<DisplayNameStyles>,
+}
+
+/// An avatar or banner decoration (`avatar_decoration_data`, `banner_decoration_data`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decoration {
+    #[serde(default)]
+    pub asset: Option<String>,
+    #[serde(default)]
+    pub sku_id: Option<Snowflake>,
+    /// Unix seconds, when the decoration is lent for a while.
+    #[serde(default, deserialize_with = "lenient_i64_opt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// The user's collectibles; Discord sends a nameplate only, so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Collectibles {
+    #[serde(default)]
+    pub nameplate: Option<Nameplate>,
+}
+
+/// The nameplate drawn behind the user's name in member lists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Nameplate {
+    #[serde(default)]
+    pub sku_id: Option<Snowflake>,
+    #[serde(default)]
+    pub asset: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub palette: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i64_opt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// How the display name is drawn (font, effect and colours as RGB integers).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DisplayNameStyles {
+    #[serde(default)]
+    pub font_id: Option<u64>,
+    #[serde(default)]
+    pub effect_id: Option<u64>,
+    #[serde(default)]
+    pub colors: Vec<u64>,
 }
 
 fn default_discriminator() -> String {
@@ -70,6 +128,16 @@ pub struct PartialUser {
     pub public_flags: Option<u64>,
     #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
     pub primary_guild: Option<Option<PrimaryGuild>>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub clan: Option<Option<PrimaryGuild>>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub avatar_decoration_data: Option<Option<Decoration>>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub banner_decoration_data: Option<Option<Decoration>>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub collectibles: Option<Option<Collectibles>>,
+    #[serde(default, deserialize_with = "present_opt", skip_serializing_if = "Option::is_none")]
+    pub display_name_styles: Option<Option<DisplayNameStyles>>,
 }
 
 impl PartialUser {
@@ -105,6 +173,21 @@ impl PartialUser {
         if let Some(v) = &self.primary_guild {
             changed |= set(&mut user.primary_guild, v);
         }
+        if let Some(v) = &self.clan {
+            changed |= set(&mut user.clan, v);
+        }
+        if let Some(v) = &self.avatar_decoration_data {
+            changed |= set(&mut user.avatar_decoration_data, v);
+        }
+        if let Some(v) = &self.banner_decoration_data {
+            changed |= set(&mut user.banner_decoration_data, v);
+        }
+        if let Some(v) = &self.collectibles {
+            changed |= set(&mut user.collectibles, v);
+        }
+        if let Some(v) = &self.display_name_styles {
+            changed |= set(&mut user.display_name_styles, v);
+        }
         changed
     }
 }
@@ -120,6 +203,11 @@ impl From<&User> for PartialUser {
             bot: Some(u.bot),
             public_flags: u.public_flags,
             primary_guild: Some(u.primary_guild.clone()),
+            clan: Some(u.clan.clone()),
+            avatar_decoration_data: Some(u.avatar_decoration_data.clone()),
+            banner_decoration_data: Some(u.banner_decoration_data.clone()),
+            collectibles: Some(u.collectibles.clone()),
+            display_name_styles: Some(u.display_name_styles.clone()),
         }
     }
 }

@@ -113,7 +113,8 @@ mod tests {
             json,
             serde_json::json!({
                 "discord_user": {"id":"94490510688792576","username":"phin","discriminator":"0","global_name":"Phineas",
-                    "avatar":"a_7484f82375f47a487f41650f36d30318","bot":false,"public_flags":131584},
+                    "avatar":"a_7484f82375f47a487f41650f36d30318","bot":false,"public_flags":131584,
+                    "clan":null,"avatar_decoration_data":null,"banner_decoration_data":null,"collectibles":null,"display_name_styles":null},
                 "discord_status":"offline","active_on_discord_web":false,"active_on_discord_desktop":false,
                 "active_on_discord_mobile":false,"active_on_discord_embedded":false,"active_on_discord_vr":false,
                 "listening_to_spotify":false,"spotify":null,"activities":[],"kv":{"a":"1"}

@@ -167,6 +167,12 @@ struct Metadata<'a> {
     bot: bool,
     flags: Flags,
     monitoring_since: TimePair,
+    avatar_decoration_data: Option<&'a crate::discord::Decoration>,
+    banner_decoration_data: Option<&'a crate::discord::Decoration>,
+    collectibles: Option<&'a crate::discord::Collectibles>,
+    display_name_styles: Option<&'a crate::discord::DisplayNameStyles>,
+    clan: Option<&'a crate::discord::PrimaryGuild>,
+    primary_guild: Option<&'a crate::discord::PrimaryGuild>,
 }
 
 #[derive(Serialize)]
@@ -370,6 +376,12 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
                 Some(ms) => TimePair::from_ms(Some(ms)),
                 None => TimePair { unix: Some(0), raw: None },
             },
+            avatar_decoration_data: user.avatar_decoration_data.as_ref(),
+            banner_decoration_data: user.banner_decoration_data.as_ref(),
+            collectibles: user.collectibles.as_ref(),
+            display_name_styles: user.display_name_styles.as_ref(),
+            clan: user.clan.as_ref(),
+            primary_guild: user.primary_guild.as_ref(),
         },
     );
 
@@ -379,6 +391,8 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
         ("desktop", cs.and_then(|c| c.desktop)),
         ("mobile", cs.and_then(|c| c.mobile)),
         ("web", cs.and_then(|c| c.web)),
+        ("embedded", cs.and_then(|c| c.embedded)),
+        ("vr", cs.and_then(|c| c.vr)),
     ]
     .into_iter()
     .enumerate()
@@ -488,6 +502,22 @@ mod tests {
                     tag: Some("LNT".into()),
                     badge: Some("b1".into()),
                 }),
+                avatar_decoration_data: Some(crate::discord::Decoration {
+                    asset: Some("a_deco".into()),
+                    sku_id: Some(Snowflake(1_144_058_844_004_233_369)),
+                    expires_at: None,
+                }),
+                collectibles: Some(crate::discord::Collectibles {
+                    nameplate: Some(crate::discord::Nameplate {
+                        sku_id: Some(Snowflake(1_349_486_948_942_745_691)),
+                        asset: Some("nameplates/bonsai/".into()),
+                        label: Some("Bonsai".into()),
+                        palette: Some("bubble_gum".into()),
+                        expires_at: None,
+                    }),
+                }),
+                display_name_styles: Some(crate::discord::DisplayNameStyles { font_id: Some(11), effect_id: Some(2), colors: vec![16_738_740] }),
+                ..User::default()
             },
             joined_at: Some("2021-05-03T00:00:00.000000+00:00".into()),
             ..Default::default()
@@ -542,10 +572,16 @@ mod tests {
                     "display_avatar_url": "https://cdn.discordapp.com/avatars/1300000000000000001/a_0123456789abcdef0123456789abcdef.gif",
                     "bot": false,
                     "flags": { "human_readable": ["Staff", "Hypesquad"], "bitfield": 2053 },
-                    "monitoring_since": { "unix": 1620000000, "raw": "2021-05-03T00:00:00.000Z" }
+                    "monitoring_since": { "unix": 1620000000, "raw": "2021-05-03T00:00:00.000Z" },
+                    "avatar_decoration_data": { "asset": "a_deco", "sku_id": "1144058844004233369" },
+                    "banner_decoration_data": null,
+                    "collectibles": { "nameplate": { "sku_id": "1349486948942745691", "asset": "nameplates/bonsai/", "label": "Bonsai", "palette": "bubble_gum" } },
+                    "display_name_styles": { "font_id": 11, "effect_id": 2, "colors": [16738740] },
+                    "clan": null,
+                    "primary_guild": { "identity_guild_id": "1200000000000000000", "identity_enabled": true, "tag": "LNT", "badge": "b1" }
                 },
                 "active_platforms": {
-                    "desktop": "dnd", "mobile": "idle", "web": "offline",
+                    "desktop": "dnd", "mobile": "idle", "web": "offline", "embedded": "offline", "vr": "offline",
                     "spotify": {
                         "track_id": "track1", "song": "Song", "artist": ["A", "B"], "album": "Album",
                         "album_cover": "https://i.scdn.co/image/cover1",
@@ -585,6 +621,9 @@ mod tests {
         m.user.global_name = None;
         m.user.public_flags = None;
         m.user.primary_guild = None;
+        m.user.avatar_decoration_data = None;
+        m.user.collectibles = None;
+        m.user.display_name_styles = None;
         m.joined_at = None;
         let json = build(&UserInputs { member: &m, presence: None, last_seen_ms: Some(1_620_000_000_123), storage_json: &Bytes::from_static(b"{\"k\":\"v\"}") });
         let v: Value = serde_json::from_slice(&json.render(0)).unwrap();
@@ -594,7 +633,10 @@ mod tests {
         assert_eq!(v["metadata"]["display_avatar_url"], format!("https://cdn.discordapp.com/embed/avatars/{n}.png"));
         assert_eq!(v["metadata"]["flags"], json!({ "human_readable": [], "bitfield": 0 }));
         assert_eq!(v["metadata"]["monitoring_since"], json!({ "unix": 0, "raw": null }));
-        assert_eq!(v["active_platforms"], json!({ "desktop": "offline", "mobile": "offline", "web": "offline", "spotify": null }));
+        assert_eq!(v["active_platforms"], json!({ "desktop": "offline", "mobile": "offline", "web": "offline", "embedded": "offline", "vr": "offline", "spotify": null }));
+        for absent in ["avatar_decoration_data", "banner_decoration_data", "collectibles", "display_name_styles", "clan", "primary_guild"] {
+            assert_eq!(v["metadata"][absent], Value::Null, "{absent}");
+        }
         assert_eq!(v["activities"], json!([]));
         assert_eq!(v["storage"], json!({ "k": "v" }));
         assert_eq!(v["server_tag"], Value::Null);

@@ -6,7 +6,8 @@
 
 use crate::discord::DISCORD_EPOCH_MS;
 use crate::discord::{
-    activity_type, Activity, ActivityEmoji, Assets, ClientStatus, Member, PartialUser, Party,
+    activity_type, Activity, ActivityEmoji, Assets, ClientStatus, Collectibles, Decoration, DisplayNameStyles, Member,
+    Nameplate, PartialUser, Party,
     Presence, PrimaryGuild, Snowflake, Status, Timestamps, User,
 };
 use rand::rngs::StdRng;
@@ -213,6 +214,29 @@ fn generate_user(rng: &mut StdRng, index: usize, guild_id: Snowflake) -> User {
         ),
         badge: Some(hex_hash(rng)),
     });
+    // Decorations, nameplates and name styles follow from the id rather than from `rng`, so the
+    // rest of every seed's world stays as it was before they existed.
+    let pick = |salt: u64, one_in: u64| (id.0 ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) % one_in == 0;
+    let avatar_decoration_data = pick(1, 5).then(|| Decoration {
+        asset: Some(format!("a_{:032x}", (id.0 as u128).wrapping_mul(0x1f1f_1f1f))),
+        sku_id: Some(Snowflake(1_144_058_844_004_233_369)),
+        expires_at: None,
+    });
+    let banner_decoration_data = pick(2, 9).then(|| Decoration {
+        asset: Some(format!("{:032x}", (id.0 as u128).wrapping_mul(0x2e2e_2e2e))),
+        sku_id: Some(Snowflake(1_293_373_563_494_518_836)),
+        expires_at: None,
+    });
+    let collectibles = pick(3, 6).then(|| Collectibles {
+        nameplate: Some(Nameplate {
+            sku_id: Some(Snowflake(1_349_486_948_942_745_691)),
+            asset: Some("nameplates/nameplates_v3/bonsai/".into()),
+            label: Some("COLLECTIBLES_NAMEPLATES_BONSAI_A11Y".into()),
+            palette: Some("bubble_gum".into()),
+            expires_at: None,
+        }),
+    });
+    let display_name_styles = pick(4, 7).then(|| DisplayNameStyles { font_id: Some(11), effect_id: Some(2), colors: vec![16_738_740, 3_447_003] });
     User {
         id,
         username,
@@ -226,7 +250,12 @@ fn generate_user(rng: &mut StdRng, index: usize, guild_id: Snowflake) -> User {
         avatar,
         bot,
         public_flags: Some(flags),
+        clan: primary_guild.clone(),
         primary_guild,
+        avatar_decoration_data,
+        banner_decoration_data,
+        collectibles,
+        display_name_styles,
     }
 }
 

@@ -127,7 +127,7 @@ impl World {
             )),
             bot: true,
             public_flags: Some(1 << 19), // BOT_HTTP_INTERACTIONS
-            primary_guild: None,
+            ..User::default()
         };
         let now = crate::time_fmt::now_ms();
         let guild_joined_at = generator::discord_iso(now - 86_400_000);

@@ -3,5 +3,6 @@
 //! changes to subscribers is the [`crate::fanout`] service's.
 
 pub mod conn;
+pub mod lanyard;
 pub mod protocol;
 pub mod wire;

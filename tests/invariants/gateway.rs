@@ -113,6 +113,8 @@ impl ArbUser {
             bot: self.bot,
             public_flags: self.public_flags,
             primary_guild: self.tag.as_ref().map(ArbTag::tag),
+            clan: self.tag.as_ref().map(ArbTag::tag),
+            ..User::default()
         }
     }
 }
@@ -187,6 +189,8 @@ impl ArbPartialUser {
             bot: self.bot,
             public_flags: self.public_flags,
             primary_guild: self.primary_guild.as_ref().map(|g| g.as_ref().map(ArbTag::tag)),
+            clan: self.primary_guild.as_ref().map(|g| g.as_ref().map(ArbTag::tag)),
+            ..PartialUser::default()
         }
     }
 }
