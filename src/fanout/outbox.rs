@@ -170,6 +170,18 @@ impl Outbox {
         inner.wake();
     }
 
+    /// Queues a close frame with `code` and `reason` and nothing before it (Lanyard's
+    /// refusals). Later calls do nothing.
+    pub fn close_with_code(&self, code: u16, reason: &str) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closing.is_some() || inner.finished {
+            return;
+        }
+        inner.closing = Some(CloseReason::InvalidPayload);
+        inner.send_or_queue(&frames::close_frame_with(code, reason));
+        inner.wake();
+    }
+
     pub fn is_closing(&self) -> bool {
         self.inner.borrow().closing.is_some()
     }
