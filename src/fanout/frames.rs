@@ -157,12 +157,13 @@ impl Frame {
     pub fn zlib(&self, z: &mut Compress) -> Frame {
         let text = self.payload();
         let raw = raw_deflate(z, text);
-        let mut buf = Vec::with_capacity(HEAD_ROOM + raw.len() + 8);
+        let mut buf = Vec::with_capacity(HEAD_ROOM + raw.len() + 12);
         buf.resize(HEAD_ROOM, 0);
         buf.extend_from_slice(&[0x78, 0x9c]);
         buf.extend_from_slice(&raw);
-        // The sync flush left the stream byte-aligned: a final empty fixed-Huffman block ends it.
-        buf.extend_from_slice(&[0x03, 0x00]);
+        // The sync flush's empty stored block, whose `00 00 ff ff` permessage-deflate leaves
+        // out, then a final empty fixed-Huffman block ends the stream.
+        buf.extend_from_slice(&[0x00, 0x00, 0xff, 0xff, 0x03, 0x00]);
         buf.extend_from_slice(&adler32(text).to_be_bytes());
         let len = buf.len() - HEAD_ROOM;
         let (h, n) = header(OP_BINARY, false, len);
