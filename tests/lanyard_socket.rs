@@ -410,3 +410,22 @@ fn zlib_json_frames_inflate_to_exactly_the_plain_json() {
     z.send_text(r#"{"op":9}"#);
     assert_eq!(z.closed(), (4004, "unknown_opcode".to_owned(), false));
 }
+
+#[test]
+fn a_silent_lanyard_connection_is_closed_after_the_idle_timeout() {
+    let (a, b) = pair();
+    let env = Env::start_tweaked(
+        SimConfig { members: 4, seed: 7, heartbeat_interval_ms: 1000, ..SimConfig::default() },
+        2,
+        |sim| {
+            sim.add_member(member(a, "alice"), None);
+            sim.add_member(member(b, "bob"), None);
+        },
+        |c| c.server.socket.lanyard_idle_timeout = std::time::Duration::from_millis(300),
+    );
+    let mut c = Client::hello(&env);
+    c.subscribe(json!({"subscribe_to_id": a.to_string()}));
+    // A heartbeat is answered by nothing; the silence after it closes the connection.
+    c.send(json!({"op": 3}));
+    assert_eq!(c.closed(), (1000, "idle timeout".to_owned(), false));
+}

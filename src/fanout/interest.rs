@@ -98,3 +98,23 @@ impl Interest {
         self.seq
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lanyard_frame_is_wanted_only_once_a_lanyard_connection_subscribed() {
+        let (a, b) = (Snowflake(1300000000000000001), Snowflake(1300000000000000002));
+        let mut i = Interest::default();
+        i.watch(1, a);
+        assert!(!i.wants_lanyard(a, false), "a Lantern subscriber only");
+        i.watch_lanyard(Some(a));
+        assert!(i.wants_lanyard(a, false));
+        assert!(!i.wants_lanyard(b, false));
+        assert!(i.wants_lanyard(a, true), "the leave itself");
+        assert!(!i.wants_lanyard(a, false), "forgotten with the user");
+        i.watch_lanyard(None);
+        assert!(i.wants_lanyard(b, false), "a subscriber of all");
+    }
+}

@@ -248,7 +248,9 @@ impl Subscribers {
     /// Queues DISCONNECT and the close, and forgets the connection.
     pub fn close(&mut self, conn: ConnId, reason: CloseReason, text: &str) -> Withdrawal {
         if let Some(c) = self.conns.get(&conn) {
-            c.out.close(reason, text);
+            // Lanyard's clients know no DISCONNECT (and a zlib_json one reads no text frame):
+            // the code and text go in the close frame alone.
+            c.out.close_as(reason, text, !c.lanyard && c.encoding != Encoding::Zlib);
         }
         self.remove(conn)
     }

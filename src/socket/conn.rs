@@ -30,9 +30,6 @@ pub const REPLY_HIGH_WATER: usize = 64 * 1024;
 pub const SCRATCH_BYTES: usize = 16 * 1024;
 /// How often the shard's sweep checks every connection's deadline (INIT, heartbeat, close).
 pub const SWEEP_EVERY: Duration = Duration::from_millis(100);
-/// A Lanyard connection is closed after this long without any inbound message (Lanyard's own
-/// idle timeout; its clients heartbeat every 30 s).
-pub const LANYARD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 type Stream = glommio::net::TcpStream;
 
@@ -281,7 +278,7 @@ fn send(out: &Outbox, encoding: Encoding, frame: &frames::Frame) {
 /// Handles one message of a Lanyard connection; returns the new deadline (every message
 /// counts as a sign of life). Refusals close with Lanyard's code and reason.
 async fn on_lanyard(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, encoding: Encoding, text: &str) -> Option<Instant> {
-    let alive = || Some(Instant::now() + LANYARD_IDLE_TIMEOUT);
+    let alive = || Some(Instant::now() + ctx.config().server.socket.lanyard_idle_timeout);
     let target = |sub: Subscription| match sub {
         Subscription::One(i) => Some(Target::One(i)),
         Subscription::Many(ids) => Some(Target::Many(ids)),
