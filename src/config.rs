@@ -167,6 +167,8 @@ pub struct SocketConfig {
     pub max_queued_bytes: usize,
     /// Whether permessage-deflate (RFC 7692) is negotiated with clients that offer it.
     pub permessage_deflate: bool,
+    /// A Lanyard-dialect connection silent for this long is closed (Lanyard's 60 s).
+    pub lanyard_idle_timeout: Duration,
 }
 
 impl SocketConfig {
@@ -324,6 +326,7 @@ struct FileSocket {
     max_connections_per_ip: Option<usize>,
     max_queued_bytes: Option<usize>,
     permessage_deflate: Option<bool>,
+    lanyard_idle_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,6 +527,7 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
         max_connections_per_ip: at_least("server.socket.max_connections_per_ip", f.max_connections_per_ip, 256, 1)?,
         max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, 1024)?,
         permessage_deflate: f.permessage_deflate.unwrap_or(true),
+        lanyard_idle_timeout: ms(positive("server.socket.lanyard_idle_timeout", f.lanyard_idle_timeout, 60_000)?),
     })
 }
 

@@ -108,6 +108,20 @@ impl FanoutHost for Shard {
     fn render_all_owned(&self) -> Vec<Bytes> {
         self.presence.render_all(now_ms())
     }
+
+    fn render_owned_lanyard(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>> {
+        ids.iter().map(|id| self.owned_lanyard_presence(*id)).collect()
+    }
+
+    fn render_all_owned_lanyard(&self) -> Vec<(Snowflake, Bytes)> {
+        let ids = self.presence.ids();
+        ids.into_iter()
+            .filter_map(|id| {
+                let owned = self.here.claim(id).ok()?;
+                Some((id, self.owned_lanyard_presence(owned)?))
+            })
+            .collect()
+    }
 }
 
 impl IpHost for Shard {
@@ -364,6 +378,10 @@ impl Shard {
                     Change::Joined(_) => EventKind::Joined(fanout::frames::with_data(fanout::frames::USER_JOINED, &self.presence.render(owned, now)?)),
                     Change::Updated(_) => fanout::updated(&self.presence.render(owned, now)?),
                 })
+            }, || {
+                // Lanyard's PRESENCE_UPDATE, from the presence bytes cached per user version.
+                let presence = self.owned_lanyard_presence(owned)?;
+                Some(fanout::frames::lanyard_event("PRESENCE_UPDATE", &presence))
             });
         }
     }

@@ -149,3 +149,123 @@ fn use_lanyard_rest_mode_shows_the_presence_and_a_change_after_revalidating() {
     let data = use_lanyard(&env, &python, "rest", id);
     assert_eq!(data, env.get(&format!("/v1/users/{id}")).json()["data"]);
 }
+
+#[test]
+fn use_lanyard_ws_mode_shows_the_presence_and_a_change_without_a_reload() {
+    let Some(python) = python() else { return };
+    if !page_ready() {
+        return;
+    }
+    let env = env();
+    let id = member_on(&env, 1);
+    let data = use_lanyard(&env, &python, "ws", id);
+    assert_eq!(data, env.get(&format!("/v1/users/{id}")).json()["data"]);
+}
+
+/// lanyard-py's `subscribe` in `mode` (`ws` with ids, or `ws_all`): its event lines, read as
+/// they come; the child is killed when dropped.
+struct Subscriber {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Subscriber {
+    fn spawn(python: &PathBuf, env: &Env, mode: &str, ids: &[Snowflake]) -> Subscriber {
+        let mut child = Command::new(python)
+            .arg(script())
+            .arg(mode)
+            .arg(format!("http://127.0.0.1:{}", env.port))
+            .args(ids.iter().map(|i| i.to_string()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        Subscriber { child, lines }
+    }
+
+    fn next(&mut self) -> Value {
+        let line = self.lines.next().expect("the driver printed an event").expect("readable");
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(v["step"], "event", "{v}");
+        v["data"].clone()
+    }
+
+    /// Reads events until every one of `ids` was shown (the client yields a map or one
+    /// presence per event): each user's presence, by id.
+    fn initial(&mut self, ids: &[Snowflake]) -> serde_json::Map<String, Value> {
+        let mut seen = serde_json::Map::new();
+        while !ids.iter().all(|i| seen.contains_key(&i.to_string())) {
+            let d = self.next();
+            if let Some(id) = d["discord_user"]["id"].as_str() {
+                seen.insert(id.to_owned(), d.clone());
+            } else {
+                seen.extend(d.as_object().expect("a map of presences").clone());
+            }
+        }
+        seen
+    }
+
+    /// Reads events until one shows `id` with `status`.
+    fn until(&mut self, id: Snowflake, status: &str) -> Value {
+        loop {
+            let d = self.next();
+            let found = |p: &Value| p["discord_user"]["id"] == id.to_string() && p["discord_status"] == status;
+            if found(&d) {
+                return d;
+            }
+            if let Some(p) = d.get(id.to_string()).filter(|p| found(p)) {
+                return p.clone();
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn set_status(env: &Env, id: Snowflake, status: lantern::discord::Status) {
+    let (_, presence) = env.sim.member(id).unwrap();
+    let mut presence = presence.unwrap_or_else(|| lantern::discord::Presence {
+        user: lantern::discord::PartialUser { id, ..Default::default() },
+        guild_id: Some(env.sim.guild_id()),
+        ..Default::default()
+    });
+    presence.status = status;
+    env.sim.set_presence(presence);
+}
+
+#[test]
+fn lanyard_py_subscribes_to_one_several_and_all_users_and_sees_changes() {
+    use lantern::discord::Status;
+    let Some(python) = python() else { return };
+    let env = env();
+    let (a, b) = (member_on(&env, 0), member_on(&env, 1));
+    let rest = |id: Snowflake| env.get(&format!("/v1/users/{id}")).json()["data"].clone();
+
+    // One user: the initial state is its presence, then the change.
+    let mut one = Subscriber::spawn(&python, &env, "ws", &[a]);
+    let first = one.next();
+    assert_eq!(first, rest(a), "INIT_STATE as the client returns it");
+    // Several users, and all.
+    let mut several = Subscriber::spawn(&python, &env, "ws", &[a, b]);
+    let init = several.initial(&[a, b]);
+    assert_eq!(Value::Object(init), json!({ a.to_string(): rest(a), b.to_string(): rest(b) }));
+    let mut all = Subscriber::spawn(&python, &env, "ws_all", &[]);
+    let init = all.initial(&[a, b]);
+    assert_eq!((&init[&a.to_string()], &init[&b.to_string()]), (&rest(a), &rest(b)));
+
+    for (id, status, name) in [(a, Status::Dnd, "dnd"), (b, Status::Idle, "idle")] {
+        set_status(&env, id, status);
+        let seen = several.until(id, name);
+        assert_eq!(seen, rest(id));
+        assert_eq!(all.until(id, name), rest(id));
+        if id == a {
+            assert_eq!(one.until(id, name), rest(id));
+        }
+    }
+}

@@ -82,6 +82,13 @@ pub fn close_frame(code: u16) -> Bytes {
     frame(OP_CLOSE, false, &code.to_be_bytes())
 }
 
+/// A close frame with `code` and a reason text (Lanyard's refusals: `4006 invalid_payload`).
+pub fn close_frame_with(code: u16, reason: &str) -> Bytes {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(123)]);
+    frame(OP_CLOSE, false, &payload)
+}
+
 /// A complete server WebSocket frame, header and payload, ready to write: server frames are
 /// unmasked, so the same bytes serve every subscriber (cloning is a reference count).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +147,45 @@ impl Frame {
         buf.extend_from_slice(&raw);
         Frame::over(buf, true)
     }
+}
+
+impl Frame {
+    /// The same message as Lanyard's `zlib_json`: a binary frame holding a complete zlib
+    /// stream of the JSON (header `78 9c`, the raw deflate output, a final empty block, the
+    /// adler32). Computed once per change from the same raw deflate permessage-deflate uses,
+    /// and shared by every such subscriber.
+    pub fn zlib(&self, z: &mut Compress) -> Frame {
+        let text = self.payload();
+        let raw = raw_deflate(z, text);
+        let mut buf = Vec::with_capacity(HEAD_ROOM + raw.len() + 12);
+        buf.resize(HEAD_ROOM, 0);
+        buf.extend_from_slice(&[0x78, 0x9c]);
+        buf.extend_from_slice(&raw);
+        // The sync flush's empty stored block, whose `00 00 ff ff` permessage-deflate leaves
+        // out, then a final empty fixed-Huffman block ends the stream.
+        buf.extend_from_slice(&[0x00, 0x00, 0xff, 0xff, 0x03, 0x00]);
+        buf.extend_from_slice(&adler32(text).to_be_bytes());
+        let len = buf.len() - HEAD_ROOM;
+        let (h, n) = header(OP_BINARY, false, len);
+        let start = HEAD_ROOM - n;
+        buf[start..HEAD_ROOM].copy_from_slice(&h[..n]);
+        Frame { bytes: Bytes::from(buf).slice(start..), at: n as u8 }
+    }
+}
+
+/// The Adler-32 checksum (RFC 1950 §8) that ends a zlib stream.
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65521;
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in data.chunks(5552) {
+        for &x in chunk {
+            a += x as u32;
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
 }
 
 /// The raw deflate stream of `data` ended by a sync flush, less the flush's `00 00 ff ff`
@@ -217,6 +263,33 @@ pub fn hello(heartbeat_interval_ms: u128) -> Frame {
     with_data(HELLO, format!(r#"{{"heartbeat_interval":{heartbeat_interval_ms}}}"#).as_bytes())
 }
 
+/// A Lanyard event `{"op":0,"t":NAME,"d":...}` whose `d` is the given JSON text.
+pub fn lanyard_event(t: &str, d: &[u8]) -> Frame {
+    let mut buf = Vec::with_capacity(HEAD_ROOM + 32 + d.len());
+    buf.resize(HEAD_ROOM, 0);
+    buf.extend_from_slice(br#"{"op":0,"t":""#);
+    buf.extend_from_slice(t.as_bytes());
+    buf.extend_from_slice(br#"","d":"#);
+    buf.extend_from_slice(d);
+    buf.push(b'}');
+    finish(buf)
+}
+
+/// Lanyard's INIT_STATE whose `d` maps each id to its presence.
+pub fn lanyard_init_map<'a>(users: impl IntoIterator<Item = (crate::discord::Snowflake, &'a [u8])>) -> Frame {
+    let mut d = Vec::with_capacity(256);
+    d.push(b'{');
+    for (i, (id, p)) in users.into_iter().enumerate() {
+        if i > 0 {
+            d.push(b',');
+        }
+        d.extend_from_slice(format!(r#""{id}":"#).as_bytes());
+        d.extend_from_slice(p);
+    }
+    d.push(b'}');
+    lanyard_event("INIT_STATE", &d)
+}
+
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
@@ -264,6 +337,20 @@ mod tests {
             storage_update(id, br#"{"k":"v"}"#).as_str(),
             r#"{"t":"STORAGE_UPDATE","op":10,"user_id":"1300000000000000001","d":{"k":"v"}}"#
         );
+    }
+
+    #[test]
+    fn a_zlib_frame_is_a_whole_zlib_stream_of_the_text() {
+        use std::io::Read;
+        let f = lanyard_event("PRESENCE_UPDATE", br#"{"kv":{},"kv2":{},"kv3":{}}"#);
+        let mut z = Compress::new(flate2::Compression::default(), false);
+        let zf = f.zlib(&mut z);
+        assert_eq!(zf.wire()[0], 0x82, "FIN, binary");
+        assert_eq!(&zf.payload()[..2], &[0x78, 0x9c]);
+        let mut text = Vec::new();
+        flate2::read::ZlibDecoder::new(zf.payload()).read_to_end(&mut text).unwrap();
+        assert_eq!(text, f.payload());
+        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and the sequence number of the last change published.
 
 use crate::discord::Snowflake;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
 pub struct Interest {
@@ -12,6 +12,11 @@ pub struct Interest {
     by_user: HashMap<Snowflake, Vec<usize>>,
     /// Other shards with All subscribers.
     all: Vec<usize>,
+    /// Users some Lanyard connection (on any shard) subscribed to, and whether one subscribed
+    /// to all: a change to them also gets its Lanyard frame. Sticky until the user leaves (or,
+    /// for all, for the shard's life): a flag per user, not a count per shard.
+    lanyard_users: HashSet<Snowflake>,
+    lanyard_all: bool,
 }
 
 fn insert_sorted(v: &mut Vec<usize>, x: usize) {
@@ -69,9 +74,47 @@ impl Interest {
         out
     }
 
+    /// A Lanyard connection subscribed to `id` (`None`: to all).
+    pub fn watch_lanyard(&mut self, id: Option<Snowflake>) {
+        match id {
+            Some(id) => {
+                self.lanyard_users.insert(id);
+            }
+            None => self.lanyard_all = true,
+        }
+    }
+
+    /// Whether a change to `id` needs its Lanyard frame; a user who `left` is forgotten.
+    pub fn wants_lanyard(&mut self, id: Snowflake, left: bool) -> bool {
+        if left {
+            return self.lanyard_users.remove(&id) || self.lanyard_all;
+        }
+        self.lanyard_all || self.lanyard_users.contains(&id)
+    }
+
     /// Numbers the next event.
     pub fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lanyard_frame_is_wanted_only_once_a_lanyard_connection_subscribed() {
+        let (a, b) = (Snowflake(1300000000000000001), Snowflake(1300000000000000002));
+        let mut i = Interest::default();
+        i.watch(1, a);
+        assert!(!i.wants_lanyard(a, false), "a Lantern subscriber only");
+        i.watch_lanyard(Some(a));
+        assert!(i.wants_lanyard(a, false));
+        assert!(!i.wants_lanyard(b, false));
+        assert!(i.wants_lanyard(a, true), "the leave itself");
+        assert!(!i.wants_lanyard(a, false), "forgotten with the user");
+        i.watch_lanyard(None);
+        assert!(i.wants_lanyard(b, false), "a subscriber of all");
     }
 }

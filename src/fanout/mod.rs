@@ -69,6 +69,10 @@ pub struct SocketEvent {
     pub seq: u64,
     pub id: Snowflake,
     pub kind: EventKind,
+    /// Lanyard's PRESENCE_UPDATE for this change, built once on the owner when some Lanyard
+    /// connection subscribed to the user (or to all); `None` for a member who left (Lanyard
+    /// sends nothing then).
+    pub lanyard: Option<Frame>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +114,10 @@ pub trait FanoutHost: Sharded {
     fn render_owned(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>>;
     /// The current user object of every user this shard owns.
     fn render_all_owned(&self) -> Vec<Bytes>;
+    /// The Lanyard presences of users this shard owns (`None`: not monitored).
+    fn render_owned_lanyard(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>>;
+    /// The Lanyard presence of every user this shard owns.
+    fn render_all_owned_lanyard(&self) -> Vec<(Snowflake, Bytes)>;
 }
 
 impl Fanout {
@@ -291,18 +299,135 @@ pub async fn subscribe<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Targe
     }
 }
 
+/// The connection speaks Lanyard from now on.
+pub fn set_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId) {
+    this.fanout().subscribers.borrow_mut().set_lanyard(conn);
+}
+
+/// The connection's encoding (`Plain` once it is gone).
+pub fn encoding<S: FanoutHost>(this: &Rc<S>, conn: ConnId) -> Encoding {
+    this.fanout().subscribers.borrow().encoding(conn).unwrap_or(Encoding::Plain)
+}
+
+/// Closes a connection with a close frame carrying `code` and `reason`, and forgets it.
+pub fn close_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId, code: u16, reason: &str) {
+    let w = this.fanout().subscribers.borrow_mut().close_lanyard(conn, code, reason);
+    withdraw(this, w);
+}
+
+/// Lanyard's op 4: drops `target` (All: leaves the All list) silently.
+pub fn unsubscribe_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target) {
+    let all = matches!(target, Target::All);
+    let w = this.fanout().subscribers.borrow_mut().unsubscribe_quiet(conn, target.ids(), all);
+    withdraw(this, w);
+}
+
+/// Lanyard's op 2: adds `target` to the connection's subscriptions (they accumulate) and
+/// queues INIT_STATE: for `One` the presence or `{}`, otherwise a map id → presence with
+/// unmonitored users left out. Unmonitored users stay subscribed, so that their arrival
+/// reaches the connection. Events after the snapshot follow it, as for Lantern.
+pub async fn subscribe_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target) -> Result<(), String> {
+    let me = this.here().index();
+    let all = matches!(target, Target::All);
+    let ids: Vec<Snowflake> = target.ids().to_vec();
+    if !this.fanout().subscribers.borrow_mut().begin(conn, &ids, all) {
+        return Err(close::INVALID_CONNECTION.into());
+    }
+    let mut seqs = vec![0u64; this.here().count()];
+    let mut users: Vec<(Snowflake, Bytes)> = Vec::new();
+    let mut failed = false;
+    if all {
+        let answers = this
+            .invoke_on_all(move |s| {
+                let mut interest = s.fanout().interest.borrow_mut();
+                if s.here().index() != me {
+                    interest.watch_all(me);
+                }
+                interest.watch_lanyard(None);
+                (interest.seq(), s.render_all_owned_lanyard())
+            })
+            .await;
+        for (shard, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Some((seq, rendered)) => {
+                    seqs[shard] = seq;
+                    users.extend(rendered);
+                }
+                None => failed = true,
+            }
+        }
+    } else {
+        let answers = this
+            .gather_by_owner(&ids, move |s, owned| {
+                let rendered = s.render_owned_lanyard(owned);
+                let mut interest = s.fanout().interest.borrow_mut();
+                for id in owned {
+                    if s.here().index() != me {
+                        interest.watch(me, id.key());
+                    }
+                    interest.watch_lanyard(Some(id.key()));
+                }
+                let seq = interest.seq();
+                rendered.into_iter().map(|u| (seq, u)).collect()
+            })
+            .await;
+        for (id, answer) in ids.iter().zip(answers) {
+            match answer {
+                None => failed = true,
+                Some((seq, user)) => {
+                    seqs[this.here().owner_of(*id)] = seq;
+                    if let Some(u) = user {
+                        users.push((*id, u));
+                    }
+                }
+            }
+        }
+    }
+    let cap = this.fanout().cap;
+    if failed {
+        let w = this.fanout().subscribers.borrow_mut().abort(conn, cap);
+        withdraw(this, w);
+        return Err(close::SHUTTING_DOWN.to_string());
+    }
+    let one = matches!(target, Target::One(_));
+    let make_ack = |_single: bool| {
+        if one {
+            frames::lanyard_event("INIT_STATE", users.first().map_or(&b"{}"[..], |(_, u)| &u[..]))
+        } else {
+            frames::lanyard_init_map(users.iter().map(|(id, u)| (*id, &u[..])))
+        }
+    };
+    let committed = this.fanout().subscribers.borrow_mut().commit(conn, &seqs, cap, make_ack);
+    match committed {
+        Some(w) => {
+            withdraw(this, w);
+            Ok(())
+        }
+        None => Err(close::INVALID_CONNECTION.into()),
+    }
+}
+
 /// Owner side: tells subscribers (here and on interested shards) about a change to `id`.
-/// `encode` builds the frames, and is called only when someone listens; `left` drops the
-/// per-user interest with the user.
-pub fn publish<S: FanoutHost>(this: &Rc<S>, id: Owned<Snowflake>, left: bool, encode: impl FnOnce() -> Option<EventKind>) {
+/// `encode` builds the frames, and is called only when someone listens; `lanyard` builds the
+/// Lanyard PRESENCE_UPDATE, called only when a Lanyard connection subscribed to the user (or
+/// to all) and the user did not leave; `left` drops the per-user interest with the user.
+pub fn publish<S: FanoutHost>(
+    this: &Rc<S>,
+    id: Owned<Snowflake>,
+    left: bool,
+    encode: impl FnOnce() -> Option<EventKind>,
+    lanyard: impl FnOnce() -> Option<Frame>,
+) {
     let key = id.key();
     let remote = this.fanout().interest.borrow_mut().targets(key, left);
+    let wants_lanyard = this.fanout().interest.borrow_mut().wants_lanyard(key, left);
     if remote.is_empty() && !this.fanout().subscribers.borrow().wants(key) {
         return;
     }
     let Some(kind) = encode() else { return };
+    let lanyard = if wants_lanyard && !left { lanyard() } else { None };
     let seq = this.fanout().interest.borrow_mut().next_seq();
-    let ev = SocketEvent { owner: this.here().index(), seq, id: key, kind };
+    let ev = SocketEvent { owner: this.here().index(), seq, id: key, kind, lanyard };
     for shard in remote {
         let ev = ev.clone();
         this.send_to(shard, move |s| deliver(s, &ev));

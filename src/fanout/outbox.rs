@@ -155,6 +155,12 @@ impl Outbox {
     /// consumer's backlog is dropped first (whole frames only: one partly written is
     /// finished). Later calls do nothing.
     pub fn close(&self, reason: CloseReason, text: &str) {
+        self.close_as(reason, text, true);
+    }
+
+    /// As [`Outbox::close`]; without DISCONNECT when `!disconnect` (a Lanyard connection: the
+    /// text goes in the close frame's reason).
+    pub fn close_as(&self, reason: CloseReason, text: &str, disconnect: bool) {
         let mut inner = self.inner.borrow_mut();
         if inner.closing.is_some() || inner.finished {
             return;
@@ -165,8 +171,24 @@ impl Outbox {
             inner.bytes = inner.queue.front().map_or(0, Bytes::len);
         }
         inner.closing = Some(reason);
-        inner.send_or_queue(frames::disconnect(text).wire());
-        inner.send_or_queue(&frames::close_frame(reason.code()));
+        if disconnect {
+            inner.send_or_queue(frames::disconnect(text).wire());
+            inner.send_or_queue(&frames::close_frame(reason.code()));
+        } else {
+            inner.send_or_queue(&frames::close_frame_with(reason.code(), text));
+        }
+        inner.wake();
+    }
+
+    /// Queues a close frame with `code` and `reason` and nothing before it (Lanyard's
+    /// refusals). Later calls do nothing.
+    pub fn close_with_code(&self, code: u16, reason: &str) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closing.is_some() || inner.finished {
+            return;
+        }
+        inner.closing = Some(CloseReason::InvalidPayload);
+        inner.send_or_queue(&frames::close_frame_with(code, reason));
         inner.wake();
     }
 

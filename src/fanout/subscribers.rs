@@ -37,16 +37,20 @@ pub enum Encoding {
     Plain,
     /// permessage-deflate without context takeover.
     Deflate,
+    /// Lanyard's `?compression=zlib_json`: each message a complete zlib stream in a binary
+    /// frame.
+    Zlib,
 }
 
 impl Encoding {
     /// Encodings other than `Plain`, each one slot of an event's [`Variants`].
-    const COMPRESSED: usize = 1;
+    const COMPRESSED: usize = 2;
 
     fn slot(self) -> Option<usize> {
         match self {
             Encoding::Plain => None,
             Encoding::Deflate => Some(0),
+            Encoding::Zlib => Some(1),
         }
     }
 
@@ -54,6 +58,16 @@ impl Encoding {
         match self {
             Encoding::Plain => plain.clone(),
             Encoding::Deflate => plain.deflated(z),
+            Encoding::Zlib => plain.zlib(z),
+        }
+    }
+
+    /// A frame the connection's own task sends (HELLO, an answer): in the form this encoding
+    /// wants it (permessage-deflate clients also read uncompressed frames).
+    pub fn direct(self, plain: &Frame) -> Frame {
+        match self {
+            Encoding::Zlib => plain.zlib(&mut Compress::new(Compression::default(), false)),
+            _ => plain.clone(),
         }
     }
 }
@@ -61,13 +75,16 @@ impl Encoding {
 /// The encoded forms of one event's frames, computed on first use during one delivery and
 /// shared by every connection that wants them: `[frame pick][encoding slot]`.
 #[derive(Default)]
-pub struct Variants([[Option<Frame>; Encoding::COMPRESSED]; 2]);
+pub struct Variants([[Option<Frame>; Encoding::COMPRESSED]; 3]);
 
 struct Conn {
     out: Rc<Outbox>,
     encoding: Encoding,
     subs: IdSet,
     all: bool,
+    /// The connection speaks Lanyard: it gets the events' Lanyard frames, and a member who
+    /// leaves is dropped silently.
+    lanyard: bool,
     /// A subscription in flight: its users are registered, and events for this connection
     /// wait here until the ACK is queued (boxed: an idle connection has none).
     pending: Option<Box<Pending>>,
@@ -136,13 +153,59 @@ impl Subscribers {
 
     pub fn register(&mut self, out: Rc<Outbox>, encoding: Encoding) -> ConnId {
         self.next_id += 1;
-        self.conns.insert(self.next_id, Conn { out, encoding, subs: IdSet::default(), all: false, pending: None });
+        self.conns.insert(self.next_id, Conn { out, encoding, subs: IdSet::default(), all: false, lanyard: false, pending: None });
         self.next_id
     }
 
     /// What a connection is subscribed to: (All, its users); `None` once it is gone.
     pub fn subscription(&self, conn: ConnId) -> Option<(bool, Vec<Snowflake>)> {
         self.conns.get(&conn).map(|c| (c.all, c.subs.iter().copied().collect()))
+    }
+
+    /// The connection speaks Lanyard from now on.
+    pub fn set_lanyard(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.lanyard = true;
+        }
+    }
+
+    /// The connection's encoding.
+    pub fn encoding(&self, conn: ConnId) -> Option<Encoding> {
+        self.conns.get(&conn).map(|c| c.encoding)
+    }
+
+    /// Lanyard's op 4: drops what is named, silently (unknown ids are ignored; `all` leaves
+    /// the All list only). The connection stays open with nothing subscribed.
+    pub fn unsubscribe_quiet(&mut self, conn: ConnId, ids: &[Snowflake], all: bool) -> Withdrawal {
+        let mut w = Withdrawal::default();
+        let Some(c) = self.conns.get_mut(&conn) else { return w };
+        if all {
+            if c.all {
+                c.all = false;
+                self.unlink_all(conn, &mut w);
+            }
+            return w;
+        }
+        let mut gone = Vec::new();
+        for id in ids {
+            if c.subs.contains(id) {
+                c.subs.remove(id);
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            self.unlink_user(conn, id, &mut w);
+        }
+        w
+    }
+
+    /// Closes a connection with a close frame carrying `code` and `reason` (no DISCONNECT:
+    /// Lanyard's refusals), and forgets it.
+    pub fn close_lanyard(&mut self, conn: ConnId, code: u16, reason: &str) -> Withdrawal {
+        if let Some(c) = self.conns.get(&conn) {
+            c.out.close_with_code(code, reason);
+        }
+        self.remove(conn)
     }
 
     /// Drops one local subscriber of `id`; the owner is told when it was the last.
@@ -185,7 +248,9 @@ impl Subscribers {
     /// Queues DISCONNECT and the close, and forgets the connection.
     pub fn close(&mut self, conn: ConnId, reason: CloseReason, text: &str) -> Withdrawal {
         if let Some(c) = self.conns.get(&conn) {
-            c.out.close(reason, text);
+            // Lanyard's clients know no DISCONNECT (and a zlib_json one reads no text frame):
+            // the code and text go in the close frame alone.
+            c.out.close_as(reason, text, !c.lanyard && c.encoding != Encoding::Zlib);
         }
         self.remove(conn)
     }
@@ -197,6 +262,24 @@ impl Subscribers {
             return;
         }
         let (pick, plain) = match &ev.kind {
+            _ if c.lanyard => match &ev.lanyard {
+                Some(f) => (2, f),
+                None => {
+                    // A member who left: Lanyard says nothing, the subscription is dropped.
+                    if matches!(ev.kind, EventKind::Left(_)) && !c.all {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.subs.remove(&ev.id);
+                        }
+                        if let Some(set) = self.by_user.get_mut(&ev.id) {
+                            set.remove(&conn);
+                            if set.is_empty() {
+                                self.by_user.remove(&ev.id);
+                            }
+                        }
+                    }
+                    return;
+                }
+            },
             EventKind::Updated { object, array } => {
                 if !c.all && c.subs.len() == 1 {
                     (0, object)
@@ -249,6 +332,9 @@ impl Subscribers {
         if let Some(set) = self.by_user.get(&ev.id) {
             targets.extend(set.iter().copied());
         }
+        // A Lanyard connection may be on the All list and subscribed by id too.
+        targets.sort_unstable();
+        targets.dedup();
         for conn in targets {
             match self.conns.get_mut(&conn) {
                 Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),
@@ -316,7 +402,7 @@ impl Subscribers {
             }
         }
         let single = !c.all && c.subs.len() == 1;
-        c.out.push(&make_ack(single), None);
+        c.out.push(&c.encoding.direct(&make_ack(single)), None);
         for id in dropped_lists {
             self.unlink_user(conn, id, &mut w);
         }

@@ -67,6 +67,11 @@ pub fn offers_deflate(headers: &HeaderMap) -> bool {
         .any(deflate_offer_acceptable)
 }
 
+/// Whether the upgrade URL's query asks for Lanyard's `compression=zlib_json`.
+pub fn wants_zlib_json(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|p| p == "compression=zlib_json"))
+}
+
 /// The 101 answer to a valid upgrade request for `/socket` (query string ignored), with the
 /// encoding it negotiated; `None` for anything else, which is then routed as plain HTTP (other
 /// paths answer 404). `deflate`: whether permessage-deflate may be negotiated.
@@ -85,7 +90,11 @@ pub fn accept<B>(req: &Request<B>, deflate: bool) -> Option<(Response<Body>, Enc
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).ok()?);
-    let encoding = if deflate && offers_deflate(req.headers()) {
+    let encoding = if wants_zlib_json(req.uri().query()) {
+        // Lanyard's own compression: every message a zlib stream in a binary frame, so
+        // permessage-deflate is not negotiated on top of it.
+        Encoding::Zlib
+    } else if deflate && offers_deflate(req.headers()) {
         h.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(DEFLATE_RESPONSE));
         Encoding::Deflate
     } else {
@@ -97,6 +106,14 @@ pub fn accept<B>(req: &Request<B>, deflate: bool) -> Option<(Response<Body>, Enc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zlib_json_query() {
+        assert!(wants_zlib_json(Some("compression=zlib_json")));
+        assert!(wants_zlib_json(Some("v=1&compression=zlib_json")));
+        assert!(!wants_zlib_json(Some("compression=zlib")));
+        assert!(!wants_zlib_json(None));
+    }
 
     #[test]
     fn deflate_offers() {

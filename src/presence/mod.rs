@@ -69,6 +69,11 @@ impl Presence {
         state.ids().filter_map(|id| state.get(id)).map(|u| u.json.render(now)).collect()
     }
 
+    /// The ids of every monitored user this shard owns.
+    pub fn ids(&self) -> Vec<Snowflake> {
+        self.state.borrow().ids().collect()
+    }
+
     /// Reads one user's state through `f`; `None` when not monitored.
     pub fn with_user<R>(&self, id: Owned<Snowflake>, f: impl FnOnce(UserView<'_>) -> R) -> Option<R> {
         let state = self.state.borrow();

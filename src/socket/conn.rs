@@ -9,6 +9,7 @@ use crate::fanout::outbox::{Flush, Outbox};
 use crate::fanout::{self, frames, Ack, ConnId, Encoding, FanoutHost};
 use crate::per_ip::{self, Kind};
 use crate::shard::Shard;
+use crate::socket::lanyard::{self, Dialect, LanyardRequest, Subscription};
 use crate::socket::protocol::{self, Refusal, Request, Target};
 use crate::socket::wire::{self, Inbound, Reader, WireError};
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -141,7 +142,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
     // Boxed, like every step an idle connection is not in: its state is not held at rest.
     let _slot = Box::pin(per_ip::acquire(&ctx, ip, Kind::Socket)).await;
     if _slot.is_some() {
-        out.push(&frames::hello(cfg.heartbeat_interval.as_millis()), None);
+        out.push(&encoding.direct(&frames::hello(cfg.heartbeat_interval.as_millis())), None);
     } else {
         fanout::close(&ctx, id, CloseReason::TooManyConnections, close::TOO_MANY_CONNECTIONS);
     }
@@ -151,6 +152,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
     drop(read_buf);
     let mut inflater = (encoding == Encoding::Deflate).then(|| Box::new(flate2::Decompress::new(false)));
     let mut initialized = false;
+    let mut dialect: Option<Dialect> = None;
     let mut phase = Phase::Open;
     let high_water = REPLY_HIGH_WATER.min(cfg.max_queued_bytes);
     loop {
@@ -205,6 +207,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
             Wake::Gone => break,
             Wake::Deadline => match phase {
                 Phase::Closing | Phase::Discarding => break,
+                Phase::Open if dialect == Some(Dialect::Lanyard) => fanout::close_lanyard(&ctx, id, 1000, "idle timeout"),
                 Phase::Open if initialized => fanout::close(&ctx, id, CloseReason::HeartbeatTimeout, close::HEARTBEAT_TIMEOUT),
                 Phase::Open => fanout::close(&ctx, id, CloseReason::InitTimeout, close::INIT_TIMEOUT),
             },
@@ -246,8 +249,22 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
                 out.push(&frames::error("Binary frames are not supported; send JSON text frames."), None);
             }
             Wake::Message(Inbound::Text(text)) => {
+                // The first Initialize fixes the dialect; a later switch is refused by the
+                // dialect's own parser.
+                if dialect.is_none() {
+                    dialect = lanyard::dialect_of(text.as_bytes());
+                    if dialect == Some(Dialect::Lanyard) {
+                        fanout::set_lanyard(&ctx, id);
+                    }
+                }
+                if dialect == Some(Dialect::Lanyard) {
+                    if let Some(next) = Box::pin(on_lanyard(&ctx, id, &out, encoding, &text)).await {
+                        out.set_deadline(next);
+                    }
+                    continue;
+                }
                 // Boxed: the state of a request in flight is not part of an idle connection.
-                if let Some(next) = Box::pin(on_text(&ctx, id, &out, &text, &mut initialized)).await {
+                if let Some(next) = Box::pin(on_text(&ctx, id, &out, encoding, &text, &mut initialized)).await {
                     out.set_deadline(next);
                 }
             }
@@ -260,14 +277,63 @@ fn too_large(max: usize) -> String {
     format!("Message too large (the limit is {max} bytes).")
 }
 
+/// Sends an answer in the connection's encoding.
+fn send(out: &Outbox, encoding: Encoding, frame: &frames::Frame) {
+    out.push(&encoding.direct(frame), None);
+}
+
+/// Handles one message of a Lanyard connection; returns the new deadline (every message
+/// counts as a sign of life). Refusals close with Lanyard's code and reason.
+async fn on_lanyard(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, encoding: Encoding, text: &str) -> Option<Instant> {
+    let alive = || Some(Instant::now() + ctx.config().server.socket.lanyard_idle_timeout);
+    let target = |sub: Subscription| match sub {
+        Subscription::One(i) => Some(Target::One(i)),
+        Subscription::Many(ids) => Some(Target::Many(ids)),
+        Subscription::All => Some(Target::All),
+        Subscription::Nobody => None,
+    };
+    match lanyard::parse(text.as_bytes()) {
+        Err(refused) => {
+            fanout::close_lanyard(ctx, id, refused.code, refused.reason);
+            None
+        }
+        Ok(LanyardRequest::Heartbeat) | Ok(LanyardRequest::Unsubscribe(None)) => alive(),
+        Ok(LanyardRequest::Unsubscribe(Some(sub))) => {
+            if let Some(t) = target(sub) {
+                fanout::unsubscribe_lanyard(ctx, id, &t);
+            }
+            alive()
+        }
+        Ok(LanyardRequest::Initialize(sub)) => {
+            let Some(t) = target(sub) else {
+                send(out, encoding, &frames::lanyard_event("INIT_STATE", b"{}"));
+                return alive();
+            };
+            let max = ctx.config().server.socket.max_subscriptions;
+            let had = ctx.fanout().subscription(id).map_or(0, |(_, subs)| subs.len());
+            if had + t.ids().len() > max {
+                fanout::close_lanyard(ctx, id, lanyard::INVALID_PAYLOAD, "invalid_payload");
+                return None;
+            }
+            match fanout::subscribe_lanyard(ctx, id, &t).await {
+                Ok(()) => alive(),
+                Err(_) => {
+                    fanout::close(ctx, id, CloseReason::ShuttingDown, close::SHUTTING_DOWN);
+                    None
+                }
+            }
+        }
+    }
+}
+
 /// Handles one text frame; returns the new deadline when the client proved it is alive.
-async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initialized: &mut bool) -> Option<Instant> {
+async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, encoding: Encoding, text: &str, initialized: &mut bool) -> Option<Instant> {
     let cfg = &ctx.config().server.socket;
     let alive = || Some(Instant::now() + cfg.heartbeat_timeout());
     let request = match protocol::parse(text) {
         Ok(r) => r,
         Err(Refusal::Error(message)) => {
-            out.push(&frames::error(&message), None);
+            send(out, encoding, &frames::error(&message));
             return None;
         }
         Err(Refusal::Disconnect(reason, message)) => {
@@ -282,16 +348,16 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
     match request {
         Request::Heartbeat if !*initialized => not_initialized(),
         Request::Heartbeat => {
-            out.push(&frames::bare(frames::HEARTBEAT_ACK), None);
+            send(out, encoding, &frames::bare(frames::HEARTBEAT_ACK));
             alive()
         }
         Request::Init(_) if *initialized => {
-            out.push(&frames::error("You are already initialized. Use SUBSCRIBE (op 12) to add users."), None);
+            send(out, encoding, &frames::error("You are already initialized. Use SUBSCRIBE (op 12) to add users."));
             None
         }
         Request::Init(target) => {
             if target.ids().len() > cfg.max_subscriptions {
-                out.push(&frames::error(&too_many(cfg.max_subscriptions)), None);
+                send(out, encoding, &frames::error(&too_many(cfg.max_subscriptions)));
                 return None;
             }
             match fanout::subscribe(ctx, id, &target, Ack::Init).await {
@@ -300,7 +366,7 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                     alive()
                 }
                 Err(message) => {
-                    out.push(&frames::error(&message), None);
+                    send(out, encoding, &frames::error(&message));
                     None
                 }
             }
@@ -324,13 +390,13 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                 }
             };
             if let Some(message) = refusal {
-                out.push(&frames::error(&message), None);
+                send(out, encoding, &frames::error(&message));
                 return None;
             }
             match fanout::subscribe(ctx, id, &target, Ack::Subscribe).await {
                 Ok(()) => alive(),
                 Err(message) => {
-                    out.push(&frames::error(&message), None);
+                    send(out, encoding, &frames::error(&message));
                     None
                 }
             }
@@ -341,11 +407,11 @@ async fn on_text(ctx: &Rc<Shard>, id: ConnId, out: &Outbox, text: &str, initiali
                 None
             }
             Ok(false) => {
-                out.push(&frames::bare(frames::UNSUBSCRIBE_ACK), None);
+                send(out, encoding, &frames::bare(frames::UNSUBSCRIBE_ACK));
                 alive()
             }
             Err(message) => {
-                out.push(&frames::error(&message), None);
+                send(out, encoding, &frames::error(&message));
                 None
             }
         },
