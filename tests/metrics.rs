@@ -150,3 +150,76 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert_eq!(after["lantern_gateway_members_loaded"], 1.0);
     promtool_check(&r.text());
 }
+
+#[test]
+fn websocket_frames_closes_slow_consumers_and_fanout_sizes_move_exactly() {
+    // One shard, so that every connection and delivery is on it; a 4 KiB queue cap, so that an
+    // 8 KiB STORAGE_UPDATE cuts its subscriber off as a slow consumer.
+    let env = Env::start_tweaked(SimConfig { members: 6, seed: 13, ..SimConfig::default() }, 1, |_| {}, |c| c.server.socket.max_queued_bytes = 4096);
+    let a = env.sim.members().iter().map(|(m, _)| m.user.id).find(|id| *id != env.sim.application_id()).unwrap();
+    let token = create_token(&env.sim, a);
+    let (_, before) = scrape(&env);
+
+    let init = format!(r#"{{"op":2,"d":{{"user_id":"{a}"}}}}"#);
+    let mut plain = RawWs::connect(env.port);
+    assert_eq!(plain.recv()["t"], "HELLO");
+    let (mut deflate, head) = RawWs::connect_with(env.port, "Sec-WebSocket-Extensions: permessage-deflate\r\n");
+    assert!(head.to_ascii_lowercase().contains("permessage-deflate"), "{head}");
+    deflate.recv_raw(); // HELLO
+    plain.send(&init);
+    assert_eq!(plain.recv()["t"], "INIT_ACK");
+    deflate.send(&init);
+    deflate.recv_raw(); // INIT_ACK
+    plain.send(r#"{"op":4}"#);
+    assert_eq!(plain.recv()["t"], "HEARTBEAT_ACK");
+    let (_, open) = scrape(&env);
+    assert_eq!(open[r#"lantern_websocket_connections_by_kind{dialect="lantern",compression="none"}"#], 1.0);
+    assert_eq!(open[r#"lantern_websocket_connections_by_kind{dialect="lantern",compression="permessage_deflate"}"#], 1.0);
+    assert_eq!(open["lantern_websocket_connections"], 2.0);
+
+    // One change delivered to both.
+    env.sim.set_presence(Presence {
+        user: PartialUser { id: a, ..Default::default() },
+        status: Status::Dnd,
+        client_status: ClientStatus { desktop: Some(Status::Dnd), ..Default::default() },
+        ..Default::default()
+    });
+    assert_eq!(plain.recv()["t"], "PRESENCE_UPDATE");
+    assert_eq!(deflate.recv_raw().0 & 0x0f, 0x1, "PRESENCE_UPDATE, a text frame");
+    // The compressed one closes (1000) and gets its close echoed.
+    deflate.s.write_all(&support::raw_ws::masked_frame(0x88, &1000u16.to_be_bytes())).unwrap();
+    assert_eq!(deflate.recv_raw().0, 0x88);
+    drop(deflate);
+    // A change too large for the plain one's queue: delivered to it alone, which is cut off.
+    let r = env.request("PUT", &format!("/api/v1/users/{a}/storage/pad"), &[("Authorization", &token)], &value_body(&"x".repeat(8192)));
+    assert_eq!(r.status, 200);
+    assert_eq!(plain.recv()["t"], "DISCONNECT");
+    assert_eq!(plain.recv()["close"], 4008);
+    drop(plain);
+    assert!(wait_for(DEADLINE, || scrape(&env).1["lantern_websocket_connections"] == 0.0));
+    let (r, after) = scrape(&env);
+    let text = r.text();
+    let d = |k: &str| {
+        assert!(after.contains_key(k), "no sample {k} in\n{text}");
+        delta(&before, &after, k)
+    };
+    assert_eq!(d("lantern_websocket_connections_opened_total"), 2.0);
+    assert_eq!(after[r#"lantern_websocket_connections_by_kind{dialect="lantern",compression="none"}"#], 0.0);
+    assert_eq!(after[r#"lantern_websocket_connections_by_kind{dialect="lantern",compression="permessage_deflate"}"#], 0.0);
+    // In: INIT and HEARTBEAT (plain), INIT and the close (compressed).
+    assert_eq!(d("lantern_websocket_frames_in_total"), 4.0);
+    // Out: HELLO, INIT_ACK, HEARTBEAT_ACK, PRESENCE_UPDATE, DISCONNECT and the close (plain);
+    // HELLO, INIT_ACK, PRESENCE_UPDATE and the close's echo (compressed).
+    assert_eq!(d("lantern_websocket_frames_out_total"), 10.0);
+    assert_eq!(d(r#"lantern_websocket_closes_total{by="client",code="1000"}"#), 1.0);
+    assert_eq!(d(r#"lantern_websocket_closes_total{by="server",code="4008"}"#), 1.0);
+    assert_eq!(d("lantern_websocket_slow_consumer_disconnects_total"), 1.0);
+    // Fan-out: the presence change to 2 subscribers, the storage change to 1.
+    assert_eq!(d(r#"lantern_fanout_subscribers_bucket{le="0"}"#), 0.0);
+    assert_eq!(d(r#"lantern_fanout_subscribers_bucket{le="1"}"#), 1.0);
+    assert_eq!(d(r#"lantern_fanout_subscribers_bucket{le="2"}"#), 2.0);
+    assert_eq!(d(r#"lantern_fanout_subscribers_bucket{le="+Inf"}"#), 2.0);
+    assert_eq!(d("lantern_fanout_subscribers_count"), 2.0);
+    assert_eq!(d("lantern_fanout_subscribers_sum"), 3.0);
+    promtool_check(&text);
+}

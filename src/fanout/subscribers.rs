@@ -249,6 +249,7 @@ impl Subscribers {
         if let Some(set) = self.by_user.get(&ev.id) {
             targets.extend(set.iter().copied());
         }
+        crate::metrics::local::fanout(targets.len());
         for conn in targets {
             match self.conns.get_mut(&conn) {
                 Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),

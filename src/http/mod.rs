@@ -89,7 +89,7 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
                 // A WebSocket runs as a task of its own, so that the HTTP connection's state
                 // is freed rather than held for the socket's life.
                 Some(ws) => {
-                    let keep = (ws.slot, Gone { active, key }, OpenSocket::new(ws.ctx.clone()));
+                    let keep = (ws.slot, Gone { active, key }, OpenSocket::new(ws.ctx.clone(), ws.encoding));
                     glommio::spawn_local(crate::socket::conn::run(ws.ctx, ws.stream, ws.read_buf, ws.peer_ip, ws.encoding, keep)).detach();
                 }
                 None => active.remove(key),
@@ -243,18 +243,26 @@ struct Upgraded {
 }
 
 /// Counts an open WebSocket in the shard's metrics for as long as its session lives.
-struct OpenSocket(Rc<Shard>);
+struct OpenSocket(Rc<Shard>, &'static str, &'static str);
 
 impl OpenSocket {
-    fn new(ctx: Rc<Shard>) -> OpenSocket {
+    fn new(ctx: Rc<Shard>, encoding: crate::fanout::Encoding) -> OpenSocket {
+        // The dialect of `/socket`; Lanyard's upgrade sets "lanyard" here once it is served.
+        let dialect = "lantern";
+        let compression = match encoding {
+            crate::fanout::Encoding::Plain => "none",
+            crate::fanout::Encoding::Deflate => "permessage_deflate",
+        };
         ctx.metrics().websocket(1);
-        OpenSocket(ctx)
+        ctx.metrics().websocket_kind(dialect, compression, 1);
+        OpenSocket(ctx, dialect, compression)
     }
 }
 
 impl Drop for OpenSocket {
     fn drop(&mut self) {
         self.0.metrics().websocket(-1);
+        self.0.metrics().websocket_kind(self.1, self.2, -1);
     }
 }
 

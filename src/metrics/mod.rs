@@ -22,6 +22,70 @@ pub const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 /// Upper bounds of the group-commit size histogram (batches per commit); a last `+Inf` follows.
 pub const GROUP_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
+/// Upper bounds of the fan-out size histogram (subscribers one change was delivered to on one
+/// shard: Lanyard's buckets); a last `+Inf` follows.
+pub const FANOUT_BUCKETS: [f64; 11] = [0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+
+/// Counters bumped where the code has no handle on its `Shard` (a connection's outbox, the
+/// subscriber table, the card's image fetcher): thread-locals of the shard's executor thread,
+/// so each shard still counts in its own memory (plain cells, no atomics, no shared cache
+/// line), and a shard's [`ShardMetrics::snapshot`], which runs on that thread, reads them.
+pub mod local {
+    use super::FANOUT_BUCKETS;
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeMap;
+
+    /// This thread's counters.
+    #[derive(Debug, Default)]
+    pub struct Local {
+        frames_out: Cell<u64>,
+        frames_in: Cell<u64>,
+        /// (closed by the server, close code) → closes.
+        closes: RefCell<BTreeMap<(bool, u16), u64>>,
+        fanout: RefCell<([u64; FANOUT_BUCKETS.len() + 1], u64)>,
+    }
+
+    thread_local! {
+        static LOCAL: Local = Local::default();
+    }
+
+    /// `n` WebSocket frames sent (queued or written) to a client.
+    pub fn frames_out(n: u64) {
+        LOCAL.with(|l| l.frames_out.set(l.frames_out.get() + n));
+    }
+
+    /// One WebSocket frame (a message: text, binary, ping, pong or close) read from a client.
+    pub fn frame_in() {
+        LOCAL.with(|l| l.frames_in.set(l.frames_in.get() + 1));
+    }
+
+    /// A WebSocket close with `code`: begun by the server (`true`) or by the client.
+    pub fn close(by_server: bool, code: u16) {
+        LOCAL.with(|l| *l.closes.borrow_mut().entry((by_server, code)).or_insert(0) += 1);
+    }
+
+    /// One change delivered to `n` subscribers of this shard.
+    pub fn fanout(n: usize) {
+        LOCAL.with(|l| {
+            let mut f = l.fanout.borrow_mut();
+            let i = FANOUT_BUCKETS.iter().position(|&b| n as f64 <= b).unwrap_or(FANOUT_BUCKETS.len());
+            f.0[i] += 1;
+            f.1 += n as u64;
+        });
+    }
+
+    pub(super) fn read(s: &mut super::Snapshot) {
+        LOCAL.with(|l| {
+            s.frames_out = l.frames_out.get();
+            s.frames_in = l.frames_in.get();
+            s.closes = l.closes.borrow().clone();
+            let f = l.fanout.borrow();
+            s.fanout = f.0;
+            s.fanout_sum = f.1;
+        });
+    }
+}
+
 /// One shard writer's group commits.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CommitStats {
@@ -82,6 +146,8 @@ pub struct ShardMetrics {
     kv_latency: RefCell<Histogram>,
     counts: RefCell<BTreeMap<(&'static str, &'static str), u64>>,
     websockets: Cell<i64>,
+    /// Open WebSockets by (dialect, compression).
+    websocket_kinds: RefCell<BTreeMap<(&'static str, &'static str), i64>>,
 }
 
 /// Labelled counters that share one map: (series, label value) → count.
@@ -138,9 +204,23 @@ impl ShardMetrics {
         }
     }
 
-    /// A copy of the counters, to send to the scraping shard.
+    /// A WebSocket of `dialect` (`lantern`) and `compression` (`none`, `permessage_deflate`)
+    /// opened (`+1`) or closed (`-1`) on this shard.
+    pub fn websocket_kind(&self, dialect: &'static str, compression: &'static str, delta: i64) {
+        *self.websocket_kinds.borrow_mut().entry((dialect, compression)).or_insert(0) += delta;
+    }
+
+    /// A copy of the counters, to send to the scraping shard (on this shard's thread: the
+    /// [`local`] counters read are this shard's).
     pub fn snapshot(&self) -> Snapshot {
+        let mut s = self.own_snapshot();
+        local::read(&mut s);
+        s
+    }
+
+    fn own_snapshot(&self) -> Snapshot {
         Snapshot {
+            websocket_kinds: self.websocket_kinds.borrow().clone(),
             http: self.http.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
             http_latency: self.http_latency.borrow().clone(),
             kv_writes: self.kv_writes.get(),
@@ -163,6 +243,16 @@ pub struct Snapshot {
     pub commits: CommitStats,
     /// WebSocket connections open.
     pub websockets: i64,
+    /// WebSocket connections open by (dialect, compression).
+    pub websocket_kinds: BTreeMap<(&'static str, &'static str), i64>,
+    /// WebSocket frames out and in.
+    pub frames_out: u64,
+    pub frames_in: u64,
+    /// WebSocket closes by (begun by the server, code).
+    pub closes: BTreeMap<(bool, u16), u64>,
+    /// Fan-out sizes per [`FANOUT_BUCKETS`] bucket (the last is `+Inf`), and their sum.
+    pub fanout: [u64; FANOUT_BUCKETS.len() + 1],
+    pub fanout_sum: u64,
     /// Members monitored (summed over the shards that answered).
     pub monitored_users: u64,
     /// Shards in all, and those that answered the scrape.
@@ -172,6 +262,13 @@ pub struct Snapshot {
     pub gateway_state: &'static str,
     pub members_loaded: bool,
 }
+
+/// Every dialect `lantern_websocket_connections_by_kind` reports (Lanyard's joins it when
+/// `/socket` serves it).
+pub const WEBSOCKET_DIALECTS: [&str; 1] = ["lantern"];
+
+/// The close code of a slow consumer's disconnect.
+const SLOW_CONSUMER_CODE: u16 = 4008;
 
 /// Every state `lantern_gateway_state` reports, one series each.
 pub const GATEWAY_STATES: [&str; 4] = ["connecting", "connected", "reconnecting", "failed"];
@@ -191,6 +288,18 @@ impl Snapshot {
             *self.counts.entry(*k).or_insert(0) += v;
         }
         self.websockets += other.websockets;
+        for (k, v) in &other.websocket_kinds {
+            *self.websocket_kinds.entry(*k).or_insert(0) += v;
+        }
+        self.frames_out += other.frames_out;
+        self.frames_in += other.frames_in;
+        for (k, v) in &other.closes {
+            *self.closes.entry(*k).or_insert(0) += v;
+        }
+        for (a, b) in self.fanout.iter_mut().zip(other.fanout.iter()) {
+            *a += b;
+        }
+        self.fanout_sum += other.fanout_sum;
         self.commits.merge(&other.commits);
     }
 }
@@ -292,6 +401,32 @@ impl Snapshot {
         }
         t.family("lantern_websocket_connections", "gauge", "WebSocket connections open.");
         t.sample("lantern_websocket_connections", &[], self.websockets);
+        t.family("lantern_websocket_connections_by_kind", "gauge", "WebSocket connections open, by dialect and compression.");
+        for dialect in WEBSOCKET_DIALECTS {
+            for compression in ["none", "permessage_deflate"] {
+                let n = self.websocket_kinds.get(&(dialect, compression)).copied().unwrap_or(0);
+                t.sample("lantern_websocket_connections_by_kind", &[("dialect", dialect), ("compression", compression)], n);
+            }
+        }
+        t.family("lantern_websocket_frames_out_total", "counter", "WebSocket frames sent to clients (control frames included).");
+        t.sample("lantern_websocket_frames_out_total", &[], self.frames_out);
+        t.family("lantern_websocket_frames_in_total", "counter", "WebSocket frames read from clients (control frames included).");
+        t.sample("lantern_websocket_frames_in_total", &[], self.frames_in);
+        t.family("lantern_websocket_closes_total", "counter", "WebSocket closes, by who began the close and its code.");
+        for ((by_server, code), n) in &self.closes {
+            t.sample("lantern_websocket_closes_total", &[("by", if *by_server { "server" } else { "client" }), ("code", &code.to_string())], n);
+        }
+        t.family("lantern_websocket_slow_consumer_disconnects_total", "counter", "WebSocket connections closed for passing the outbound queue cap (4008).");
+        t.sample("lantern_websocket_slow_consumer_disconnects_total", &[], self.closes.get(&(true, SLOW_CONSUMER_CODE)).copied().unwrap_or(0));
+        t.family("lantern_fanout_subscribers", "histogram", "Subscribers one change was delivered to, per shard that delivered it.");
+        let mut cumulative = 0;
+        for (i, n) in self.fanout.iter().enumerate() {
+            cumulative += n;
+            let le = FANOUT_BUCKETS.get(i).map(|b| b.to_string()).unwrap_or_else(|| "+Inf".to_owned());
+            t.sample("lantern_fanout_subscribers_bucket", &[("le", &le)], cumulative);
+        }
+        t.sample("lantern_fanout_subscribers_sum", &[], self.fanout_sum);
+        t.sample("lantern_fanout_subscribers_count", &[], cumulative);
         t.family("lantern_monitored_users", "gauge", "Guild members monitored.");
         t.sample("lantern_monitored_users", &[], self.monitored_users);
         t.family("lantern_shards", "gauge", "Shards configured.");

@@ -190,6 +190,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
             }
         })
         .await;
+        if matches!(wake, Wake::Message(_)) { crate::metrics::local::frame_in(); }
         match wake {
             Wake::Closing => {
                 phase = Phase::Closing;
@@ -216,6 +217,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
                 if phase == Phase::Open {
                     // The client closes: stop fan-out to it at once and answer its close.
                     fanout::remove(&ctx, id);
+                    crate::metrics::local::close(false, code.unwrap_or(1005));
                     let echo = code.map_or_else(|| wire::frame(wire::OP_CLOSE, false, &[]), wire::close_frame);
                     out.push_control(echo);
                 }
