@@ -145,6 +145,9 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert!(d("lantern_storage_commit_batches_sum") >= d("lantern_storage_commit_batches_count"));
     assert_eq!(after["lantern_monitored_users"], members.len() as f64 + 1.0, "the bot is a member too");
     assert_eq!((after["lantern_shards"], after["lantern_shards_up"]), (2.0, 2.0));
+    // Every mailbox is empty at rest (the scrape's own messages are answered before it reads).
+    assert_eq!((after[r#"lantern_mailbox_depth{shard="0"}"#], after[r#"lantern_mailbox_depth{shard="1"}"#]), (0.0, 0.0));
+    assert!(!after.contains_key(r#"lantern_mailbox_depth{shard="2"}"#));
     assert_eq!(after[r#"lantern_gateway_state{state="connected"}"#], 1.0);
     assert_eq!(after[r#"lantern_gateway_state{state="reconnecting"}"#], 0.0);
     assert_eq!(after["lantern_gateway_members_loaded"], 1.0);

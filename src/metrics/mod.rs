@@ -253,6 +253,8 @@ pub struct Snapshot {
     /// Fan-out sizes per [`FANOUT_BUCKETS`] bucket (the last is `+Inf`), and their sum.
     pub fanout: [u64; FANOUT_BUCKETS.len() + 1],
     pub fanout_sum: u64,
+    /// Messages waiting in each shard's mailbox at the scrape, by shard index.
+    pub mailbox_depths: Vec<usize>,
     /// Members monitored (summed over the shards that answered).
     pub monitored_users: u64,
     /// Shards in all, and those that answered the scrape.
@@ -427,6 +429,10 @@ impl Snapshot {
         }
         t.sample("lantern_fanout_subscribers_sum", &[], self.fanout_sum);
         t.sample("lantern_fanout_subscribers_count", &[], cumulative);
+        t.family("lantern_mailbox_depth", "gauge", "Messages waiting in each shard's mailbox, read at the scrape.");
+        for (shard, n) in self.mailbox_depths.iter().enumerate() {
+            t.sample("lantern_mailbox_depth", &[("shard", &shard.to_string())], n);
+        }
         t.family("lantern_monitored_users", "gauge", "Guild members monitored.");
         t.sample("lantern_monitored_users", &[], self.monitored_users);
         t.family("lantern_shards", "gauge", "Shards configured.");
