@@ -74,10 +74,17 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert_eq!(env.request("DELETE", "/", &[], b"").status, 405);
     let (_, mid) = scrape(&env);
     // A card, rendered then answered from its ETag.
+    let cdn_before = env.sim.cdn_hits().len();
     let card = env.get(&format!("/api/v1/users/{}?svg=1", members[1]));
     assert_eq!(card.status, 200);
+    let images = env.sim.cdn_hits().len() - cdn_before;
     let etag = card.header("etag").unwrap().to_owned();
+    assert!(!etag.ends_with("-p\""), "no image failed: {etag}");
     assert_eq!(env.request("GET", &format!("/api/v1/users/{}?svg=1", members[1]), &[("If-None-Match", &etag)], b"").status, 304);
+    // The same card again, from the rendered-card cache; another theme, drawn from cached images.
+    assert_eq!(env.get(&format!("/api/v1/users/{}?svg=1", members[1])).header("server-timing"), Some("cache;desc=hit"));
+    assert_eq!(env.get(&format!("/api/v1/users/{}?svg=1&theme=light", members[1])).status, 200);
+    assert_eq!(env.sim.cdn_hits().len() - cdn_before, images, "the second theme fetched nothing");
     // A WebSocket, open while scraped.
     let mut ws = RawWs::connect(env.port);
     assert_eq!(ws.recv()["op"], 1, "HELLO");
@@ -124,7 +131,14 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert_eq!(h(r#"lantern_http_request_duration_seconds_count{route="/"}"#), 4.0);
     // The first scrape is counted once it has been answered.
     assert_eq!(h(r#"lantern_http_requests_total{route="/metrics",status="200"}"#), 1.0);
-    assert_eq!(d(r#"lantern_card_answers_total{result="rendered"}"#), 1.0);
+    assert_eq!(d(r#"lantern_card_answers_total{result="rendered"}"#), 3.0);
+    assert_eq!(d("lantern_card_renders_total"), 2.0);
+    assert_eq!(d("lantern_card_cache_hits_total"), 1.0);
+    assert!(images > 0, "the card shows images");
+    assert_eq!(d(r#"lantern_card_image_fetches_total{result="ok"}"#), images as f64);
+    assert_eq!(d(r#"lantern_card_image_fetches_total{result="cached"}"#), images as f64);
+    assert_eq!(delta(&before, &after, r#"lantern_card_image_fetches_total{result="failed"}"#), 0.0);
+    assert_eq!(delta(&before, &after, r#"lantern_card_image_fetches_total{result="merged"}"#), 0.0);
     assert_eq!(delta(&mid, &after, r#"lantern_http_requests_total{route="/api/v1/users/{user_id}",status="304"}"#), 1.0);
     assert_eq!(d(r#"lantern_card_answers_total{result="not_modified"}"#), 1.0);
     assert_eq!(after["lantern_websocket_connections"], 1.0);

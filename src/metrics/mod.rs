@@ -43,6 +43,8 @@ pub mod local {
         /// (closed by the server, close code) → closes.
         closes: RefCell<BTreeMap<(bool, u16), u64>>,
         fanout: RefCell<([u64; FANOUT_BUCKETS.len() + 1], u64)>,
+        /// (series, label value) → count, as [`super::ShardMetrics::count`].
+        counts: RefCell<BTreeMap<(&'static str, &'static str), u64>>,
     }
 
     thread_local! {
@@ -74,8 +76,16 @@ pub mod local {
         });
     }
 
+    /// Adds one to `series` (one of [`super::series`]) with label value `value`.
+    pub fn count(series: &'static str, value: &'static str) {
+        LOCAL.with(|l| *l.counts.borrow_mut().entry((series, value)).or_insert(0) += 1);
+    }
+
     pub(super) fn read(s: &mut super::Snapshot) {
         LOCAL.with(|l| {
+            for (k, v) in l.counts.borrow().iter() {
+                *s.counts.entry(*k).or_insert(0) += v;
+            }
             s.frames_out = l.frames_out.get();
             s.frames_in = l.frames_in.get();
             s.closes = l.closes.borrow().clone();
@@ -164,6 +174,13 @@ pub mod series {
     pub const GATEWAY_TRANSITIONS: &str = "lantern_gateway_transitions_total";
     /// WebSocket connections opened (upgraded), in all.
     pub const WEBSOCKETS_OPENED: &str = "lantern_websocket_connections_opened_total";
+    /// Cards drawn (SVG rendered; not cache hits, not 304s).
+    pub const CARD_RENDERS: &str = "lantern_card_renders_total";
+    /// Cards answered from the rendered-card cache.
+    pub const CARD_CACHE_HITS: &str = "lantern_card_cache_hits_total";
+    /// Card images wanted, by result (`ok`, `failed`: fetched; `cached`: from the image cache;
+    /// `merged`: waited for a fetch already on its way).
+    pub const CARD_IMAGES: &str = "lantern_card_image_fetches_total";
 }
 
 /// The label name of each series in [`series`].
@@ -173,6 +190,7 @@ fn label_of(series: &str) -> &'static str {
         series::CHANGES => "change",
         series::CARDS => "result",
         series::GATEWAY_TRANSITIONS => "state",
+        series::CARD_IMAGES => "result",
         _ => "",
     }
 }
@@ -385,6 +403,9 @@ impl Snapshot {
             (series::CARDS, "Profile-card answers, by result."),
             (series::GATEWAY_TRANSITIONS, "Gateway state changes, by the state entered."),
             (series::WEBSOCKETS_OPENED, "WebSocket connections opened."),
+            (series::CARD_RENDERS, "Profile cards drawn (not cache hits or 304s)."),
+            (series::CARD_CACHE_HITS, "Profile cards answered from the rendered-card cache."),
+            (series::CARD_IMAGES, "Card images wanted, by result: ok or failed (fetched), cached, merged (waited for a fetch on its way)."),
         ] {
             t.family(name, "counter", help);
             let label = label_of(name);
