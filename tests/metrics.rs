@@ -148,6 +148,16 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert_eq!(d("lantern_presence_noop_updates_total"), 1.0);
     assert_eq!(d(r#"lantern_gateway_transitions_total{state="reconnecting"}"#), 1.0);
     assert_eq!(d(r#"lantern_gateway_transitions_total{state="connected"}"#), 1.0);
+    // Counted on the ingest thread: the two presence dispatches, the close (4000) retried and
+    // its session resumed.
+    assert_eq!(d(r#"lantern_gateway_events_total{type="PRESENCE_UPDATE"}"#), 2.0);
+    assert_eq!(d(r#"lantern_gateway_events_total{type="RESUMED"}"#), 1.0);
+    assert_eq!(d(r#"lantern_gateway_events_total{type="READY"}"#), 0.0);
+    assert_eq!(d(r#"lantern_gateway_reconnects_total{cause="close"}"#), 1.0);
+    assert_eq!(d(r#"lantern_gateway_reconnects_total{cause="error"}"#), 0.0);
+    assert_eq!(d(r#"lantern_gateway_sessions_total{how="resumed"}"#), 1.0);
+    assert_eq!(d(r#"lantern_gateway_sessions_total{how="identified"}"#), 0.0);
+    assert!(before[r#"lantern_gateway_events_total{type="READY"}"#] >= 1.0, "the first session identified");
     assert_eq!(d(r#"lantern_http_request_duration_seconds_bucket{route="/",le="+Inf"}"#), 4.0);
     assert_eq!(d("lantern_kv_writes_total"), 2.0);
     assert_eq!(d("lantern_kv_write_duration_seconds_count"), 2.0);

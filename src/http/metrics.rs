@@ -56,6 +56,7 @@ pub async fn metrics(ctx: &Rc<Shard>) -> Reply {
     }
     total.shards = snapshots.len() as u64;
     total.mailbox_depths = ctx.here().mailbox_depths();
+    total.read_gateway(ctx.gateway_stats());
     let gateway = ctx.gateway();
     total.gateway_state = gateway.state.as_str();
     total.members_loaded = gateway.members_loaded;

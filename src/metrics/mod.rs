@@ -14,6 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histograms' buckets; a last `+Inf` bucket follows.
@@ -93,6 +94,52 @@ pub mod local {
             s.fanout = f.0;
             s.fanout_sum = f.1;
         });
+    }
+}
+
+/// Dispatch types `lantern_gateway_events_total` names; any other counts as `other`.
+pub const GATEWAY_EVENT_TYPES: [&str; 11] = [
+    "READY",
+    "RESUMED",
+    "GUILD_CREATE",
+    "GUILD_MEMBERS_CHUNK",
+    "PRESENCE_UPDATE",
+    "GUILD_MEMBER_ADD",
+    "GUILD_MEMBER_UPDATE",
+    "GUILD_MEMBER_REMOVE",
+    "USER_UPDATE",
+    "INTERACTION_CREATE",
+    "other",
+];
+
+/// Why the gateway connection was lost and retried: `close` (a close code twilight retries),
+/// `error` (a receive error).
+pub const RECONNECT_CAUSES: [&str; 2] = ["close", "error"];
+
+/// The gateway's counters: written only by the ingest thread (relaxed atomics, not on any
+/// shard's executor), read by the scraping shard.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    events: [AtomicU64; GATEWAY_EVENT_TYPES.len()],
+    reconnects: [AtomicU64; RECONNECT_CAUSES.len()],
+}
+
+impl GatewayStats {
+    /// One dispatch (op 0) of type `t`.
+    pub fn event(&self, t: &str) {
+        let i = GATEWAY_EVENT_TYPES[..GATEWAY_EVENT_TYPES.len() - 1].iter().position(|k| *k == t).unwrap_or(GATEWAY_EVENT_TYPES.len() - 1);
+        self.events[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A lost connection that is retried, by cause (one of [`RECONNECT_CAUSES`]).
+    pub fn reconnect(&self, cause: &str) {
+        if let Some(i) = RECONNECT_CAUSES.iter().position(|c| *c == cause) {
+            self.reconnects[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self) -> ([u64; GATEWAY_EVENT_TYPES.len()], [u64; RECONNECT_CAUSES.len()]) {
+        (self.events.each_ref().map(|a| a.load(Ordering::Relaxed)), self.reconnects.each_ref().map(|a| a.load(Ordering::Relaxed)))
     }
 }
 
@@ -271,6 +318,9 @@ pub struct Snapshot {
     /// Fan-out sizes per [`FANOUT_BUCKETS`] bucket (the last is `+Inf`), and their sum.
     pub fanout: [u64; FANOUT_BUCKETS.len() + 1],
     pub fanout_sum: u64,
+    /// Gateway dispatches by [`GATEWAY_EVENT_TYPES`] and reconnects by [`RECONNECT_CAUSES`].
+    pub gateway_events: [u64; GATEWAY_EVENT_TYPES.len()],
+    pub gateway_reconnects: [u64; RECONNECT_CAUSES.len()],
     /// Messages waiting in each shard's mailbox at the scrape, by shard index.
     pub mailbox_depths: Vec<usize>,
     /// Members monitored (summed over the shards that answered).
@@ -294,6 +344,11 @@ const SLOW_CONSUMER_CODE: u16 = 4008;
 pub const GATEWAY_STATES: [&str; 4] = ["connecting", "connected", "reconnecting", "failed"];
 
 impl Snapshot {
+    /// Fills in the gateway's counters from the ingest thread's.
+    pub fn read_gateway(&mut self, stats: &GatewayStats) {
+        (self.gateway_events, self.gateway_reconnects) = stats.read();
+    }
+
     /// Adds another shard's counters.
     pub fn merge(&mut self, other: &Snapshot) {
         for (k, v) in &other.http {
@@ -450,6 +505,17 @@ impl Snapshot {
         }
         t.sample("lantern_fanout_subscribers_sum", &[], self.fanout_sum);
         t.sample("lantern_fanout_subscribers_count", &[], cumulative);
+        t.family("lantern_gateway_events_total", "counter", "Gateway dispatches received by the ingest thread, by type (t).");
+        for (t_, n) in GATEWAY_EVENT_TYPES.iter().zip(self.gateway_events) {
+            t.sample("lantern_gateway_events_total", &[("type", t_)], n);
+        }
+        t.family("lantern_gateway_reconnects_total", "counter", "Gateway connections lost and retried, by cause.");
+        for (c, n) in RECONNECT_CAUSES.iter().zip(self.gateway_reconnects) {
+            t.sample("lantern_gateway_reconnects_total", &[("cause", c)], n);
+        }
+        t.family("lantern_gateway_sessions_total", "counter", "Gateway sessions begun: resumed (RESUMED) or identified afresh (READY).");
+        t.sample("lantern_gateway_sessions_total", &[("how", "identified")], self.gateway_events[0]);
+        t.sample("lantern_gateway_sessions_total", &[("how", "resumed")], self.gateway_events[1]);
         t.family("lantern_mailbox_depth", "gauge", "Messages waiting in each shard's mailbox, read at the scrape.");
         for (shard, n) in self.mailbox_depths.iter().enumerate() {
             t.sample("lantern_mailbox_depth", &[("shard", &shard.to_string())], n);
