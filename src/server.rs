@@ -55,6 +55,7 @@ struct ShardSeed {
     cipher: Arc<TokenCipher>,
     addr: SocketAddr,
     drained: std::sync::mpsc::Sender<()>,
+    gateway_stats: Arc<crate::metrics::GatewayStats>,
 }
 
 impl Server {
@@ -65,6 +66,7 @@ impl Server {
         let n = config.server.shards;
         let (peers, receivers) = Peers::<Shard>::new(n, config.server.mailbox_capacity);
         let (drained_tx, drained) = std::sync::mpsc::channel();
+        let gateway_stats = Arc::new(crate::metrics::GatewayStats::default());
         let cipher = Arc::new(TokenCipher::from_hex(config.kv_secret.expose())?);
         let dir = &config.storage.dir;
         // Before any shard runs: rows written under another shard count move to their owner.
@@ -99,6 +101,7 @@ impl Server {
                 cipher: cipher.clone(),
                 addr: SocketAddr::new(config.server.host, config.server.port),
                 drained: drained_tx.clone(),
+                gateway_stats: gateway_stats.clone(),
             });
         }
         tracing::info!(shards = n, dir = %dir.display(), users_with_storage, "storage opened");
@@ -142,7 +145,7 @@ impl Server {
                 return Err(StartError::Control { path: config.backup.socket.clone(), source: e });
             }
         };
-        let ingest = Ingest::start(config.clone(), peers.clone()).map_err(StartError::Ingest)?;
+        let ingest = Ingest::start(config.clone(), peers.clone(), gateway_stats).map_err(StartError::Ingest)?;
         Ok(Server { port, peers, executors, writers, ingest: Some(ingest), drained, control: Some(control) })
     }
 
@@ -215,7 +218,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(seed.addr.port());
     let services = Services { presence: Presence::new(seed.state), storage: Storage::new(seed.kv, seed.writer, seed.cipher) };
-    let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services));
+    let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services).with_gateway_stats(seed.gateway_stats));
     let mailbox = glommio::spawn_local(run_mailbox(shard.clone(), seed.rx));
     let _ = bound.send(Ok(port));
     crate::http::serve(shard.clone(), listener).await;

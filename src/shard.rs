@@ -41,6 +41,8 @@ pub struct Shard {
     gateway: Cell<GatewayStatus>,
     shutdown: watch::Sender<bool>,
     metrics: ShardMetrics,
+    /// Written by the ingest thread, read at scrape time.
+    gateway_stats: Arc<metrics::GatewayStats>,
     /// Presence and user changes applied here, per second, for the server's live numbers.
     updates: RefCell<UpdateRate>,
 }
@@ -153,7 +155,18 @@ impl Shard {
             shutdown: watch::channel(false).0,
             updates: RefCell::default(),
             metrics: ShardMetrics::default(),
+            gateway_stats: Arc::default(),
         }
+    }
+
+    /// The gateway counters the ingest thread keeps (shared by every shard, for reading).
+    pub fn with_gateway_stats(mut self, stats: Arc<metrics::GatewayStats>) -> Shard {
+        self.gateway_stats = stats;
+        self
+    }
+
+    pub fn gateway_stats(&self) -> &metrics::GatewayStats {
+        &self.gateway_stats
     }
 
     pub fn index(&self) -> usize {

@@ -99,6 +99,7 @@ impl ShardCard {
         let Some(url) = url else { return (None, false) };
         let Some(target) = images::resolve(url, &self.config.image_hosts) else { return (None, false) };
         if let Some(hit) = self.images.borrow_mut().get(url, Instant::now()) {
+            crate::metrics::local::count(crate::metrics::series::CARD_IMAGES, "cached");
             return match hit {
                 Some(uri) => (Some(uri.to_string()), false),
                 None => (None, true),
@@ -111,6 +112,7 @@ impl ShardCard {
             rx
         });
         if let Some(rx) = waiting {
+            crate::metrics::local::count(crate::metrics::series::CARD_IMAGES, "merged");
             return match rx.await.ok().flatten() {
                 Some(uri) => (Some(uri.to_string()), false),
                 None => (None, true),
@@ -123,11 +125,13 @@ impl ShardCard {
         let now = Instant::now();
         let result = match self.fetcher.fetch(target).await {
             Ok(img) => {
+                crate::metrics::local::count(crate::metrics::series::CARD_IMAGES, "ok");
                 let uri: Rc<str> = format!("data:{};base64,{}", img.mime, base64::engine::general_purpose::STANDARD.encode(&img.bytes)).into();
                 self.images.borrow_mut().insert(url.to_owned(), Some(uri.clone()), uri.len() + url.len(), now + self.config.image_ttl);
                 Some(uri)
             }
             Err(_) => {
+                crate::metrics::local::count(crate::metrics::series::CARD_IMAGES, "failed");
                 let ttl = FAILED_IMAGE_TTL.min(self.config.image_ttl);
                 self.images.borrow_mut().insert(url.to_owned(), None, url.len() + 16, now + ttl);
                 None
@@ -233,6 +237,7 @@ async fn serve_owned(card: &ShardCard, id: Snowflake, data: Option<(model::CardD
         return CardAnswer::NotModified { etag };
     }
     if let Some(hit) = card.cards.borrow_mut().get(&k, Instant::now()) {
+        crate::metrics::local::count(crate::metrics::series::CARD_CACHE_HITS, "");
         return CardAnswer::Card { etag: hit.etag, body: hit.body, timing: "cache;desc=hit".into() };
     }
     let started = Instant::now();
@@ -249,6 +254,7 @@ async fn serve_owned(card: &ShardCard, id: Snowflake, data: Option<(model::CardD
         return CardAnswer::NotModified { etag };
     }
     let svg_text = svg::render(&data, &req.params, &imgs, render_ms);
+    crate::metrics::local::count(crate::metrics::series::CARD_RENDERS, "");
     let drawn = started.elapsed();
     let body = match req.format {
         Format::Svg => Bytes::from(svg_text),

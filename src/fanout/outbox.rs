@@ -99,6 +99,7 @@ impl Outbox {
             return false;
         }
         inner.send_or_queue(frame.wire());
+        crate::metrics::local::frames_out(1);
         true
     }
 
@@ -118,6 +119,7 @@ impl Outbox {
         let was_empty = inner.queue.is_empty();
         inner.bytes += frame.len();
         inner.queue.push_back(frame.wire().clone());
+        crate::metrics::local::frames_out(1);
         Ok(was_empty && !inner.broken)
     }
 
@@ -148,6 +150,7 @@ impl Outbox {
         let mut inner = self.inner.borrow_mut();
         if !inner.finished {
             inner.send_or_queue(&bytes);
+            crate::metrics::local::frames_out(1);
         }
     }
 
@@ -174,9 +177,12 @@ impl Outbox {
         if disconnect {
             inner.send_or_queue(frames::disconnect(text).wire());
             inner.send_or_queue(&frames::close_frame(reason.code()));
+            crate::metrics::local::frames_out(2);
         } else {
             inner.send_or_queue(&frames::close_frame_with(reason.code(), text));
+            crate::metrics::local::frames_out(1);
         }
+        crate::metrics::local::close(true, reason.code());
         inner.wake();
     }
 
@@ -189,6 +195,8 @@ impl Outbox {
         }
         inner.closing = Some(CloseReason::InvalidPayload);
         inner.send_or_queue(&frames::close_frame_with(code, reason));
+        crate::metrics::local::frames_out(1);
+        crate::metrics::local::close(true, code);
         inner.wake();
     }
 

@@ -335,6 +335,7 @@ impl Subscribers {
         // A Lanyard connection may be on the All list and subscribed by id too.
         targets.sort_unstable();
         targets.dedup();
+        crate::metrics::local::fanout(targets.len());
         for conn in targets {
             match self.conns.get_mut(&conn) {
                 Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),

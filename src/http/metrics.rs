@@ -3,7 +3,7 @@
 use crate::http::response::Reply;
 use crate::http::router::Route;
 use crate::metrics::Snapshot;
-use crate::runtime::Invoke;
+use crate::runtime::{Invoke, Sharded};
 use crate::shard::Shard;
 use bytes::Bytes;
 use http::StatusCode;
@@ -55,6 +55,8 @@ pub async fn metrics(ctx: &Rc<Shard>) -> Reply {
         total.shards_up += 1;
     }
     total.shards = snapshots.len() as u64;
+    total.mailbox_depths = ctx.here().mailbox_depths();
+    total.read_gateway(ctx.gateway_stats());
     let gateway = ctx.gateway();
     total.gateway_state = gateway.state.as_str();
     total.members_loaded = gateway.members_loaded;

@@ -242,7 +242,8 @@ struct Upgraded {
     slot: per_ip::Slot<Shard>,
 }
 
-/// Counts an open WebSocket in the shard's metrics for as long as its session lives.
+/// Counts an open WebSocket in the shard's metrics for as long as its session lives (the
+/// session counts itself by dialect and compression: the dialect is known only later).
 struct OpenSocket(Rc<Shard>);
 
 impl OpenSocket {

@@ -41,6 +41,8 @@ pub struct Dispatcher {
     /// Scratch space reused by every decode (simd-json parses a mutable copy of the frame).
     scratch: Vec<u8>,
     buffers: simd_json::Buffers,
+    /// Dispatches counted by type, when the ingest loop keeps counters.
+    stats: Option<std::sync::Arc<crate::metrics::GatewayStats>>,
 }
 
 struct ChunkProgress {
@@ -67,7 +69,14 @@ impl Dispatcher {
             chunks: None,
             scratch: Vec::new(),
             buffers: simd_json::Buffers::default(),
+            stats: None,
         }
+    }
+
+    /// Counts every dispatch in `stats`, by type.
+    pub fn with_stats(mut self, stats: std::sync::Arc<crate::metrics::GatewayStats>) -> Dispatcher {
+        self.stats = Some(stats);
+        self
     }
 
     pub fn status(&self) -> GatewayStatus {
@@ -93,6 +102,7 @@ impl Dispatcher {
             return Ok(());
         }
         let Some(event) = envelope.event_type() else { return Ok(()) };
+        if let Some(s) = &self.stats { s.event(event) }
         match event {
             "READY" => {
                 // A fresh session: the member list that follows is a new generation.

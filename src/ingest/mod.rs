@@ -28,7 +28,7 @@ pub struct Ingest {
 
 impl Ingest {
     /// Connects to the gateway and routes events to `shards` until [`Ingest::stop`].
-    pub fn start(config: Arc<Config>, shards: Peers<crate::shard::Shard>) -> std::io::Result<Ingest> {
+    pub fn start(config: Arc<Config>, shards: Peers<crate::shard::Shard>, stats: Arc<crate::metrics::GatewayStats>) -> std::io::Result<Ingest> {
         let (stop, stop_rx) = watch::channel(false);
         let thread = std::thread::Builder::new().name("lantern-ingest".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -38,7 +38,7 @@ impl Ingest {
                     return;
                 }
             };
-            rt.block_on(run(config, shards, stop_rx));
+            rt.block_on(run(config, shards, stop_rx, stats));
         })?;
         Ok(Ingest { stop, thread: Some(thread) })
     }
@@ -115,7 +115,7 @@ async fn deliver(shards: &Peers<crate::shard::Shard>, shard: &Shard, bot: &crate
     }
 }
 
-async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: watch::Receiver<bool>) {
+async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: watch::Receiver<bool>, stats: Arc<crate::metrics::GatewayStats>) {
     // rustls needs a process-wide crypto provider for wss://; installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
@@ -128,7 +128,7 @@ async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: 
         builder = builder.queue(InMemoryQueue::new(0, 0, Duration::ZERO, 0));
     }
     let mut shard = Shard::with_config(ShardId::ONE, builder.build());
-    let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.count(), config.discord.request_members);
+    let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.count(), config.discord.request_members).with_stats(stats.clone());
     let bot = crate::bot::Bot::new(&config, shards.clone());
     let mut actions = Vec::new();
     // A fatal close was seen (and logged): the stream ends next, without a retry.
@@ -165,12 +165,14 @@ async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: 
                     }
                     None => {
                         tracing::warn!(code, "gateway connection closed; reconnecting");
+                        stats.reconnect("close");
                         dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
                     }
                 }
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "gateway receive error");
+                stats.reconnect("error");
                 dispatcher.set_state(GatewayState::Reconnecting, &mut actions);
             }
         }

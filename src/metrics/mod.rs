@@ -14,6 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histograms' buckets; a last `+Inf` bucket follows.
@@ -21,6 +22,126 @@ pub const LATENCY_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 
 /// Upper bounds of the group-commit size histogram (batches per commit); a last `+Inf` follows.
 pub const GROUP_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+/// Upper bounds of the fan-out size histogram (subscribers one change was delivered to on one
+/// shard: Lanyard's buckets); a last `+Inf` follows.
+pub const FANOUT_BUCKETS: [f64; 11] = [0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+
+/// Counters bumped where the code has no handle on its `Shard` (a connection's outbox, the
+/// subscriber table, the card's image fetcher): thread-locals of the shard's executor thread,
+/// so each shard still counts in its own memory (plain cells, no atomics, no shared cache
+/// line), and a shard's [`ShardMetrics::snapshot`], which runs on that thread, reads them.
+pub mod local {
+    use super::FANOUT_BUCKETS;
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeMap;
+
+    /// This thread's counters.
+    #[derive(Debug, Default)]
+    pub struct Local {
+        frames_out: Cell<u64>,
+        frames_in: Cell<u64>,
+        /// (closed by the server, close code) → closes.
+        closes: RefCell<BTreeMap<(bool, u16), u64>>,
+        fanout: RefCell<([u64; FANOUT_BUCKETS.len() + 1], u64)>,
+        /// (series, label value) → count, as [`super::ShardMetrics::count`].
+        counts: RefCell<BTreeMap<(&'static str, &'static str), u64>>,
+    }
+
+    thread_local! {
+        static LOCAL: Local = Local::default();
+    }
+
+    /// `n` WebSocket frames sent (queued or written) to a client.
+    pub fn frames_out(n: u64) {
+        LOCAL.with(|l| l.frames_out.set(l.frames_out.get() + n));
+    }
+
+    /// One WebSocket frame (a message: text, binary, ping, pong or close) read from a client.
+    pub fn frame_in() {
+        LOCAL.with(|l| l.frames_in.set(l.frames_in.get() + 1));
+    }
+
+    /// A WebSocket close with `code`: begun by the server (`true`) or by the client.
+    pub fn close(by_server: bool, code: u16) {
+        LOCAL.with(|l| *l.closes.borrow_mut().entry((by_server, code)).or_insert(0) += 1);
+    }
+
+    /// One change delivered to `n` subscribers of this shard.
+    pub fn fanout(n: usize) {
+        LOCAL.with(|l| {
+            let mut f = l.fanout.borrow_mut();
+            let i = FANOUT_BUCKETS.iter().position(|&b| n as f64 <= b).unwrap_or(FANOUT_BUCKETS.len());
+            f.0[i] += 1;
+            f.1 += n as u64;
+        });
+    }
+
+    /// Adds one to `series` (one of [`super::series`]) with label value `value`.
+    pub fn count(series: &'static str, value: &'static str) {
+        LOCAL.with(|l| *l.counts.borrow_mut().entry((series, value)).or_insert(0) += 1);
+    }
+
+    pub(super) fn read(s: &mut super::Snapshot) {
+        LOCAL.with(|l| {
+            for (k, v) in l.counts.borrow().iter() {
+                *s.counts.entry(*k).or_insert(0) += v;
+            }
+            s.frames_out = l.frames_out.get();
+            s.frames_in = l.frames_in.get();
+            s.closes = l.closes.borrow().clone();
+            let f = l.fanout.borrow();
+            s.fanout = f.0;
+            s.fanout_sum = f.1;
+        });
+    }
+}
+
+/// Dispatch types `lantern_gateway_events_total` names; any other counts as `other`.
+pub const GATEWAY_EVENT_TYPES: [&str; 11] = [
+    "READY",
+    "RESUMED",
+    "GUILD_CREATE",
+    "GUILD_MEMBERS_CHUNK",
+    "PRESENCE_UPDATE",
+    "GUILD_MEMBER_ADD",
+    "GUILD_MEMBER_UPDATE",
+    "GUILD_MEMBER_REMOVE",
+    "USER_UPDATE",
+    "INTERACTION_CREATE",
+    "other",
+];
+
+/// Why the gateway connection was lost and retried: `close` (a close code twilight retries),
+/// `error` (a receive error).
+pub const RECONNECT_CAUSES: [&str; 2] = ["close", "error"];
+
+/// The gateway's counters: written only by the ingest thread (relaxed atomics, not on any
+/// shard's executor), read by the scraping shard.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    events: [AtomicU64; GATEWAY_EVENT_TYPES.len()],
+    reconnects: [AtomicU64; RECONNECT_CAUSES.len()],
+}
+
+impl GatewayStats {
+    /// One dispatch (op 0) of type `t`.
+    pub fn event(&self, t: &str) {
+        let i = GATEWAY_EVENT_TYPES[..GATEWAY_EVENT_TYPES.len() - 1].iter().position(|k| *k == t).unwrap_or(GATEWAY_EVENT_TYPES.len() - 1);
+        self.events[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A lost connection that is retried, by cause (one of [`RECONNECT_CAUSES`]).
+    pub fn reconnect(&self, cause: &str) {
+        if let Some(i) = RECONNECT_CAUSES.iter().position(|c| *c == cause) {
+            self.reconnects[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self) -> ([u64; GATEWAY_EVENT_TYPES.len()], [u64; RECONNECT_CAUSES.len()]) {
+        (self.events.each_ref().map(|a| a.load(Ordering::Relaxed)), self.reconnects.each_ref().map(|a| a.load(Ordering::Relaxed)))
+    }
+}
 
 /// One shard writer's group commits.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,6 +203,8 @@ pub struct ShardMetrics {
     kv_latency: RefCell<Histogram>,
     counts: RefCell<BTreeMap<(&'static str, &'static str), u64>>,
     websockets: Cell<i64>,
+    /// Open WebSockets by (dialect, compression).
+    websocket_kinds: RefCell<BTreeMap<(&'static str, &'static str), i64>>,
 }
 
 /// Labelled counters that share one map: (series, label value) → count.
@@ -98,6 +221,13 @@ pub mod series {
     pub const GATEWAY_TRANSITIONS: &str = "lantern_gateway_transitions_total";
     /// WebSocket connections opened (upgraded), in all.
     pub const WEBSOCKETS_OPENED: &str = "lantern_websocket_connections_opened_total";
+    /// Cards drawn (SVG rendered; not cache hits, not 304s).
+    pub const CARD_RENDERS: &str = "lantern_card_renders_total";
+    /// Cards answered from the rendered-card cache.
+    pub const CARD_CACHE_HITS: &str = "lantern_card_cache_hits_total";
+    /// Card images wanted, by result (`ok`, `failed`: fetched; `cached`: from the image cache;
+    /// `merged`: waited for a fetch already on its way).
+    pub const CARD_IMAGES: &str = "lantern_card_image_fetches_total";
 }
 
 /// The label name of each series in [`series`].
@@ -107,6 +237,7 @@ fn label_of(series: &str) -> &'static str {
         series::CHANGES => "change",
         series::CARDS => "result",
         series::GATEWAY_TRANSITIONS => "state",
+        series::CARD_IMAGES => "result",
         _ => "",
     }
 }
@@ -138,9 +269,23 @@ impl ShardMetrics {
         }
     }
 
-    /// A copy of the counters, to send to the scraping shard.
+    /// A WebSocket of `dialect` (`lantern`) and `compression` (`none`, `permessage_deflate`)
+    /// opened (`+1`) or closed (`-1`) on this shard.
+    pub fn websocket_kind(&self, dialect: &'static str, compression: &'static str, delta: i64) {
+        *self.websocket_kinds.borrow_mut().entry((dialect, compression)).or_insert(0) += delta;
+    }
+
+    /// A copy of the counters, to send to the scraping shard (on this shard's thread: the
+    /// [`local`] counters read are this shard's).
     pub fn snapshot(&self) -> Snapshot {
+        let mut s = self.own_snapshot();
+        local::read(&mut s);
+        s
+    }
+
+    fn own_snapshot(&self) -> Snapshot {
         Snapshot {
+            websocket_kinds: self.websocket_kinds.borrow().clone(),
             http: self.http.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
             http_latency: self.http_latency.borrow().clone(),
             kv_writes: self.kv_writes.get(),
@@ -163,6 +308,21 @@ pub struct Snapshot {
     pub commits: CommitStats,
     /// WebSocket connections open.
     pub websockets: i64,
+    /// WebSocket connections open by (dialect, compression).
+    pub websocket_kinds: BTreeMap<(&'static str, &'static str), i64>,
+    /// WebSocket frames out and in.
+    pub frames_out: u64,
+    pub frames_in: u64,
+    /// WebSocket closes by (begun by the server, code).
+    pub closes: BTreeMap<(bool, u16), u64>,
+    /// Fan-out sizes per [`FANOUT_BUCKETS`] bucket (the last is `+Inf`), and their sum.
+    pub fanout: [u64; FANOUT_BUCKETS.len() + 1],
+    pub fanout_sum: u64,
+    /// Gateway dispatches by [`GATEWAY_EVENT_TYPES`] and reconnects by [`RECONNECT_CAUSES`].
+    pub gateway_events: [u64; GATEWAY_EVENT_TYPES.len()],
+    pub gateway_reconnects: [u64; RECONNECT_CAUSES.len()],
+    /// Messages waiting in each shard's mailbox at the scrape, by shard index.
+    pub mailbox_depths: Vec<usize>,
     /// Members monitored (summed over the shards that answered).
     pub monitored_users: u64,
     /// Shards in all, and those that answered the scrape.
@@ -173,10 +333,21 @@ pub struct Snapshot {
     pub members_loaded: bool,
 }
 
+/// Every dialect `lantern_websocket_connections_by_kind` reports.
+pub const WEBSOCKET_DIALECTS: [&str; 2] = ["lantern", "lanyard"];
+
+/// The close code of a slow consumer's disconnect.
+const SLOW_CONSUMER_CODE: u16 = 4008;
+
 /// Every state `lantern_gateway_state` reports, one series each.
 pub const GATEWAY_STATES: [&str; 4] = ["connecting", "connected", "reconnecting", "failed"];
 
 impl Snapshot {
+    /// Fills in the gateway's counters from the ingest thread's.
+    pub fn read_gateway(&mut self, stats: &GatewayStats) {
+        (self.gateway_events, self.gateway_reconnects) = stats.read();
+    }
+
     /// Adds another shard's counters.
     pub fn merge(&mut self, other: &Snapshot) {
         for (k, v) in &other.http {
@@ -191,6 +362,18 @@ impl Snapshot {
             *self.counts.entry(*k).or_insert(0) += v;
         }
         self.websockets += other.websockets;
+        for (k, v) in &other.websocket_kinds {
+            *self.websocket_kinds.entry(*k).or_insert(0) += v;
+        }
+        self.frames_out += other.frames_out;
+        self.frames_in += other.frames_in;
+        for (k, v) in &other.closes {
+            *self.closes.entry(*k).or_insert(0) += v;
+        }
+        for (a, b) in self.fanout.iter_mut().zip(other.fanout.iter()) {
+            *a += b;
+        }
+        self.fanout_sum += other.fanout_sum;
         self.commits.merge(&other.commits);
     }
 }
@@ -274,6 +457,9 @@ impl Snapshot {
             (series::CARDS, "Profile-card answers, by result."),
             (series::GATEWAY_TRANSITIONS, "Gateway state changes, by the state entered."),
             (series::WEBSOCKETS_OPENED, "WebSocket connections opened."),
+            (series::CARD_RENDERS, "Profile cards drawn (not cache hits or 304s)."),
+            (series::CARD_CACHE_HITS, "Profile cards answered from the rendered-card cache."),
+            (series::CARD_IMAGES, "Card images wanted, by result: ok or failed (fetched), cached, merged (waited for a fetch on its way)."),
         ] {
             t.family(name, "counter", help);
             let label = label_of(name);
@@ -292,6 +478,47 @@ impl Snapshot {
         }
         t.family("lantern_websocket_connections", "gauge", "WebSocket connections open.");
         t.sample("lantern_websocket_connections", &[], self.websockets);
+        t.family("lantern_websocket_connections_by_kind", "gauge", "WebSocket connections open, by dialect and compression.");
+        for dialect in WEBSOCKET_DIALECTS {
+            for compression in ["none", "permessage_deflate", "zlib_json"] {
+                let n = self.websocket_kinds.get(&(dialect, compression)).copied().unwrap_or(0);
+                t.sample("lantern_websocket_connections_by_kind", &[("dialect", dialect), ("compression", compression)], n);
+            }
+        }
+        t.family("lantern_websocket_frames_out_total", "counter", "WebSocket frames sent to clients (control frames included).");
+        t.sample("lantern_websocket_frames_out_total", &[], self.frames_out);
+        t.family("lantern_websocket_frames_in_total", "counter", "WebSocket frames read from clients (control frames included).");
+        t.sample("lantern_websocket_frames_in_total", &[], self.frames_in);
+        t.family("lantern_websocket_closes_total", "counter", "WebSocket closes, by who began the close and its code.");
+        for ((by_server, code), n) in &self.closes {
+            t.sample("lantern_websocket_closes_total", &[("by", if *by_server { "server" } else { "client" }), ("code", &code.to_string())], n);
+        }
+        t.family("lantern_websocket_slow_consumer_disconnects_total", "counter", "WebSocket connections closed for passing the outbound queue cap (4008).");
+        t.sample("lantern_websocket_slow_consumer_disconnects_total", &[], self.closes.get(&(true, SLOW_CONSUMER_CODE)).copied().unwrap_or(0));
+        t.family("lantern_fanout_subscribers", "histogram", "Subscribers one change was delivered to, per shard that delivered it.");
+        let mut cumulative = 0;
+        for (i, n) in self.fanout.iter().enumerate() {
+            cumulative += n;
+            let le = FANOUT_BUCKETS.get(i).map(|b| b.to_string()).unwrap_or_else(|| "+Inf".to_owned());
+            t.sample("lantern_fanout_subscribers_bucket", &[("le", &le)], cumulative);
+        }
+        t.sample("lantern_fanout_subscribers_sum", &[], self.fanout_sum);
+        t.sample("lantern_fanout_subscribers_count", &[], cumulative);
+        t.family("lantern_gateway_events_total", "counter", "Gateway dispatches received by the ingest thread, by type (t).");
+        for (t_, n) in GATEWAY_EVENT_TYPES.iter().zip(self.gateway_events) {
+            t.sample("lantern_gateway_events_total", &[("type", t_)], n);
+        }
+        t.family("lantern_gateway_reconnects_total", "counter", "Gateway connections lost and retried, by cause.");
+        for (c, n) in RECONNECT_CAUSES.iter().zip(self.gateway_reconnects) {
+            t.sample("lantern_gateway_reconnects_total", &[("cause", c)], n);
+        }
+        t.family("lantern_gateway_sessions_total", "counter", "Gateway sessions begun: resumed (RESUMED) or identified afresh (READY).");
+        t.sample("lantern_gateway_sessions_total", &[("how", "identified")], self.gateway_events[0]);
+        t.sample("lantern_gateway_sessions_total", &[("how", "resumed")], self.gateway_events[1]);
+        t.family("lantern_mailbox_depth", "gauge", "Messages waiting in each shard's mailbox, read at the scrape.");
+        for (shard, n) in self.mailbox_depths.iter().enumerate() {
+            t.sample("lantern_mailbox_depth", &[("shard", &shard.to_string())], n);
+        }
         t.family("lantern_monitored_users", "gauge", "Guild members monitored.");
         t.sample("lantern_monitored_users", &[], self.monitored_users);
         t.family("lantern_shards", "gauge", "Shards configured.");

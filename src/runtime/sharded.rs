@@ -164,6 +164,12 @@ impl<S: Sharded> Here<S> {
         self.peers.count()
     }
 
+    /// Messages waiting in each shard's mailbox now, by shard index (a read of each queue's
+    /// length: nothing is taken).
+    pub fn mailbox_depths(&self) -> Vec<usize> {
+        self.peers.mailboxes.iter().map(MailboxSender::len).collect()
+    }
+
     /// The shard that owns `key`.
     pub fn owner_of(&self, key: impl Into<u64>) -> usize {
         self.peers.owner_of(key)
@@ -441,6 +447,15 @@ mod tests {
         let want: Vec<Option<(u64, usize)>> = keys.iter().map(|k| Some((*k, shard_of(*k, 2)))).collect();
         assert_eq!(gathered, want);
         assert!(owners_agree);
+    }
+
+    #[test]
+    fn mailbox_depths_count_what_each_mailbox_holds() {
+        let (peers, _receivers) = Peers::<Recorder>::new(2, 8);
+        for _ in 0..3 {
+            assert!(peers.mailboxes[1].try_send(Envelope::Stop).is_ok());
+        }
+        assert_eq!(Here::new(0, peers).mailbox_depths(), vec![0, 3]);
     }
 
     #[test]

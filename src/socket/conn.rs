@@ -44,6 +44,38 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice());
 }
 
+/// Counts the connection in the shard's metrics by dialect and compression while it lives: it
+/// speaks Lantern until a first Lanyard Initialize makes it Lanyard.
+struct Counted<'a> {
+    ctx: &'a Rc<Shard>,
+    dialect: std::cell::Cell<&'static str>,
+    compression: &'static str,
+}
+
+impl<'a> Counted<'a> {
+    fn new(ctx: &'a Rc<Shard>, encoding: Encoding) -> Counted<'a> {
+        let compression = match encoding {
+            Encoding::Plain => "none",
+            Encoding::Deflate => "permessage_deflate",
+            Encoding::Zlib => "zlib_json",
+        };
+        ctx.metrics().websocket_kind("lantern", compression, 1);
+        Counted { ctx, dialect: std::cell::Cell::new("lantern"), compression }
+    }
+
+    fn now_lanyard(&self) {
+        self.ctx.metrics().websocket_kind(self.dialect.get(), self.compression, -1);
+        self.ctx.metrics().websocket_kind("lanyard", self.compression, 1);
+        self.dialect.set("lanyard");
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.ctx.metrics().websocket_kind(self.dialect.get(), self.compression, -1);
+    }
+}
+
 /// Forgets the connection in fan-out however the task ends.
 struct Registration<'a> {
     ctx: &'a Rc<Shard>,
@@ -139,6 +171,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
     let out = Rc::new(Outbox::new(tcp.as_raw_fd(), Instant::now() + cfg.init_timeout));
     let (id, session) = ctx.fanout().register(out.clone(), encoding);
     let _registration = Registration { ctx: &ctx, id, session };
+    let counted = Counted::new(&ctx, encoding);
     // Boxed, like every step an idle connection is not in: its state is not held at rest.
     let _slot = Box::pin(per_ip::acquire(&ctx, ip, Kind::Socket)).await;
     if _slot.is_some() {
@@ -199,6 +232,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
             }
         })
         .await;
+        if matches!(wake, Wake::Message(_)) { crate::metrics::local::frame_in(); }
         match wake {
             Wake::Closing => {
                 phase = Phase::Closing;
@@ -226,6 +260,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
                 if phase == Phase::Open {
                     // The client closes: stop fan-out to it at once and answer its close.
                     fanout::remove(&ctx, id);
+                    crate::metrics::local::close(false, code.unwrap_or(1005));
                     let echo = code.map_or_else(|| wire::frame(wire::OP_CLOSE, false, &[]), wire::close_frame);
                     out.push_control(echo);
                 }
@@ -255,6 +290,7 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
                     dialect = lanyard::dialect_of(text.as_bytes());
                     if dialect == Some(Dialect::Lanyard) {
                         fanout::set_lanyard(&ctx, id);
+                        counted.now_lanyard();
                     }
                 }
                 if dialect == Some(Dialect::Lanyard) {
