@@ -105,24 +105,8 @@ impl RawWs {
 
     /// Reads one server frame: a text frame's JSON, or for a close frame `{"close": code}`.
     pub fn recv(&mut self) -> Value {
-        let mut h = [0u8; 2];
-        self.s.read_exact(&mut h).unwrap();
-        let n = match h[1] & 0x7f {
-            126 => {
-                let mut l = [0u8; 2];
-                self.s.read_exact(&mut l).unwrap();
-                u16::from_be_bytes(l) as usize
-            }
-            127 => {
-                let mut l = [0u8; 8];
-                self.s.read_exact(&mut l).unwrap();
-                u64::from_be_bytes(l) as usize
-            }
-            n => n as usize,
-        };
-        let mut body = vec![0u8; n];
-        self.s.read_exact(&mut body).unwrap();
-        match h[0] {
+        let (first, body) = self.recv_raw();
+        match first {
             0x81 => serde_json::from_slice(&body).unwrap(),
             0x88 => serde_json::json!({ "close": u16::from_be_bytes([body[0], body[1]]) }),
             other => panic!("unexpected frame type {other:#x}"),
