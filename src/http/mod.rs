@@ -89,7 +89,7 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
                 // A WebSocket runs as a task of its own, so that the HTTP connection's state
                 // is freed rather than held for the socket's life.
                 Some(ws) => {
-                    let keep = (ws.slot, Gone { active, key }, OpenSocket::new(ws.ctx.clone()));
+                    let keep = (ws.slot, Gone { active, key });
                     glommio::spawn_local(crate::socket::conn::run(ws.ctx, ws.stream, ws.read_buf, ws.peer_ip, ws.encoding, keep)).detach();
                 }
                 None => active.remove(key),
@@ -240,23 +240,6 @@ struct Upgraded {
     peer_ip: std::net::IpAddr,
     encoding: crate::fanout::Encoding,
     slot: per_ip::Slot<Shard>,
-}
-
-/// Counts an open WebSocket in the shard's metrics for as long as its session lives (the
-/// session counts itself by dialect and compression: the dialect is known only later).
-struct OpenSocket(Rc<Shard>);
-
-impl OpenSocket {
-    fn new(ctx: Rc<Shard>) -> OpenSocket {
-        ctx.metrics().websocket(1);
-        OpenSocket(ctx)
-    }
-}
-
-impl Drop for OpenSocket {
-    fn drop(&mut self) {
-        self.0.metrics().websocket(-1);
-    }
 }
 
 /// Takes a WebSocket off the shard's connections when its session ends.

@@ -44,8 +44,8 @@ thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice());
 }
 
-/// Counts the connection in the shard's metrics by dialect and compression while it lives: it
-/// speaks Lantern until a first Lanyard Initialize makes it Lanyard.
+/// Counts the connection in the shard's metrics while it lives, in all and by dialect and
+/// compression: it speaks Lantern until a first Lanyard Initialize makes it Lanyard.
 struct Counted<'a> {
     ctx: &'a Rc<Shard>,
     dialect: std::cell::Cell<&'static str>,
@@ -59,6 +59,7 @@ impl<'a> Counted<'a> {
             Encoding::Deflate => "permessage_deflate",
             Encoding::Zlib => "zlib_json",
         };
+        ctx.metrics().websocket(1);
         ctx.metrics().websocket_kind("lantern", compression, 1);
         Counted { ctx, dialect: std::cell::Cell::new("lantern"), compression }
     }
@@ -72,6 +73,7 @@ impl<'a> Counted<'a> {
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
+        self.ctx.metrics().websocket(-1);
         self.ctx.metrics().websocket_kind(self.dialect.get(), self.compression, -1);
     }
 }
