@@ -18,7 +18,12 @@ pub fn presence_update() -> String {
     let mut p = p.expect("presence");
     p.user.id = m.user.id;
     p.guild_id = Some(GUILD);
-    json!({"op": 0, "s": 42, "t": "PRESENCE_UPDATE", "d": p}).to_string()
+    dispatch("PRESENCE_UPDATE", 42, &serde_json::to_string(&p).expect("presence"))
+}
+
+/// A dispatch laid out as Discord writes it: `t`, `s` and `op` before the payload.
+pub fn dispatch(event: &str, seq: usize, d: &str) -> String {
+    format!(r#"{{"t":"{event}","s":{seq},"op":0,"d":{d}}}"#)
 }
 
 /// A GUILD_CREATE with `n` members and their presences.
@@ -35,11 +40,11 @@ pub fn guild_create(n: usize) -> String {
             })
         })
         .collect();
-    json!({"op": 0, "s": 2, "t": "GUILD_CREATE", "d": {
+    let d = json!({
         "id": GUILD, "name": "bench", "member_count": n, "large": false, "unavailable": false,
         "members": members, "presences": presences, "channels": [], "roles": [], "threads": []
-    }})
-    .to_string()
+    });
+    dispatch("GUILD_CREATE", 2, &d.to_string())
 }
 
 /// The clock the benchmark guild and corpus are generated at.
@@ -52,6 +57,6 @@ pub fn presence_corpus(members: usize, events: usize) -> Vec<String> {
     lantern::sim::presence_corpus(&g, events, 11, GUILD, NOW_MS)
         .into_iter()
         .enumerate()
-        .map(|(i, p)| json!({"op": 0, "s": i + 3, "t": "PRESENCE_UPDATE", "d": p}).to_string())
+        .map(|(i, p)| dispatch("PRESENCE_UPDATE", i + 3, &serde_json::to_string(&p).expect("presence")))
         .collect()
 }

@@ -1,5 +1,5 @@
-//! The cross-shard queue: `lantern::runtime::mailbox` (crossbeam + AtomicWaker) against tokio
-//! mpsc and glommio's `shared_channel`, from one glommio executor to another (1,000 messages
+//! The cross-shard queue: `lantern::runtime::mailbox` (crossbeam + AtomicWaker, bounded at 4,096
+//! like a shard's mailbox) against tokio mpsc and glommio's `shared_channel`, from one glommio executor to another (1,000 messages
 //! per iteration, so each figure is the time of 1,000 sends and receives).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -23,11 +23,11 @@ where
 }
 
 fn mailbox(iters: u64) -> Duration {
-    let (tx, rx) = lantern::runtime::mailbox::<u64>();
+    let (tx, rx) = lantern::runtime::mailbox::<u64>(4096);
     run_pair(
         move || async move {
             for i in 0..iters * N {
-                tx.send(i).expect("send");
+                tx.send(i).await.expect("send");
             }
         },
         move || async move {
@@ -92,7 +92,7 @@ fn queue(c: &mut Criterion) {
     let mut g = c.benchmark_group("cross-shard queue, 1000 messages");
     g.throughput(Throughput::Elements(N));
     g.sample_size(20);
-    g.bench_function("lantern mailbox (crossbeam + AtomicWaker)", |b| b.iter_custom(mailbox));
+    g.bench_function("lantern mailbox (crossbeam + AtomicWaker, bounded 4096)", |b| b.iter_custom(mailbox));
     g.bench_function("tokio mpsc unbounded (recv_many)", |b| b.iter_custom(tokio_mpsc));
     g.bench_function("glommio shared_channel (bounded 4096)", |b| b.iter_custom(shared_channel));
     g.finish();

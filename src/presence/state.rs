@@ -7,7 +7,7 @@
 use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
 use crate::presence::IngestEvent;
-use crate::presence::user_object::{self, UserInputs, UserJson};
+use crate::presence::user_object::{self, MemberJson, UserInputs, UserJson};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -40,6 +40,10 @@ pub struct UserState {
     /// Bumped on every visible change.
     pub version: u64,
     pub json: UserJson,
+    /// The member's own pieces of `json`, kept for the rebuilds that leave the member as it is.
+    member_json: MemberJson,
+    /// Set by every change to `member`: the next rebuild serializes its pieces again.
+    member_changed: bool,
     /// The member-list generation that last listed this user (see [`ShardState::finish_snapshot`]).
     seen_in: u64,
     /// How many times the user object was built (tests check that a no-op builds nothing).
@@ -52,14 +56,27 @@ impl UserState {
         crate::presence::UserView { member: &self.member, presence: self.presence.as_ref(), last_seen_ms: self.last_seen_ms, version: self.version }
     }
 
+    /// Marks the member as changed (or possibly changed) since the last rebuild.
+    fn member_changed(&mut self) {
+        self.member_changed = true;
+    }
+
     fn rebuild(&mut self) -> bool {
         self.builds += 1;
-        let json = user_object::build(&UserInputs {
-            member: &self.member,
-            presence: self.presence.as_ref(),
-            last_seen_ms: self.last_seen_ms,
-            storage_json: &self.storage_json,
-        });
+        if std::mem::take(&mut self.member_changed) {
+            self.member_json = user_object::member_json(&self.member);
+        }
+        // Every path that changes the member says so; tests (debug builds) check each rebuild.
+        debug_assert_eq!(self.member_json, user_object::member_json(&self.member), "member changed without member_changed()");
+        let json = user_object::build_with(
+            &UserInputs {
+                member: &self.member,
+                presence: self.presence.as_ref(),
+                last_seen_ms: self.last_seen_ms,
+                storage_json: &self.storage_json,
+            },
+            &self.member_json,
+        );
         if json == self.json {
             return false;
         }
@@ -126,6 +143,7 @@ impl ShardState {
             Some(user) => {
                 user.seen_in = generation;
                 user.member = member;
+                user.member_changed();
                 Self::set_presence(user, presence, now_ms, applied);
                 if user.rebuild() {
                     applied.changes.push(Change::Updated(id));
@@ -150,6 +168,8 @@ impl ShardState {
             storage_json: self.storage.remove(&id).unwrap_or_else(|| Bytes::from_static(b"{}")),
             version: 0,
             json: UserJson::empty(),
+            member_json: MemberJson::default(),
+            member_changed: true,
             seen_in: generation,
             builds: 0,
         };
@@ -164,7 +184,9 @@ impl ShardState {
         let was_offline = user.is_offline();
         if let Some(p) = presence.as_mut() {
             // Presence updates may carry user fields; they are applied to the member.
-            p.user.apply_to(&mut user.member.user);
+            if p.user.apply_to(&mut user.member.user) {
+                user.member_changed();
+            }
         }
         user.presence = presence;
         let now_offline = user.is_offline();
@@ -201,8 +223,11 @@ impl ShardState {
             // The same presence again (the gateway repeats presences): when the user fields it
             // carries change nothing either, the object is the same, so it is not rebuilt and
             // nobody hears about it. Compared in place, before anything is cloned.
-            if user.presence.as_ref() == Some(&presence) && !presence.user.apply_to(&mut user.member.user) {
-                return;
+            if user.presence.as_ref() == Some(&presence) {
+                if !presence.user.apply_to(&mut user.member.user) {
+                    return;
+                }
+                user.member_changed();
             }
             Self::set_presence(user, Some(presence), now_ms, applied);
             if user.rebuild() {
@@ -227,6 +252,7 @@ impl ShardState {
     pub fn member_update(&mut self, update: GuildMemberUpdate, applied: &mut Applied) {
         let id = update.user.id;
         if let Some(user) = self.users.get_mut(&id) {
+            user.member_changed();
             user.member.user = update.user;
             user.member.nick = update.nick;
             user.member.avatar = update.avatar;
@@ -255,8 +281,11 @@ impl ShardState {
     /// USER_UPDATE (or any partial user change).
     pub fn user_update(&mut self, partial: &PartialUser, applied: &mut Applied) {
         if let Some(user) = self.users.get_mut(&partial.id) {
-            if partial.apply_to(&mut user.member.user) && user.rebuild() {
-                applied.changes.push(Change::Updated(partial.id));
+            if partial.apply_to(&mut user.member.user) {
+                user.member_changed();
+                if user.rebuild() {
+                    applied.changes.push(Change::Updated(partial.id));
+                }
             }
         }
     }

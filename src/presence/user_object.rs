@@ -8,7 +8,7 @@
 
 use crate::discord::{activity_type, Activity, Member, Presence, Snowflake, Status};
 use crate::presence::flags::flag_names;
-use crate::time_fmt::{clock, iso_ms, parse_iso_ms};
+use crate::time_fmt::{clock_str, iso, parse_iso_ms, Formatted};
 use bytes::Bytes;
 use serde::Serialize;
 use std::cell::RefCell;
@@ -115,7 +115,7 @@ impl UserJson {
         if let Some((at, start)) = self.splice {
             out.extend_from_slice(&self.bytes[from..at]);
             // Activity timestamps are the user's to set: saturate rather than overflow.
-            out.extend_from_slice(clock(now_ms.saturating_sub(start).div_euclid(1000)).as_bytes());
+            out.extend_from_slice(clock_str(now_ms.saturating_sub(start).div_euclid(1000)).as_str().as_bytes());
             from = at;
         }
         if let Some((at, storage)) = &self.storage {
@@ -137,13 +137,13 @@ pub fn gzip(body: &[u8]) -> Option<Bytes> {
 #[derive(Serialize)]
 struct TimePair {
     unix: Option<i64>,
-    raw: Option<String>,
+    raw: Option<Formatted>,
 }
 
 impl TimePair {
     fn from_ms(ms: Option<i64>) -> TimePair {
         match ms {
-            Some(ms) => TimePair { unix: Some(ms.div_euclid(1000)), raw: Some(iso_ms(ms)) },
+            Some(ms) => TimePair { unix: Some(ms.div_euclid(1000)), raw: Some(iso(ms)) },
             None => TimePair { unix: None, raw: None },
         }
     }
@@ -345,15 +345,22 @@ fn push_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(&mut *out, value).expect("user object serializes");
 }
 
-/// Builds and serializes the user object.
-pub fn build(input: &UserInputs<'_>) -> UserJson {
-    let member = input.member;
-    let user = &member.user;
-    let presence = input.presence;
-    let status: Status = presence.map(|p| p.status).unwrap_or(Status::Offline);
-    let offline = status.is_offline();
+/// The pieces of the user object that come from the member alone — `metadata` and
+/// `server_tag` — serialized. Most changes are presence changes, which leave the member as it
+/// is, so the owner keeps these and rebuilds them only when the member changes
+/// ([`build_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberJson {
+    /// `{"metadata":{…}`: the object's opening and its first field.
+    metadata: Box<[u8]>,
+    /// The value of `server_tag`.
+    server_tag: Box<[u8]>,
+}
 
-    let mut out = Vec::with_capacity(1024);
+/// Serializes the member's pieces of the user object.
+pub fn member_json(member: &Member) -> MemberJson {
+    let user = &member.user;
+    let mut out = Vec::with_capacity(640);
     out.extend_from_slice(b"{\"metadata\":");
     let bits = user.public_flags.unwrap_or(0);
     let joined = member.joined_at.as_deref().and_then(parse_iso_ms);
@@ -384,6 +391,33 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
             primary_guild: user.primary_guild.as_ref(),
         },
     );
+    let tag = user.primary_guild.as_ref().filter(|g| g.identity_enabled == Some(true)).and_then(|g| {
+        let guild = g.identity_guild_id?;
+        Some(ServerTag {
+            guild_id: guild.to_string(),
+            name: g.tag.as_deref(),
+            icon_url: g.badge.as_deref().map(|b| format!("{CDN}/guild-tag-badges/{guild}/{b}.png")),
+        })
+    });
+    let mut server_tag = Vec::with_capacity(128);
+    push_json(&mut server_tag, &tag);
+    MemberJson { metadata: out.into_boxed_slice(), server_tag: server_tag.into_boxed_slice() }
+}
+
+/// Builds and serializes the user object.
+pub fn build(input: &UserInputs<'_>) -> UserJson {
+    build_with(input, &member_json(input.member))
+}
+
+/// Builds and serializes the user object around the member's pieces, already serialized
+/// (`member_json(input.member)`).
+pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson {
+    let presence = input.presence;
+    let status: Status = presence.map(|p| p.status).unwrap_or(Status::Offline);
+    let offline = status.is_offline();
+
+    let mut out = Vec::with_capacity(member_json.metadata.len() + 1024);
+    out.extend_from_slice(&member_json.metadata);
 
     out.extend_from_slice(b",\"active_platforms\":{");
     let cs = presence.map(|p| &p.client_status);
@@ -401,7 +435,9 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
             out.push(b',');
         }
         let shown = if offline { "offline" } else { value.unwrap_or(Status::Offline).visible() };
-        out.extend_from_slice(format!("\"{key}\":\"{shown}\"").as_bytes());
+        for piece in ["\"", key, "\":\"", shown, "\""] {
+            out.extend_from_slice(piece.as_bytes());
+        }
     }
     out.extend_from_slice(b",\"spotify\":");
     let activities: &[Activity] = presence.map(|p| p.activities.as_slice()).unwrap_or(&[]);
@@ -439,10 +475,12 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
                 None => out.extend_from_slice(b"00:00"),
             }
             let length = match (start, end) {
-                (Some(s), Some(e)) => clock(e.saturating_sub(s).div_euclid(1000)),
-                _ => clock(0),
+                (Some(s), Some(e)) => clock_str(e.saturating_sub(s).div_euclid(1000)),
+                _ => clock_str(0),
             };
-            out.extend_from_slice(format!("\",\"end_human_readable\":\"{length}\"}}}}").as_bytes());
+            out.extend_from_slice(b"\",\"end_human_readable\":\"");
+            out.extend_from_slice(length.as_str().as_bytes());
+            out.extend_from_slice(b"\"}}");
         }
     }
     // Closes active_platforms.
@@ -464,16 +502,10 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
         Some((out.len(), input.storage_json.clone()))
     };
     out.extend_from_slice(b",\"server_tag\":");
-    let tag = user.primary_guild.as_ref().filter(|g| g.identity_enabled == Some(true)).and_then(|g| {
-        let guild = g.identity_guild_id?;
-        Some(ServerTag {
-            guild_id: guild.to_string(),
-            name: g.tag.as_deref(),
-            icon_url: g.badge.as_deref().map(|b| format!("{CDN}/guild-tag-badges/{guild}/{b}.png")),
-        })
-    });
-    push_json(&mut out, &tag);
-    out.extend_from_slice(format!(",\"status\":\"{}\",\"last_seen_at\":", status.visible()).as_bytes());
+    out.extend_from_slice(&member_json.server_tag);
+    out.extend_from_slice(b",\"status\":\"");
+    out.extend_from_slice(status.visible().as_bytes());
+    out.extend_from_slice(b"\",\"last_seen_at\":");
     push_json(&mut out, &TimePair::from_ms(if offline { input.last_seen_ms } else { None }));
     out.push(b'}');
     UserJson { bytes: Bytes::from(out), splice, storage, gzip: RefCell::new(None) }

@@ -63,7 +63,8 @@ impl Session {
     /// Assigns the next sequence number, logs the frame and sends it if connected.
     fn push(&mut self, t: &str, d: &str) {
         self.seq += 1;
-        let frame = format!(r#"{{"op":0,"s":{},"t":"{}","d":{}}}"#, self.seq, t, d);
+        // Discord's layout: the envelope's keys first, the payload last.
+        let frame = format!(r#"{{"t":"{}","s":{},"op":0,"d":{}}}"#, t, self.seq, d);
         if let Some((_, tx)) = &self.conn {
             let _ = tx.send(Out::Dispatch(frame.clone()));
         }
