@@ -41,22 +41,12 @@ impl Formatted {
 
     /// `n` in decimal, zero-padded to at least `width` digits.
     fn push_num(&mut self, n: u64, width: usize) {
-        let mut digits = [0u8; 20];
-        let (mut i, mut n) = (digits.len(), n);
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for _ in digits.len() - i..width {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(n);
+        for _ in digits.len()..width {
             self.push(b'0');
         }
-        for &d in &digits[i..] {
-            self.push(d);
-        }
+        self.push_str(digits);
     }
 
     fn push_str(&mut self, s: &str) {

@@ -271,8 +271,8 @@ pub fn asset_url(asset: &str, application_id: Option<Snowflake>) -> Option<Strin
         Some(("twitch", rest)) => concat(&["https://static-cdn.jtvnw.net/previews-ttv/live_user_", rest, ".png"]),
         Some(_) => return None,
         None => {
-            let mut id = [0; 20];
-            concat(&[CDN, "/app-assets/", decimal(application_id?.0, &mut id), "/", asset, ".png"])
+            let mut id = itoa::Buffer::new();
+            concat(&[CDN, "/app-assets/", id.format(application_id?.0), "/", asset, ".png"])
         }
     };
     Some(url)
@@ -284,21 +284,6 @@ fn concat(pieces: &[&str]) -> String {
         s.push_str(p);
     }
     s
-}
-
-/// `n` in decimal, written at the end of `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// The emoji's image, for custom emoji.
