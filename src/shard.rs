@@ -12,7 +12,7 @@ use crate::card::{self, CardAnswer, CardRequest, ShardCard};
 use crate::config::Config;
 use crate::discord::gateway_status::GatewayStatus;
 use crate::discord::Snowflake;
-use crate::fanout::{self, EventKind, Fanout, FanoutHost};
+use crate::fanout::{self, Dialect, EventKind, Fanout, FanoutHost};
 use crate::lanyard::LanyardCache;
 use crate::metrics::{self, ShardMetrics};
 use crate::per_ip::{IpCounts, IpHost, Kind};
@@ -102,27 +102,29 @@ impl FanoutHost for Shard {
         &self.fanout
     }
 
-    fn render_owned(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>> {
-        let now = now_ms();
-        ids.iter().map(|id| self.presence.render(*id, now)).collect()
+    fn render_owned(&self, dialect: Dialect, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>> {
+        match dialect {
+            Dialect::Lantern => {
+                let now = now_ms();
+                ids.iter().map(|id| self.presence.render(*id, now)).collect()
+            }
+            Dialect::Lanyard => ids.iter().map(|id| self.owned_lanyard_presence(*id)).collect(),
+        }
     }
 
-    fn render_all_owned(&self) -> Vec<Bytes> {
-        self.presence.render_all(now_ms())
-    }
-
-    fn render_owned_lanyard(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>> {
-        ids.iter().map(|id| self.owned_lanyard_presence(*id)).collect()
-    }
-
-    fn render_all_owned_lanyard(&self) -> Vec<(Snowflake, Bytes)> {
-        let ids = self.presence.ids();
-        ids.into_iter()
-            .filter_map(|id| {
-                let owned = self.here.claim(id).ok()?;
-                Some((id, self.owned_lanyard_presence(owned)?))
-            })
-            .collect()
+    fn render_all_owned(&self, dialect: Dialect) -> Vec<(Snowflake, Bytes)> {
+        match dialect {
+            Dialect::Lantern => self.presence.render_all(now_ms()),
+            Dialect::Lanyard => self
+                .presence
+                .ids()
+                .into_iter()
+                .filter_map(|id| {
+                    let owned = self.here.claim(id).ok()?;
+                    Some((id, self.owned_lanyard_presence(owned)?))
+                })
+                .collect(),
+        }
     }
 }
 

@@ -110,14 +110,18 @@ pub struct Fanout {
 /// What fan-out needs from the shard it runs on.
 pub trait FanoutHost: Sharded {
     fn fanout(&self) -> &Fanout;
-    /// The current user objects of users this shard owns (`None`: not monitored).
-    fn render_owned(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>>;
-    /// The current user object of every user this shard owns.
-    fn render_all_owned(&self) -> Vec<Bytes>;
-    /// The Lanyard presences of users this shard owns (`None`: not monitored).
-    fn render_owned_lanyard(&self, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>>;
-    /// The Lanyard presence of every user this shard owns.
-    fn render_all_owned_lanyard(&self) -> Vec<(Snowflake, Bytes)>;
+    /// The current state in `dialect` (the user object, or Lanyard's presence) of users this
+    /// shard owns (`None`: not monitored).
+    fn render_owned(&self, dialect: Dialect, ids: &[Owned<Snowflake>]) -> Vec<Option<Bytes>>;
+    /// The current state in `dialect` of every user this shard owns.
+    fn render_all_owned(&self, dialect: Dialect) -> Vec<(Snowflake, Bytes)>;
+}
+
+/// Which protocol a connection speaks, fixed by its first Initialize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Lantern,
+    Lanyard,
 }
 
 impl Fanout {
@@ -213,90 +217,18 @@ pub fn unsubscribe<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target) -
 /// data) is queued, followed by any change that happened after the data was read; on failure
 /// nothing stays registered and the error message is returned.
 pub async fn subscribe<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target, ack: Ack) -> Result<(), String> {
-    let me = this.here().index();
-    let all = matches!(target, Target::All);
-    let ids: Vec<Snowflake> = target.ids().to_vec();
-    if !this.fanout().subscribers.borrow_mut().begin(conn, &ids, all) {
-        return Err(close::INVALID_CONNECTION.into());
+    let snapshot = begin_subscription(this, conn, target, Dialect::Lantern).await?;
+    let missing: Vec<Snowflake> = snapshot.users.iter().filter(|(_, u)| u.is_none()).map(|(id, _)| *id).collect();
+    if !missing.is_empty() {
+        abort_subscription(this, conn);
+        return Err(if let Target::One(id) = target { format!("User {id} not found.") } else { format!("User(s) {} not found.", join_ids(&missing)) });
     }
-    let mut seqs = vec![0u64; this.here().count()];
-    let mut users: Vec<Bytes> = Vec::new();
-    let mut failed = false;
-    let mut missing = Vec::new();
-    if all {
-        let answers = this
-            .invoke_on_all(move |s| {
-                let mut interest = s.fanout().interest.borrow_mut();
-                if s.here().index() != me {
-                    interest.watch_all(me);
-                }
-                (interest.seq(), s.render_all_owned())
-            })
-            .await;
-        for (shard, answer) in answers.into_iter().enumerate() {
-            match answer {
-                Some((seq, rendered)) => {
-                    seqs[shard] = seq;
-                    users.extend(rendered);
-                }
-                None => failed = true,
-            }
-        }
-    } else {
-        let answers = this
-            .gather_by_owner(&ids, move |s, owned| {
-                let rendered = s.render_owned(owned);
-                let mut interest = s.fanout().interest.borrow_mut();
-                if s.here().index() != me {
-                    for (id, user) in owned.iter().zip(&rendered) {
-                        if user.is_some() {
-                            interest.watch(me, id.key());
-                        }
-                    }
-                }
-                let seq = interest.seq();
-                rendered.into_iter().map(|u| (seq, u)).collect()
-            })
-            .await;
-        for (id, answer) in ids.iter().zip(answers) {
-            match answer {
-                None => failed = true,
-                Some((seq, user)) => {
-                    seqs[this.here().owner_of(*id)] = seq;
-                    match user {
-                        Some(u) => users.push(u),
-                        None => missing.push(*id),
-                    }
-                }
-            }
-        }
-    }
-
-    let cap = this.fanout().cap;
-    if failed || !missing.is_empty() {
-        let w = this.fanout().subscribers.borrow_mut().abort(conn, cap);
-        withdraw(this, w);
-        return Err(if failed {
-            close::SHUTTING_DOWN.to_string()
-        } else if let Target::One(id) = target {
-            format!("User {id} not found.")
-        } else {
-            format!("User(s) {} not found.", join_ids(&missing))
-        });
-    }
-    let make_ack = |single: bool| match ack {
-        Ack::Init if single => frames::with_data(frames::INIT_ACK, &users[0]),
-        Ack::Init => frames::with_array(frames::INIT_ACK, users.iter().map(|u| &u[..])),
-        Ack::Subscribe => frames::with_array(frames::SUBSCRIBE_ACK, users.iter().map(|u| &u[..])),
-    };
-    let committed = this.fanout().subscribers.borrow_mut().commit(conn, &seqs, cap, make_ack);
-    match committed {
-        Some(w) => {
-            withdraw(this, w);
-            Ok(())
-        }
-        None => Err(close::INVALID_CONNECTION.into()),
-    }
+    let users: Vec<&[u8]> = snapshot.users.iter().filter_map(|(_, u)| u.as_deref()).collect();
+    commit_subscription(this, conn, &snapshot.seqs, |single| match ack {
+        Ack::Init if single => frames::with_data(frames::INIT_ACK, users[0]),
+        Ack::Init => frames::with_array(frames::INIT_ACK, users.iter().copied()),
+        Ack::Subscribe => frames::with_array(frames::SUBSCRIBE_ACK, users.iter().copied()),
+    })
 }
 
 /// The connection speaks Lanyard from now on.
@@ -327,15 +259,39 @@ pub fn unsubscribe_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &T
 /// unmonitored users left out. Unmonitored users stay subscribed, so that their arrival
 /// reaches the connection. Events after the snapshot follow it, as for Lantern.
 pub async fn subscribe_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target) -> Result<(), String> {
+    let snapshot = begin_subscription(this, conn, target, Dialect::Lanyard).await?;
+    let present = || snapshot.users.iter().filter_map(|(id, u)| Some((*id, u.as_deref()?)));
+    let one = matches!(target, Target::One(_));
+    commit_subscription(this, conn, &snapshot.seqs, |_single| {
+        if one {
+            frames::lanyard_event("INIT_STATE", present().next().map_or(&b"{}"[..], |(_, u)| u))
+        } else {
+            frames::lanyard_init_map(present())
+        }
+    })
+}
+
+/// The state a new subscription starts from.
+struct Snapshot {
+    /// Per owner shard, the event sequence number its part was read at: later events follow.
+    seqs: Vec<u64>,
+    /// Per user, its current state in the connection's dialect (`None`: not monitored).
+    users: Vec<(Snowflake, Option<Bytes>)>,
+}
+
+/// Starts subscribing `conn` to `target`: registers the subscription as pending, asks every
+/// owner for its users' state in `dialect` and to send this shard their later changes. On an
+/// error nothing stays registered.
+async fn begin_subscription<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target: &Target, dialect: Dialect) -> Result<Snapshot, String> {
     let me = this.here().index();
+    let lanyard = dialect == Dialect::Lanyard;
     let all = matches!(target, Target::All);
-    let ids: Vec<Snowflake> = target.ids().to_vec();
-    if !this.fanout().subscribers.borrow_mut().begin(conn, &ids, all) {
+    if !this.fanout().subscribers.borrow_mut().begin(conn, target.ids(), all) {
         return Err(close::INVALID_CONNECTION.into());
     }
     let mut seqs = vec![0u64; this.here().count()];
-    let mut users: Vec<(Snowflake, Bytes)> = Vec::new();
-    let mut failed = false;
+    let mut users = Vec::new();
+    let mut stopped = false;
     if all {
         let answers = this
             .invoke_on_all(move |s| {
@@ -343,29 +299,36 @@ pub async fn subscribe_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target
                 if s.here().index() != me {
                     interest.watch_all(me);
                 }
-                interest.watch_lanyard(None);
-                (interest.seq(), s.render_all_owned_lanyard())
+                if lanyard {
+                    interest.watch_lanyard(None);
+                }
+                (interest.seq(), s.render_all_owned(dialect))
             })
             .await;
         for (shard, answer) in answers.into_iter().enumerate() {
             match answer {
                 Some((seq, rendered)) => {
                     seqs[shard] = seq;
-                    users.extend(rendered);
+                    users.extend(rendered.into_iter().map(|(id, u)| (id, Some(u))));
                 }
-                None => failed = true,
+                None => stopped = true,
             }
         }
     } else {
+        let ids = target.ids();
         let answers = this
-            .gather_by_owner(&ids, move |s, owned| {
-                let rendered = s.render_owned_lanyard(owned);
+            .gather_by_owner(ids, move |s, owned| {
+                let rendered = s.render_owned(dialect, owned);
                 let mut interest = s.fanout().interest.borrow_mut();
-                for id in owned {
-                    if s.here().index() != me {
+                for (id, user) in owned.iter().zip(&rendered) {
+                    // Lanyard keeps unmonitored users subscribed (their arrival is news);
+                    // Lantern refuses the subscription, so it watches only users it has.
+                    if s.here().index() != me && (lanyard || user.is_some()) {
                         interest.watch(me, id.key());
                     }
-                    interest.watch_lanyard(Some(id.key()));
+                    if lanyard {
+                        interest.watch_lanyard(Some(id.key()));
+                    }
                 }
                 let seq = interest.seq();
                 rendered.into_iter().map(|u| (seq, u)).collect()
@@ -373,31 +336,33 @@ pub async fn subscribe_lanyard<S: FanoutHost>(this: &Rc<S>, conn: ConnId, target
             .await;
         for (id, answer) in ids.iter().zip(answers) {
             match answer {
-                None => failed = true,
                 Some((seq, user)) => {
                     seqs[this.here().owner_of(*id)] = seq;
-                    if let Some(u) = user {
-                        users.push((*id, u));
-                    }
+                    users.push((*id, user));
                 }
+                None => stopped = true,
             }
         }
     }
-    let cap = this.fanout().cap;
-    if failed {
-        let w = this.fanout().subscribers.borrow_mut().abort(conn, cap);
-        withdraw(this, w);
+    if stopped {
+        abort_subscription(this, conn);
         return Err(close::SHUTTING_DOWN.to_string());
     }
-    let one = matches!(target, Target::One(_));
-    let make_ack = |_single: bool| {
-        if one {
-            frames::lanyard_event("INIT_STATE", users.first().map_or(&b"{}"[..], |(_, u)| &u[..]))
-        } else {
-            frames::lanyard_init_map(users.iter().map(|(id, u)| (*id, &u[..])))
-        }
-    };
-    let committed = this.fanout().subscribers.borrow_mut().commit(conn, &seqs, cap, make_ack);
+    Ok(Snapshot { seqs, users })
+}
+
+/// Drops a pending subscription.
+fn abort_subscription<S: FanoutHost>(this: &Rc<S>, conn: ConnId) {
+    let cap = this.fanout().cap;
+    let w = this.fanout().subscribers.borrow_mut().abort(conn, cap);
+    withdraw(this, w);
+}
+
+/// Makes a pending subscription live: queues the acknowledgement `make_ack` builds (told
+/// whether the connection holds a single subscription), then the events after `seqs`.
+fn commit_subscription<S: FanoutHost>(this: &Rc<S>, conn: ConnId, seqs: &[u64], make_ack: impl FnOnce(bool) -> Frame) -> Result<(), String> {
+    let cap = this.fanout().cap;
+    let committed = this.fanout().subscribers.borrow_mut().commit(conn, seqs, cap, make_ack);
     match committed {
         Some(w) => {
             withdraw(this, w);

@@ -64,9 +64,9 @@ impl Presence {
     }
 
     /// Every monitored user's object, rendered at `now`.
-    pub fn render_all(&self, now: i64) -> Vec<Bytes> {
+    pub fn render_all(&self, now: i64) -> Vec<(Snowflake, Bytes)> {
         let state = self.state.borrow();
-        state.ids().filter_map(|id| state.get(id)).map(|u| u.json.render(now)).collect()
+        state.ids().filter_map(|id| Some((id, state.get(id)?.json.render(now)))).collect()
     }
 
     /// The ids of every monitored user this shard owns.

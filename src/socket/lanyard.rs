@@ -18,12 +18,7 @@ pub const REQUIRES_DATA_OBJECT: u16 = 4005;
 /// Close code for a message that is not a JSON object, or an Initialize naming no subscription.
 pub const INVALID_PAYLOAD: u16 = 4006;
 
-/// Which protocol a connection speaks, fixed by its first Initialize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Lantern,
-    Lanyard,
-}
+pub use crate::fanout::Dialect;
 
 /// Whether a client message is a Lanyard Initialize (op 2 whose `d` names a `subscribe_to_*`
 /// key, or has no Lantern key), so that the connection speaks Lanyard from now on. Anything
