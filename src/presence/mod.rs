@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod flags;
+pub mod json_out;
 pub mod state;
 pub mod user_object;
 

@@ -8,6 +8,7 @@
 
 use crate::discord::{activity_type, Activity, Member, Presence, Snowflake, Status};
 use crate::presence::flags::flag_names;
+use crate::presence::json_out;
 use crate::time_fmt::{clock_str, iso, parse_iso_ms, Formatted};
 use bytes::Bytes;
 use serde::Serialize;
@@ -176,56 +177,6 @@ struct Metadata<'a> {
 }
 
 #[derive(Serialize)]
-struct AssetJson<'a> {
-    hash: Option<&'a str>,
-    image_url: Option<String>,
-    text: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct AssetsJson<'a> {
-    large_image: AssetJson<'a>,
-    small_image: AssetJson<'a>,
-}
-
-#[derive(Serialize)]
-struct EmojiJson<'a> {
-    name: &'a str,
-    id: Option<String>,
-    animated: bool,
-    image_url: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ActivityJson<'a> {
-    id: Option<&'a str>,
-    name: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    state: Option<&'a str>,
-    details: Option<&'a str>,
-    application_id: Option<String>,
-    created_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    emoji: Option<Option<EmojiJson<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    assets: Option<Option<AssetsJson<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<Option<TimePair>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_time: Option<Option<TimePair>>,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Artist<'a> {
-    One(Option<&'a str>),
-    Many(Vec<&'a str>),
-}
-
-#[derive(Serialize)]
 struct ServerTag<'a> {
     guild_id: String,
     name: Option<&'a str>,
@@ -296,61 +247,99 @@ pub fn is_spotify(a: &Activity) -> bool {
     a.name == "Spotify" && a.kind == activity_type::LISTENING
 }
 
-fn assets_json(a: &Activity) -> Option<AssetsJson<'_>> {
-    let assets = a.assets.as_ref()?;
-    let image = |hash: &'_ Option<String>| hash.as_deref().and_then(|h| asset_url(h, a.application_id));
-    Some(AssetsJson {
-        large_image: AssetJson {
-            hash: assets.large_image.as_deref(),
-            image_url: image(&assets.large_image),
-            text: assets.large_text.as_deref(),
-        },
-        small_image: AssetJson {
-            hash: assets.small_image.as_deref(),
-            image_url: image(&assets.small_image),
-            text: assets.small_text.as_deref(),
-        },
-    })
+/// `{"unix":…,"raw":…}` for a time, `null` in both for none.
+fn write_time_pair(out: &mut Vec<u8>, ms: Option<i64>) {
+    match ms {
+        Some(ms) => {
+            out.extend_from_slice(b"{\"unix\":");
+            json_out::int(out, ms.div_euclid(1000));
+            out.extend_from_slice(b",\"raw\":\"");
+            // ISO times need no escaping.
+            out.extend_from_slice(iso(ms).as_str().as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+        None => out.extend_from_slice(b"{\"unix\":null,\"raw\":null}"),
+    }
 }
 
-fn activity_json(a: &Activity) -> ActivityJson<'_> {
-    let created_at = a.created_at.map(|ms| ms.div_euclid(1000));
-    if a.kind == activity_type::CUSTOM {
-        return ActivityJson {
-            id: a.id.as_deref(),
-            name: &a.name,
-            kind: "CUSTOM",
-            state: a.state.as_deref(),
-            details: None,
-            application_id: None,
-            created_at,
-            emoji: Some(a.emoji.as_ref().map(|e| EmojiJson {
-                name: &e.name,
-                id: e.id.map(|id| id.to_string()),
-                animated: e.animated.unwrap_or(false),
-                image_url: e.id.map(|id| emoji_url(id, e.animated.unwrap_or(false))),
-            })),
-            url: None,
-            assets: None,
-            start_time: None,
-            end_time: None,
-        };
+/// A time pair, or `null` without a time.
+fn write_opt_time_pair(out: &mut Vec<u8>, ms: Option<i64>) {
+    match ms {
+        Some(_) => write_time_pair(out, ms),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// One of an activity's images: `{"hash":…,"image_url":…,"text":…}`.
+fn write_asset(out: &mut Vec<u8>, hash: Option<&str>, text: Option<&str>, application_id: Option<Snowflake>) {
+    out.extend_from_slice(b"{\"hash\":");
+    json_out::opt_str(out, hash);
+    out.extend_from_slice(b",\"image_url\":");
+    json_out::opt_str(out, hash.and_then(|h| asset_url(h, application_id)).as_deref());
+    out.extend_from_slice(b",\"text\":");
+    json_out::opt_str(out, text);
+    out.push(b'}');
+}
+
+/// One entry of `activities`. Custom statuses carry their emoji and no details, application,
+/// URL, assets or times; other activities the reverse.
+fn write_activity(out: &mut Vec<u8>, a: &Activity) {
+    let custom = a.kind == activity_type::CUSTOM;
+    out.extend_from_slice(b"{\"id\":");
+    json_out::opt_str(out, a.id.as_deref());
+    out.extend_from_slice(b",\"name\":");
+    json_out::str(out, &a.name);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(activity_type_name(a.kind).as_bytes());
+    out.extend_from_slice(b"\",\"state\":");
+    json_out::opt_str(out, a.state.as_deref());
+    out.extend_from_slice(b",\"details\":");
+    json_out::opt_str(out, if custom { None } else { a.details.as_deref() });
+    out.extend_from_slice(b",\"application_id\":");
+    json_out::opt_id(out, if custom { None } else { a.application_id.map(|id| id.0) });
+    out.extend_from_slice(b",\"created_at\":");
+    json_out::opt_int(out, a.created_at.map(|ms| ms.div_euclid(1000)));
+    if custom {
+        out.extend_from_slice(b",\"emoji\":");
+        match &a.emoji {
+            None => out.extend_from_slice(b"null"),
+            Some(e) => {
+                let animated = e.animated.unwrap_or(false);
+                out.extend_from_slice(b"{\"name\":");
+                json_out::str(out, &e.name);
+                out.extend_from_slice(b",\"id\":");
+                json_out::opt_id(out, e.id.map(|id| id.0));
+                out.extend_from_slice(b",\"animated\":");
+                json_out::bool(out, animated);
+                out.extend_from_slice(b",\"image_url\":");
+                json_out::opt_str(out, e.id.map(|id| emoji_url(id, animated)).as_deref());
+                out.push(b'}');
+            }
+        }
+        out.push(b'}');
+        return;
+    }
+    if let Some(url) = a.url.as_deref() {
+        out.extend_from_slice(b",\"url\":");
+        json_out::str(out, url);
+    }
+    out.extend_from_slice(b",\"assets\":");
+    match &a.assets {
+        None => out.extend_from_slice(b"null"),
+        Some(assets) => {
+            out.extend_from_slice(b"{\"large_image\":");
+            write_asset(out, assets.large_image.as_deref(), assets.large_text.as_deref(), a.application_id);
+            out.extend_from_slice(b",\"small_image\":");
+            write_asset(out, assets.small_image.as_deref(), assets.small_text.as_deref(), a.application_id);
+            out.push(b'}');
+        }
     }
     let ts = a.timestamps.as_ref();
-    ActivityJson {
-        id: a.id.as_deref(),
-        name: &a.name,
-        kind: activity_type_name(a.kind),
-        state: a.state.as_deref(),
-        details: a.details.as_deref(),
-        application_id: a.application_id.map(|id| id.to_string()),
-        created_at,
-        emoji: None,
-        url: a.url.as_deref(),
-        assets: Some(assets_json(a)),
-        start_time: Some(ts.and_then(|t| t.start).map(|ms| TimePair::from_ms(Some(ms)))),
-        end_time: Some(ts.and_then(|t| t.end).map(|ms| TimePair::from_ms(Some(ms)))),
-    }
+    out.extend_from_slice(b",\"start_time\":");
+    write_opt_time_pair(out, ts.and_then(|t| t.start));
+    out.extend_from_slice(b",\"end_time\":");
+    write_opt_time_pair(out, ts.and_then(|t| t.end));
+    out.push(b'}');
 }
 
 fn push_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
@@ -461,26 +450,32 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
             let ts = a.timestamps.as_ref();
             let (start, end) = (ts.and_then(|t| t.start), ts.and_then(|t| t.end));
             out.extend_from_slice(b"{\"track_id\":");
-            push_json(&mut out, &a.sync_id);
+            json_out::opt_str(&mut out, a.sync_id.as_deref());
             out.extend_from_slice(b",\"song\":");
-            push_json(&mut out, &a.details);
+            json_out::opt_str(&mut out, a.details.as_deref());
             out.extend_from_slice(b",\"artist\":");
-            let artist = match a.state.as_deref() {
-                Some(s) if s.contains("; ") => Artist::Many(s.split("; ").collect()),
-                other => Artist::One(other),
-            };
-            push_json(&mut out, &artist);
+            match a.state.as_deref() {
+                Some(s) if s.contains("; ") => {
+                    out.push(b'[');
+                    for (i, artist) in s.split("; ").enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        json_out::str(&mut out, artist);
+                    }
+                    out.push(b']');
+                }
+                other => json_out::opt_str(&mut out, other),
+            }
             out.extend_from_slice(b",\"album\":");
-            push_json(&mut out, &a.assets.as_ref().and_then(|x| x.large_text.as_deref()));
+            json_out::opt_str(&mut out, a.assets.as_ref().and_then(|x| x.large_text.as_deref()));
             out.extend_from_slice(b",\"album_cover\":");
-            push_json(
-                &mut out,
-                &a.assets.as_ref().and_then(|x| x.large_image.as_deref()).and_then(|h| asset_url(h, a.application_id)),
-            );
+            let cover = a.assets.as_ref().and_then(|x| x.large_image.as_deref()).and_then(|h| asset_url(h, a.application_id));
+            json_out::opt_str(&mut out, cover.as_deref());
             out.extend_from_slice(b",\"start_time\":");
-            push_json(&mut out, &TimePair::from_ms(start));
+            write_time_pair(&mut out, start);
             out.extend_from_slice(b",\"end_time\":");
-            push_json(&mut out, &TimePair::from_ms(end));
+            write_time_pair(&mut out, end);
             out.extend_from_slice(b",\"time\":{\"start_human_readable\":\"");
             match start {
                 // The elapsed time is inserted here at render time.
@@ -504,7 +499,7 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
             if i > 0 {
                 out.push(b',');
             }
-            push_json(&mut out, &activity_json(a));
+            write_activity(&mut out, a);
         }
     }
     out.extend_from_slice(b"],\"storage\":");
@@ -519,7 +514,7 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
     out.extend_from_slice(b",\"status\":\"");
     out.extend_from_slice(status.visible().as_bytes());
     out.extend_from_slice(b"\",\"last_seen_at\":");
-    push_json(&mut out, &TimePair::from_ms(if offline { input.last_seen_ms } else { None }));
+    write_time_pair(&mut out, if offline { input.last_seen_ms } else { None });
     out.push(b'}');
     UserJson { bytes: Bytes::from(out), splice, storage, gzip: RefCell::new(None) }
 }
