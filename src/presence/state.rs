@@ -6,6 +6,7 @@
 
 use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
+use crate::presence::privacy::PrivacySettings;
 use crate::presence::IngestEvent;
 use crate::presence::user_object::{self, UserInputs, UserJson};
 use bytes::Bytes;
@@ -37,6 +38,11 @@ pub struct UserState {
     pub last_seen_ms: Option<i64>,
     /// The KV map as a JSON object (`{}` when empty), shared with the KV store.
     pub storage_json: Bytes,
+    /// What the member hides (the default hides nothing).
+    pub privacy: PrivacySettings,
+    /// The presence readers see, when the settings change it (`None`: `presence` as is).
+    /// Filtered once per change, before anything is encoded.
+    shown: Option<Option<Presence>>,
     /// Bumped on every visible change.
     pub version: u64,
     pub json: UserJson,
@@ -48,17 +54,50 @@ pub struct UserState {
 
 impl UserState {
     /// What this user's state shows, for readers that are not the user object.
+    /// Filtered by the member's privacy settings: no reader gets more than this.
     pub fn view(&self) -> crate::presence::UserView<'_> {
-        crate::presence::UserView { member: &self.member, presence: self.presence.as_ref(), last_seen_ms: self.last_seen_ms, version: self.version }
+        crate::presence::UserView { member: &self.member, presence: self.shown_presence(), last_seen_ms: self.shown_last_seen(), version: self.version }
+    }
+
+    /// The presence readers see.
+    pub fn shown_presence(&self) -> Option<&Presence> {
+        match &self.shown {
+            Some(shown) => shown.as_ref(),
+            None => self.presence.as_ref(),
+        }
+    }
+
+    fn shown_last_seen(&self) -> Option<i64> {
+        if self.privacy.hide_last_seen {
+            None
+        } else {
+            self.last_seen_ms
+        }
+    }
+
+    /// The KV map public readers see (`{}` while the member hides it).
+    pub fn shown_storage(&self) -> Bytes {
+        if self.privacy.hide_kv {
+            Bytes::from_static(b"{}")
+        } else {
+            self.storage_json.clone()
+        }
+    }
+
+    /// Whether the member paused: readers answer as if they were not monitored.
+    pub fn paused(&self) -> bool {
+        self.privacy.paused
     }
 
     fn rebuild(&mut self) -> bool {
         self.builds += 1;
+        self.shown = self.privacy.filter(self.presence.as_ref());
+        let storage = self.shown_storage();
         let json = user_object::build(&UserInputs {
             member: &self.member,
-            presence: self.presence.as_ref(),
-            last_seen_ms: self.last_seen_ms,
-            storage_json: &self.storage_json,
+            presence: self.shown_presence(),
+            last_seen_ms: self.shown_last_seen(),
+            storage_json: &storage,
         });
         if json == self.json {
             return false;
@@ -81,6 +120,16 @@ pub struct ShardState {
     last_seen: HashMap<Snowflake, i64>,
     /// KV maps (JSON objects) of users with stored pairs who are not (yet) listed as members.
     storage: HashMap<Snowflake, Bytes>,
+    /// Privacy settings (other than the default) of users who are not (yet) listed as members.
+    privacy: HashMap<Snowflake, PrivacySettings>,
+    /// Listed members who paused (left out of [`ShardState::shown_len`]).
+    paused: usize,
+    /// Privacy changes planned and not yet durable: (sequence, the settings they make), by user.
+    pending_privacy: HashMap<Snowflake, (u64, PrivacySettings)>,
+    /// The sequence of the last privacy change applied, by user (an older one is not applied
+    /// over a newer one).
+    applied_privacy: HashMap<Snowflake, u64>,
+    next_privacy_seq: u64,
 }
 
 /// Result of applying an event: what readers must hear about and what must be persisted.
@@ -93,7 +142,13 @@ pub struct Applied {
 impl ShardState {
     /// Starts with the last-seen times persisted in the shard's storage.
     pub fn with_last_seen(last_seen: HashMap<Snowflake, i64>) -> ShardState {
-        ShardState { users: HashMap::new(), last_seen, storage: HashMap::new() }
+        ShardState { last_seen, ..ShardState::default() }
+    }
+
+    /// Also starts with the persisted privacy settings of the shard's users.
+    pub fn with_privacy(mut self, privacy: HashMap<Snowflake, PrivacySettings>) -> ShardState {
+        self.privacy = privacy.into_iter().filter(|(_, p)| !p.is_default()).collect();
+        self
     }
 
     /// Also starts with the persisted KV maps (JSON objects) of the shard's users.
@@ -116,6 +171,110 @@ impl ShardState {
 
     pub fn ids(&self) -> impl Iterator<Item = Snowflake> + '_ {
         self.users.keys().copied()
+    }
+
+    /// A member as readers see them: `None` when not monitored or paused.
+    pub fn shown(&self, id: Snowflake) -> Option<&UserState> {
+        self.users.get(&id).filter(|u| !u.paused())
+    }
+
+    /// The members readers see (all but the paused).
+    pub fn shown_ids(&self) -> impl Iterator<Item = Snowflake> + '_ {
+        self.users.iter().filter(|(_, u)| !u.paused()).map(|(id, _)| *id)
+    }
+
+    /// How many members readers see.
+    pub fn shown_len(&self) -> usize {
+        self.users.len() - self.paused
+    }
+
+    /// The user's privacy settings (member or not).
+    pub fn privacy(&self, id: Snowflake) -> PrivacySettings {
+        match self.users.get(&id) {
+            Some(u) => u.privacy.clone(),
+            None => self.privacy.get(&id).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn is_paused(&self, id: Snowflake) -> bool {
+        match self.users.get(&id) {
+            Some(u) => u.paused(),
+            None => self.privacy.get(&id).is_some_and(|p| p.paused),
+        }
+    }
+
+    /// Drops the changes from `from` on that concern paused users: readers hear nothing of them.
+    fn drop_paused_changes(&self, applied: &mut Applied, from: usize) {
+        let mut i = 0;
+        applied.changes.retain(|c| {
+            i += 1;
+            let id = match c {
+                Change::Joined(id) | Change::Updated(id) | Change::Left(id) | Change::StorageUpdated(id) => *id,
+            };
+            i <= from || !self.is_paused(id)
+        });
+    }
+
+    /// Plans a change of the user's settings, made by `change` on the latest settings (those
+    /// of changes still being written included). Returns the change's sequence and the
+    /// settings it makes; nothing is visible until [`ShardState::commit_privacy`].
+    pub fn plan_privacy(&mut self, id: Snowflake, change: impl FnOnce(&mut PrivacySettings) -> Result<(), String>) -> Result<(u64, PrivacySettings), String> {
+        let mut next = match self.pending_privacy.get(&id) {
+            Some((_, p)) => p.clone(),
+            None => self.privacy(id),
+        };
+        change(&mut next)?;
+        self.next_privacy_seq += 1;
+        let seq = self.next_privacy_seq;
+        self.pending_privacy.insert(id, (seq, next.clone()));
+        Ok((seq, next))
+    }
+
+    /// A planned change was written (`durable`) or failed: once durable, readers see it.
+    pub fn commit_privacy(&mut self, id: Snowflake, seq: u64, settings: PrivacySettings, durable: bool, applied: &mut Applied) {
+        if self.pending_privacy.get(&id).is_some_and(|(s, _)| *s == seq) {
+            self.pending_privacy.remove(&id);
+        }
+        if !durable || self.applied_privacy.get(&id).is_some_and(|s| *s > seq) {
+            return;
+        }
+        self.applied_privacy.insert(id, seq);
+        self.set_privacy(id, settings, applied);
+    }
+
+    /// Replaces the user's settings. A change is a visible change: the object is rebuilt and
+    /// its version bumped; pausing is a leave for readers and resuming a join.
+    pub fn set_privacy(&mut self, id: Snowflake, settings: PrivacySettings, applied: &mut Applied) {
+        let Some(user) = self.users.get_mut(&id) else {
+            if settings.is_default() {
+                self.privacy.remove(&id);
+            } else {
+                self.privacy.insert(id, settings);
+            }
+            return;
+        };
+        if user.privacy == settings {
+            return;
+        }
+        let was_paused = user.paused();
+        user.privacy = settings;
+        if !user.rebuild() {
+            // The Lantern object may read the same (e.g. hiding last seen while online) while
+            // another dialect's does not: readers' caches go by version.
+            user.version += 1;
+        }
+        match (was_paused, user.paused()) {
+            (false, true) => {
+                self.paused += 1;
+                applied.changes.push(Change::Left(id));
+            }
+            (true, false) => {
+                self.paused -= 1;
+                applied.changes.push(Change::Joined(id));
+            }
+            (false, false) => applied.changes.push(Change::Updated(id)),
+            (true, true) => {}
+        }
     }
 
     /// Inserts or refreshes a member, with its presence from the same snapshot (`None` means
@@ -148,12 +307,17 @@ impl ShardState {
             presence,
             last_seen_ms,
             storage_json: self.storage.remove(&id).unwrap_or_else(|| Bytes::from_static(b"{}")),
+            privacy: self.privacy.remove(&id).unwrap_or_default(),
+            shown: None,
             version: 0,
             json: UserJson::empty(),
             seen_in: generation,
             builds: 0,
         };
         user.rebuild();
+        if user.paused() {
+            self.paused += 1;
+        }
         self.users.insert(id, user);
         applied.changes.push(Change::Joined(id));
     }
@@ -189,6 +353,7 @@ impl ShardState {
                 if u.storage_json[..] != b"{}"[..] {
                     self.storage.insert(id, u.storage_json);
                 }
+                self.keep_privacy(id, u.privacy);
             }
             applied.changes.push(Change::Left(id));
         }
@@ -248,7 +413,19 @@ impl ShardState {
             if u.last_seen_ms.is_some() {
                 applied.writes.push(LastSeenWrite::Clear(id));
             }
+            // The member's choices outlive a leave: they hold again if they come back.
+            self.keep_privacy(id, u.privacy);
             applied.changes.push(Change::Left(id));
+        }
+    }
+
+    /// Keeps the settings of a member no longer listed.
+    fn keep_privacy(&mut self, id: Snowflake, privacy: PrivacySettings) {
+        if privacy.paused {
+            self.paused -= 1;
+        }
+        if !privacy.is_default() {
+            self.privacy.insert(id, privacy);
         }
     }
 
@@ -267,7 +444,7 @@ impl ShardState {
     pub fn set_storage_json(&mut self, id: Snowflake, storage_json: Bytes, applied: &mut Applied) {
         if let Some(user) = self.users.get_mut(&id) {
             user.storage_json = storage_json;
-            if user.rebuild() {
+            if user.rebuild() && !user.paused() {
                 applied.changes.push(Change::StorageUpdated(id));
             }
         } else if storage_json[..] == b"{}"[..] {
@@ -280,6 +457,12 @@ impl ShardState {
     /// Applies one ingest event at `now_ms`, as the owner shard does for every event routed to
     /// it.
     pub fn apply(&mut self, event: IngestEvent, now_ms: i64, applied: &mut Applied) {
+        let from = applied.changes.len();
+        self.apply_event(event, now_ms, applied);
+        self.drop_paused_changes(applied, from);
+    }
+
+    fn apply_event(&mut self, event: IngestEvent, now_ms: i64, applied: &mut Applied) {
         match event {
             IngestEvent::Listed { generation, members } => {
                 for (member, presence) in members {
