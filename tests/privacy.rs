@@ -523,3 +523,98 @@ fn settings_survive_a_restart_and_a_shard_count_change() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|(file, user, _)| *file == 0 && (*user == ALICE || *user == bob)));
 }
+
+/// `/privacy <sub>` with string options, as Discord sends it.
+fn privacy_command(sub: &str, args: &[(&str, &str, bool)]) -> Value {
+    let options: Vec<Value> = args
+        .iter()
+        .map(|(name, value, focused)| {
+            let mut o = json!({"name": name, "type": 3, "value": value});
+            if *focused {
+                o["focused"] = json!(true);
+            }
+            o
+        })
+        .collect();
+    json!({"id": "1", "name": "privacy", "type": 1, "options": [{"name": sub, "type": 1, "options": options}]})
+}
+
+/// Runs `/privacy <sub>` as `user` and returns the reply, checking it is private.
+fn bot(env: &Env, user: Snowflake, in_guild: bool, sub: &str, args: &[(&str, &str)]) -> String {
+    let args: Vec<(&str, &str, bool)> = args.iter().map(|(k, v)| (*k, *v, false)).collect();
+    let id = support::kv::interact(&env.sim, user, in_guild, 2, privacy_command(sub, &args));
+    let body = support::kv::callback(&env.sim, id);
+    assert_eq!((body["type"].as_u64(), body["data"]["flags"].as_u64()), (Some(4), Some(64)), "ephemeral: {body}");
+    body["data"]["content"].as_str().unwrap().to_owned()
+}
+
+fn described(lines: [&str; 8]) -> String {
+    format!(
+        "Your privacy settings:\n- Spotify (`hide_spotify`): {}\n- Activities (`hide_activities`): {}\n- Hidden activity types (`hidden_activity_types`): {}\n- Hidden applications (`hidden_applications`): {}\n- Platforms (`hide_platforms`): {}\n- Last seen (`hide_last_seen`): {}\n- Key-value storage in public objects (`hide_kv`): {}\n- Paused: {}",
+        lines[0], lines[1], lines[2], lines[3], lines[4], lines[5], lines[6], lines[7]
+    )
+}
+
+#[test]
+fn the_bot_changes_only_the_settings_of_the_member_who_runs_it() {
+    let env = env();
+    let bob = bob();
+    let base = lantern(&env, ALICE);
+    let defaults = described(["shown", "shown", "none", "none", "shown", "shown", "shown", "no"]);
+    assert_eq!(bot(&env, ALICE, true, "show", &[]), defaults);
+
+    // Alice hides Spotify and two activity types; readers see it at once.
+    let reply = bot(&env, ALICE, true, "set", &[("setting", "hide_spotify"), ("value", "on")]);
+    assert_eq!(reply, format!("Your privacy settings have been updated.\n{}", described(["hidden", "shown", "none", "none", "shown", "shown", "shown", "no"])));
+    let reply = bot(&env, ALICE, false, "set", &[("setting", "hidden_activity_types"), ("value", "custom, playing")]);
+    let hidden = described(["hidden", "shown", "`playing`, `custom`", "none", "shown", "shown", "shown", "no"]);
+    assert_eq!(reply, format!("Your privacy settings have been updated.\n{hidden}"));
+    let mut want = base.clone();
+    want["active_platforms"]["spotify"] = Value::Null;
+    without_activities(&mut want, |a| a["id"] == "spotify:1" || a["type"] == "PLAYING" || a["type"] == "CUSTOM");
+    assert_eq!(lantern(&env, ALICE), want);
+
+    // Bad values are explained and change nothing.
+    assert_eq!(bot(&env, ALICE, true, "set", &[("setting", "hide_kv"), ("value", "maybe")]), "`hide_kv` takes `on` or `off`.");
+    assert!(bot(&env, ALICE, true, "set", &[("setting", "hide_everything"), ("value", "on")]).starts_with("Unknown setting."));
+    assert!(bot(&env, ALICE, true, "set", &[("setting", "hidden_activity_types"), ("value", "dancing")]).contains("unknown activity type `dancing`"));
+    assert_eq!(bot(&env, ALICE, true, "show", &[]), hidden);
+
+    // Bob pauses and resumes himself; Alice stays as she is.
+    assert!(bot(&env, bob, true, "pause", &[]).starts_with("Lantern has paused showing you"));
+    assert!(bot(&env, bob, true, "pause", &[]).starts_with("You are already paused."));
+    assert_eq!(env.get(&format!("/api/v1/users/{bob}")).status, 404);
+    assert_eq!(lantern(&env, ALICE), want);
+    assert_eq!(bot(&env, ALICE, true, "show", &[]), hidden);
+    assert_eq!(bot(&env, ALICE, true, "resume", &[]), "You are not paused.");
+    assert_eq!(env.get(&format!("/api/v1/users/{bob}")).status, 404, "Alice's resume is hers");
+    assert_eq!(bot(&env, bob, true, "resume", &[]), "Lantern shows you again, with your privacy settings.");
+    assert_eq!(env.get(&format!("/api/v1/users/{bob}")).status, 200);
+    assert_eq!(bot(&env, bob, true, "show", &[]), defaults);
+
+    // Back to showing everything.
+    bot(&env, ALICE, true, "set", &[("setting", "hide_spotify"), ("value", "off")]);
+    bot(&env, ALICE, true, "set", &[("setting", "hidden_activity_types"), ("value", "none")]);
+    assert_eq!(lantern(&env, ALICE), base);
+}
+
+#[test]
+fn the_bot_autocompletes_settings_and_values() {
+    let env = env();
+    let complete = |args: &[(&str, &str, bool)]| {
+        let id = support::kv::interact(&env.sim, ALICE, true, 4, privacy_command("set", args));
+        let body = support::kv::callback(&env.sim, id);
+        assert_eq!(body["type"], 8, "{body}");
+        body["data"]["choices"].clone()
+    };
+    assert_eq!(complete(&[("setting", "spot", true)]), json!([{"name": "hide_spotify: hides Spotify", "value": "hide_spotify"}]));
+    assert_eq!(complete(&[("setting", "", true)]).as_array().unwrap().len(), 7);
+    assert_eq!(
+        complete(&[("setting", "hide_kv", false), ("value", "", true)]),
+        json!([{"name": "on (hide)", "value": "on"}, {"name": "off (show)", "value": "off"}])
+    );
+    assert_eq!(
+        complete(&[("setting", "hidden_activity_types", false), ("value", "custom,w", true)]),
+        json!([{"name": "custom,watching", "value": "custom,watching"}])
+    );
+}

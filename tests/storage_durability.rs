@@ -118,7 +118,7 @@ fn commands_register_and_unregister() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert_eq!(run("register").trim(), "registered 2 global commands: ping, storage");
+    assert_eq!(run("register").trim(), "registered 3 global commands: ping, storage, privacy");
     let reqs = sim.requests();
     let put = reqs.iter().rev().find(|r| r.method == "PUT").unwrap();
     assert_eq!(put.path, format!("/api/v10/applications/{}/commands", sim.application_id()));
