@@ -317,6 +317,11 @@ impl Shard {
             }
         }
         let Some(change) = change else { return Ok(self.presence.privacy(id)) };
+        // Settings are kept for members (and, once set, for members who left): anyone else
+        // reaching the bot could otherwise fill the table.
+        if matches!(auth, Auth::Owner) && !self.presence.is_member(id) {
+            return Err(PrivacyError::NotMember);
+        }
         let (seq, next) = self
             .presence
             .plan_privacy(id, |settings| match &change {

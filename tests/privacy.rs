@@ -164,6 +164,16 @@ impl LanyardClient {
         }
     }
 
+    /// The next PRESENCE_UPDATE's presence of user `id` (others' are skipped).
+    fn update_of(&mut self, id: Snowflake) -> Value {
+        loop {
+            let d = self.update();
+            if d["discord_user"]["id"] == id.to_string() {
+                return d;
+            }
+        }
+    }
+
     /// The next PRESENCE_UPDATE's presence.
     fn update(&mut self) -> Value {
         let v = self.recv();
@@ -317,6 +327,7 @@ fn each_setting_hides_exactly_what_it_names_on_rest_sockets_and_the_card() {
         (json!({"hide_activities": true}), vec![], vec!["Chess", "Song Title", "hello there"]),
     ] {
         put_settings(&env, ALICE, &token, fields.clone());
+        (next_frame(&mut ws), ly.update());
         let (status, texts) = card_texts(&env, ALICE);
         assert_eq!(status, 200);
         for s in shown {
@@ -327,10 +338,13 @@ fn each_setting_hides_exactly_what_it_names_on_rest_sockets_and_the_card() {
         }
     }
     put_settings(&env, ALICE, &token, json!({}));
+    (next_frame(&mut ws), ly.update());
     assert_eq!(card_texts(&env, ALICE).1, base_card);
 
     // Hidden storage: public readers get 401, the token holder still reads and writes it.
     put_settings(&env, ALICE, &token, json!({"hide_kv": true}));
+    assert_eq!(norm(next_frame(&mut ws)["d"].clone())["storage"], json!({}));
+    assert_eq!(ly.update()["kv"], json!({}));
     let storage = format!("/api/v1/users/{ALICE}/storage");
     assert_eq!(env.get(&storage).json(), error("Unauthorized.", "unauthorized"));
     assert_eq!(env.get(&format!("{storage}/color")).status, 401);
@@ -341,6 +355,11 @@ fn each_setting_hides_exactly_what_it_names_on_rest_sockets_and_the_card() {
     assert_eq!((r.status, r.json()), (200, json!({"value": "L"})));
     assert_eq!(lantern(&env, ALICE)["storage"], json!({}));
     assert_eq!(lanyard(&env, ALICE)["kv"], json!({}));
+    // The write told subscribers nothing: the next frames are those of the change after it.
+    put_settings(&env, ALICE, &token, json!({}));
+    let frame = next_frame(&mut ws);
+    assert_eq!((frame["t"].as_str(), &frame["d"]["storage"]), (Some("PRESENCE_UPDATE"), &json!({"color": "blue", "size": "L"})));
+    assert_eq!(ly.update()["kv"], json!({"color": "blue", "size": "L"}));
 }
 
 #[test]
@@ -393,11 +412,13 @@ fn a_paused_member_is_not_monitored_anywhere_until_they_resume() {
     };
 
     put_settings(&env, ALICE, &token, json!({"paused": true}));
-    for path in ["/api/v1/users/{id}", "/v1/users/{id}", "/api/v1/users/{id}/storage", "/api/v1/users/{id}?svg=1"] {
+    for path in ["/api/v1/users/{id}", "/v1/users/{id}", "/api/v1/users/{id}/storage", "/api/v1/users/{id}?svg=1", "/{id}.png"] {
         let got = as_alice(path);
         assert_eq!(got, unknown(path), "{path}");
         assert_eq!(got.0, 404, "{path}");
     }
+    let png = env.get(&format!("/api/v1/users/{ALICE}?format=png"));
+    assert_eq!((png.status, png.header("content-type")), (404, Some("image/png")), "the PNG card of an unknown user");
     assert_eq!(env.get(&format!("/api/v1/users?user_ids={ALICE}")).json(), error("Users you requested are not monitored by Lantern.", "users_not_monitored"));
     assert_eq!(count(&env), before - 1);
     // The Lantern dialect says USER_LEFT: the one-user subscription ends, All stays.
@@ -407,10 +428,20 @@ fn a_paused_member_is_not_monitored_anywhere_until_they_resume() {
     // New subscriptions do not find her.
     let (_, init) = LanyardClient::subscribe(&env, json!({"subscribe_to_id": ALICE.to_string()}));
     assert_eq!(init, json!({}));
-    // While paused, her presence changes reach nobody.
+    // While paused, her presence changes reach nobody. A later change of a member of her shard
+    // becoming visible shows hers was applied (one shard applies its events in order).
     let mut moved = env.sim.member(ALICE).unwrap().1.unwrap();
     moved.status = Status::Dnd;
     env.sim.set_presence(moved);
+    let sentinel = env
+        .sim
+        .members()
+        .iter()
+        .map(|(m, _)| m.user.id)
+        .find(|id| *id != ALICE && *id != env.sim.application_id() && shard_of(*id, 2) == shard_of(ALICE, 2))
+        .expect("another member on Alice's shard");
+    env.sim.set_presence(Presence { user: PartialUser { id: sentinel, ..Default::default() }, status: Status::Idle, ..Default::default() });
+    env.get_until(&format!("/api/v1/users/{sentinel}"), |r| r.json()["status"] == "idle");
     // The settings stay readable (and changeable) by the token holder.
     let r = env.request("GET", &privacy_path(ALICE), &[("Authorization", &token)], b"");
     assert_eq!((r.status, r.json()), (200, settings(json!({"paused": true}))));
@@ -424,8 +455,8 @@ fn a_paused_member_is_not_monitored_anywhere_until_they_resume() {
     assert_eq!(count(&env), before);
     let joined = next_about(&mut all, ALICE);
     assert_eq!((joined["t"].as_str(), joined["d"]["status"].as_str()), (Some("USER_JOINED"), Some("dnd")));
-    // Lanyard's All subscriber heard nothing while she was paused, and hears her again now.
-    let update = ly_all.update();
+    // Lanyard's All subscriber heard nothing of her while she was paused, and hears her again now.
+    let update = ly_all.update_of(ALICE);
     assert_eq!(update["discord_user"]["id"], ALICE.to_string());
     assert_eq!(update["discord_status"], "dnd");
     let mut want_lanyard = base_lanyard.clone();
@@ -617,4 +648,37 @@ fn the_bot_autocompletes_settings_and_values() {
         complete(&[("setting", "hidden_activity_types", false), ("value", "custom,w", true)]),
         json!([{"name": "custom,watching", "value": "custom,watching"}])
     );
+}
+
+#[test]
+fn a_backup_and_its_restore_into_another_shard_count_keep_the_settings() {
+    let env = env();
+    let token = create_token(&env.sim, ALICE);
+    put_settings(&env, ALICE, &token, json!({"hide_last_seen": true, "hidden_applications": [CHESS_APP]}));
+    let out = tempfile::tempdir().unwrap();
+    let socket = env.dir.path().join("control.sock");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_lantern")).args(args).output().expect("lantern runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["backup", "--socket", socket.to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+    let archive = std::fs::read_dir(out.path()).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with(".tar.gz")).unwrap();
+    let restored = tempfile::tempdir().unwrap();
+    let data = restored.path().join("shards");
+    run(&["restore", archive.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--shards", "3"]);
+    let rows = lantern::storage::privacy_rows(&data).unwrap();
+    assert_eq!(rows.len(), 1);
+    let (file, user, stored) = &rows[0];
+    assert_eq!((*file, *user), (shard_of(ALICE, 3), ALICE));
+    let stored: Value = serde_json::from_str(stored).unwrap();
+    assert_eq!(stored, settings(json!({"hide_last_seen": true, "hidden_applications": [CHESS_APP]})));
+}
+
+#[test]
+fn the_bot_keeps_no_settings_for_someone_who_is_not_a_member() {
+    let env = env();
+    let stranger = Snowflake(1_300_000_000_000_000_777);
+    let reply = bot(&env, stranger, false, "set", &[("setting", "hide_spotify"), ("value", "on")]);
+    assert_eq!(reply, "We could not find your user data. This generally means you are not in our Discord server.");
+    assert_eq!(bot(&env, stranger, false, "pause", &[]), "We could not find your user data. This generally means you are not in our Discord server.");
 }

@@ -102,6 +102,7 @@ pub fn patch_for(setting: &str, value: &str) -> Result<PrivacyPatch, String> {
 pub fn failure(e: PrivacyError) -> String {
     match e {
         PrivacyError::Invalid(m) => m,
+        PrivacyError::NotMember => crate::bot::interactions::NO_USER.into(),
         PrivacyError::Unauthorized => FAILED.into(),
         PrivacyError::Internal(reason) => {
             tracing::error!(%reason, "privacy change from the bot failed");

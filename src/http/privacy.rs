@@ -24,6 +24,8 @@ fn error(e: PrivacyError) -> ApiError {
     match e {
         PrivacyError::Unauthorized => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized."),
         PrivacyError::Invalid(m) => ApiError::bad_request("invalid_privacy", m),
+        // Only the bot's changes need a member; a token holder always gets this far.
+        PrivacyError::NotMember => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized."),
         PrivacyError::Internal(reason) => {
             tracing::error!(%reason, "privacy request failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal Server Error")

@@ -89,6 +89,11 @@ impl Presence {
         self.state.borrow().shown(id.key()).map(|u| u.shown_storage())
     }
 
+    /// Whether the user is a listed member, paused or not (privacy changes need one).
+    pub fn is_member(&self, id: Owned<Snowflake>) -> bool {
+        self.state.borrow().is_member(id.key())
+    }
+
     /// The user's privacy settings (the default when they set none).
     pub fn privacy(&self, id: Owned<Snowflake>) -> PrivacySettings {
         self.state.borrow().privacy(id.key())

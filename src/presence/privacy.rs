@@ -66,6 +66,9 @@ pub enum PrivacyError {
     /// The token is not the user's (or the user has none).
     #[error("unauthorized")]
     Unauthorized,
+    /// The bot was asked by someone who is not a member of the guild.
+    #[error("not a member")]
+    NotMember,
     /// The change is not valid (the message says why).
     #[error("{0}")]
     Invalid(String),

@@ -124,12 +124,21 @@ pub struct ShardState {
     privacy: HashMap<Snowflake, PrivacySettings>,
     /// Listed members who paused (left out of [`ShardState::shown_len`]).
     paused: usize,
-    /// Privacy changes planned and not yet durable: (sequence, the settings they make), by user.
-    pending_privacy: HashMap<Snowflake, (u64, PrivacySettings)>,
-    /// The sequence of the last privacy change applied, by user (an older one is not applied
-    /// over a newer one).
-    applied_privacy: HashMap<Snowflake, u64>,
+    /// Privacy changes being written, by user (an entry lives while any is in flight).
+    pending_privacy: HashMap<Snowflake, PendingPrivacy>,
     next_privacy_seq: u64,
+}
+
+/// One user's privacy changes being written.
+struct PendingPrivacy {
+    /// The latest planned change: its sequence and the settings it makes (the next change is
+    /// planned on these).
+    latest: (u64, PrivacySettings),
+    /// Changes planned and not yet durable (or failed).
+    in_flight: u32,
+    /// The sequence of the last change applied: an older one finishing later is not applied
+    /// over it.
+    applied: u64,
 }
 
 /// Result of applying an event: what readers must hear about and what must be persisted.
@@ -188,6 +197,11 @@ impl ShardState {
         self.users.len() - self.paused
     }
 
+    /// Whether the user is a listed member (paused or not).
+    pub fn is_member(&self, id: Snowflake) -> bool {
+        self.users.contains_key(&id)
+    }
+
     /// The user's privacy settings (member or not).
     pub fn privacy(&self, id: Snowflake) -> PrivacySettings {
         match self.users.get(&id) {
@@ -220,26 +234,40 @@ impl ShardState {
     /// settings it makes; nothing is visible until [`ShardState::commit_privacy`].
     pub fn plan_privacy(&mut self, id: Snowflake, change: impl FnOnce(&mut PrivacySettings) -> Result<(), String>) -> Result<(u64, PrivacySettings), String> {
         let mut next = match self.pending_privacy.get(&id) {
-            Some((_, p)) => p.clone(),
+            Some(p) => p.latest.1.clone(),
             None => self.privacy(id),
         };
         change(&mut next)?;
         self.next_privacy_seq += 1;
         let seq = self.next_privacy_seq;
-        self.pending_privacy.insert(id, (seq, next.clone()));
+        let pending = self.pending_privacy.entry(id).or_insert(PendingPrivacy { latest: (seq, next.clone()), in_flight: 0, applied: 0 });
+        pending.latest = (seq, next.clone());
+        pending.in_flight += 1;
         Ok((seq, next))
     }
 
     /// A planned change was written (`durable`) or failed: once durable, readers see it.
+    /// Changes are applied in the order they were planned (the writer commits them in that
+    /// order); a failed one leaves the settings as they were.
     pub fn commit_privacy(&mut self, id: Snowflake, seq: u64, settings: PrivacySettings, durable: bool, applied: &mut Applied) {
-        if self.pending_privacy.get(&id).is_some_and(|(s, _)| *s == seq) {
+        let Some(pending) = self.pending_privacy.get_mut(&id) else { return };
+        pending.in_flight = pending.in_flight.saturating_sub(1);
+        let newer_applied = pending.applied > seq;
+        if durable && !newer_applied {
+            pending.applied = seq;
+        }
+        if pending.in_flight == 0 {
             self.pending_privacy.remove(&id);
+        } else if !durable && pending.latest.0 == seq {
+            // The next change is planned on what is applied, not on what failed.
+            pending.latest.1 = match self.users.get(&id) {
+                Some(u) => u.privacy.clone(),
+                None => self.privacy.get(&id).cloned().unwrap_or_default(),
+            };
         }
-        if !durable || self.applied_privacy.get(&id).is_some_and(|s| *s > seq) {
-            return;
+        if durable && !newer_applied {
+            self.set_privacy(id, settings, applied);
         }
-        self.applied_privacy.insert(id, seq);
-        self.set_privacy(id, settings, applied);
     }
 
     /// Replaces the user's settings. A change is a visible change: the object is rebuilt and
