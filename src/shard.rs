@@ -347,7 +347,13 @@ impl Shard {
     /// carries the new map and subscribers hear about it.
     pub async fn owned_storage(self: &Rc<Self>, id: Owned<Snowflake>, req: StorageRequest) -> Result<StorageAnswer, KvError> {
         let started = std::time::Instant::now();
-        let answered = self.storage.handle(id, req, self.presence.contains(id)).await?;
+        // A paused member is not monitored for every reader, and for token writes; the bot
+        // still manages the storage of the member who runs it.
+        let monitored = match &req {
+            StorageRequest::Write { auth: Auth::Owner, .. } => self.presence.is_member(id),
+            _ => self.presence.contains(id),
+        };
+        let answered = self.storage.handle(id, req, monitored).await?;
         if let Some(map) = answered.committed {
             self.metrics.kv_write(started.elapsed());
             let applied = self.presence.set_storage_json(id, map);

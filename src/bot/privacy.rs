@@ -91,7 +91,7 @@ pub fn patch_for(setting: &str, value: &str) -> Result<PrivacyPatch, String> {
         "hide_platforms" => patch.hide_platforms = Some(boolean()?),
         "hide_last_seen" => patch.hide_last_seen = Some(boolean()?),
         "hide_kv" => patch.hide_kv = Some(boolean()?),
-        "hidden_activity_types" => patch.hidden_activity_types = Some(parse_list(value)),
+        "hidden_activity_types" => patch.hidden_activity_types = Some(parse_list(&value.to_ascii_lowercase())),
         "hidden_applications" => patch.hidden_applications = Some(parse_list(value)),
         _ => return Err(format!("Unknown setting. Pick one of {}.", SETTINGS.map(|(n, _)| format!("`{n}`")).join(", "))),
     }
@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(patch_for("hide_spotify", "On").unwrap().hide_spotify, Some(true));
         assert_eq!(patch_for("hide_kv", "show").unwrap().hide_kv, Some(false));
         assert!(patch_for("hide_kv", "maybe").unwrap_err().contains("`on` or `off`"));
-        assert_eq!(patch_for("hidden_activity_types", "playing, custom").unwrap().hidden_activity_types, Some(vec!["playing".into(), "custom".into()]));
+        assert_eq!(patch_for("hidden_activity_types", "Playing, custom").unwrap().hidden_activity_types, Some(vec!["playing".into(), "custom".into()]));
         assert_eq!(patch_for("hidden_applications", "none").unwrap().hidden_applications, Some(vec![]));
         assert!(patch_for("paused", "on").is_err(), "pausing has its own commands");
         assert_eq!(suggest("setting", "spot", None), vec![("hide_spotify: hides Spotify".to_string(), "hide_spotify".to_string())]);

@@ -31,9 +31,9 @@ pub fn activity_type_name(kind: u8) -> Option<&'static str> {
     ACTIVITY_TYPES.iter().find(|(_, k)| *k == kind).map(|(n, _)| *n)
 }
 
-/// The activity type named `name` (ignoring case).
+/// The activity type named `name` (lowercase, as the settings write it).
 pub fn activity_type_of(name: &str) -> Option<u8> {
-    ACTIVITY_TYPES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, k)| *k)
+    ACTIVITY_TYPES.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
 }
 
 /// One member's settings. Every field off (the default) shows everything.
@@ -275,7 +275,7 @@ mod tests {
             s
         };
         assert_eq!(names(&with(PrivacyPatch { hide_spotify: Some(true), ..Default::default() })), ["Chess", "Custom Status", "Radio"]);
-        assert_eq!(names(&with(PrivacyPatch { hidden_activity_types: Some(vec!["LISTENING".into()]), ..Default::default() })), ["Chess", "Custom Status"]);
+        assert_eq!(names(&with(PrivacyPatch { hidden_activity_types: Some(vec!["listening".into()]), ..Default::default() })), ["Chess", "Custom Status"]);
         assert_eq!(names(&with(PrivacyPatch { hidden_applications: Some(vec!["1100000000000000005".into()]), ..Default::default() })), ["Spotify", "Custom Status", "Radio"]);
         assert_eq!(names(&with(PrivacyPatch { hide_activities: Some(true), ..Default::default() })), Vec::<String>::new());
         let hidden = with(PrivacyPatch { hide_platforms: Some(true), ..Default::default() }).filter(Some(&p)).unwrap().unwrap();
@@ -286,7 +286,7 @@ mod tests {
     fn json_round_trip_and_patch_errors() {
         let mut s = PrivacySettings::default();
         s.apply(&PrivacyPatch {
-            hidden_activity_types: Some(vec!["competing".into(), "Playing".into()]),
+            hidden_activity_types: Some(vec!["competing".into(), "playing".into()]),
             hidden_applications: Some(vec!["1100000000000000002".into(), "1100000000000000001".into(), "1100000000000000002".into()]),
             paused: Some(true),
             ..Default::default()
@@ -299,6 +299,7 @@ mod tests {
         );
         assert_eq!(PrivacySettings::from_json(&json).unwrap(), s);
         assert!(s.apply(&PrivacyPatch { hidden_activity_types: Some(vec!["dancing".into()]), ..Default::default() }).unwrap_err().contains("dancing"));
+        assert!(s.apply(&PrivacyPatch { hidden_activity_types: Some(vec!["PLAYING".into()]), ..Default::default() }).is_err(), "names are lowercase");
         assert!(s.apply(&PrivacyPatch { hidden_applications: Some(vec!["012".into()]), ..Default::default() }).is_err());
         assert!(PrivacyPatch::from_json(br#"{"hide_everything":true}"#).unwrap_err().contains("hide_everything"));
         assert!(PrivacyPatch::from_json(b"[]").is_err());
