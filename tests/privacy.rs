@@ -496,6 +496,7 @@ fn only_the_token_holder_reads_and_changes_the_settings() {
         (b"[]", "invalid_json", "Request body must be a JSON object."),
         (br#"{"hide_everything":true}"#, "invalid_privacy", ""),
         (br#"{"paused":"yes"}"#, "invalid_privacy", ""),
+        (br#"{"paused":null}"#, "invalid_privacy", ""),
         (br#"{"hidden_activity_types":["dancing"]}"#, "invalid_privacy", ""),
         (br#"{"hidden_applications":["0123"]}"#, "invalid_privacy", ""),
     ] {

@@ -90,18 +90,31 @@ struct Json {
     paused: bool,
 }
 
-/// A change to some settings; fields left out stay as they are.
+/// A change to some settings; fields left out stay as they are (`null` is not a value).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyPatch {
+    #[serde(default, deserialize_with = "present")]
     pub hide_spotify: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub hide_activities: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub hidden_activity_types: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub hidden_applications: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub hide_platforms: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub hide_last_seen: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub hide_kv: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub paused: Option<bool>,
+}
+
+/// A field that is there holds a value of its type (a missing one is `None` by `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 impl PrivacyPatch {
@@ -303,6 +316,8 @@ mod tests {
         assert!(s.apply(&PrivacyPatch { hidden_applications: Some(vec!["012".into()]), ..Default::default() }).is_err());
         assert!(PrivacyPatch::from_json(br#"{"hide_everything":true}"#).unwrap_err().contains("hide_everything"));
         assert!(PrivacyPatch::from_json(b"[]").is_err());
+        assert!(PrivacyPatch::from_json(br#"{"paused":null}"#).is_err(), "null is not a value");
+        assert_eq!(PrivacyPatch::from_json(b"{}").unwrap(), PrivacyPatch::default());
         assert_eq!(PrivacySettings::from_json(&json).unwrap().paused, true, "a failed patch changes nothing");
     }
 }

@@ -574,4 +574,89 @@ mod tests {
         state.presence_update(p, 20, &mut applied);
         assert_eq!(applied.changes, []);
     }
+
+    fn paused() -> PrivacySettings {
+        PrivacySettings { paused: true, ..PrivacySettings::default() }
+    }
+
+    #[test]
+    fn pausing_is_a_leave_for_readers_and_resuming_a_join() {
+        let mut state = listed();
+        let mut applied = Applied::default();
+        state.set_privacy(ID, paused(), &mut applied);
+        assert_eq!(applied.changes, [Change::Left(ID)]);
+        assert_eq!((state.shown_len(), state.shown(ID).is_none(), state.is_member(ID)), (0, true, true));
+        // Whatever happens meanwhile reaches nobody, and is not lost.
+        let mut meanwhile = Applied::default();
+        state.apply(IngestEvent::Presence(playing()), 10, &mut meanwhile);
+        state.set_storage_json(ID, Bytes::from_static(b"{\"k\":\"v\"}"), &mut meanwhile);
+        assert_eq!(meanwhile.changes, []);
+        let mut resumed = Applied::default();
+        state.set_privacy(ID, PrivacySettings::default(), &mut resumed);
+        assert_eq!(resumed.changes, [Change::Joined(ID)]);
+        assert_eq!(state.shown_len(), 1);
+        assert_eq!(state.shown(ID).unwrap().view().presence.map(|p| p.activities.len()), Some(1));
+    }
+
+    #[test]
+    fn settings_outlive_a_leave_and_hold_again_when_the_member_is_listed() {
+        let mut state = listed();
+        state.set_privacy(ID, paused(), &mut Applied::default());
+        let mut applied = Applied::default();
+        state.apply(IngestEvent::MemberRemove(ID), 10, &mut applied);
+        assert_eq!(applied.changes, [], "a paused member's leave was already told");
+        assert_eq!((state.shown_len(), state.privacy(ID).paused), (0, true));
+        let member = Member { user: User { id: ID, username: "alice".into(), ..User::default() }, ..Member::default() };
+        let mut applied = Applied::default();
+        state.apply(IngestEvent::MemberAdd { generation: 2, member }, 20, &mut applied);
+        assert_eq!(applied.changes, [], "nor is the return of a paused member");
+        assert_eq!((state.shown_len(), state.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_settings_change_bumps_the_version_even_when_the_object_reads_the_same() {
+        let mut state = listed();
+        let version = state.get(ID).unwrap().version;
+        let mut applied = Applied::default();
+        state.set_privacy(ID, PrivacySettings { hide_last_seen: true, ..PrivacySettings::default() }, &mut applied);
+        assert_eq!(applied.changes, [Change::Updated(ID)]);
+        assert_eq!(state.get(ID).unwrap().version, version + 1);
+        let mut again = Applied::default();
+        state.set_privacy(ID, PrivacySettings { hide_last_seen: true, ..PrivacySettings::default() }, &mut again);
+        assert_eq!(again, Applied::default(), "the same settings again change nothing");
+    }
+
+    #[test]
+    fn privacy_changes_apply_in_order_and_a_failed_one_changes_nothing() {
+        let mut state = listed();
+        let hide = |field: &str| {
+            let field = field.to_owned();
+            move |s: &mut PrivacySettings| {
+                match field.as_str() {
+                    "spotify" => s.hide_spotify = true,
+                    _ => s.hide_kv = true,
+                }
+                Ok(())
+            }
+        };
+        let (a, sa) = state.plan_privacy(ID, hide("spotify")).unwrap();
+        let (b, sb) = state.plan_privacy(ID, hide("kv")).unwrap();
+        assert!(sb.hide_spotify && sb.hide_kv, "planned on the change still being written");
+        // The later one finishes first: the earlier one is then not applied over it.
+        state.commit_privacy(ID, b, sb.clone(), true, &mut Applied::default());
+        state.commit_privacy(ID, a, sa, true, &mut Applied::default());
+        assert_eq!(state.privacy(ID), sb);
+        assert!(state.pending_privacy.is_empty());
+        let (c, sc) = state.plan_privacy(ID, |s| {
+            s.paused = true;
+            Ok(())
+        })
+        .unwrap();
+        let mut applied = Applied::default();
+        state.commit_privacy(ID, c, sc, false, &mut applied);
+        assert_eq!((state.privacy(ID), applied), (sb, Applied::default()));
+        assert!(state.plan_privacy(ID, |_| Err("no".into())).is_err());
+        assert!(state.pending_privacy.is_empty());
+    }
+
 }
