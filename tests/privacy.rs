@@ -304,9 +304,21 @@ fn each_setting_hides_exactly_what_it_names_on_rest_sockets_and_the_card() {
         let (mut want, mut want_lanyard) = (base.clone(), base_lanyard.clone());
         edit(&mut want, &mut want_lanyard);
         put_settings(&env, ALICE, &token, fields.clone());
-        // Durable and visible when answered: REST in both dialects at once.
+        // Durable and visible when answered: REST in both dialects at once, in bulk, for
+        // Lanyard's `@me`, and for new subscribers.
         assert_eq!(lantern(&env, ALICE), want, "{fields}");
         assert_eq!(lanyard(&env, ALICE), want_lanyard, "{fields}");
+        let bulk = env.get(&format!("/api/v1/users?user_ids={ALICE}")).json();
+        assert_eq!(norm(bulk[0].clone()), want, "{fields}");
+        let me = env.request("GET", "/v1/users/@me", &[("Authorization", &token)], b"").json();
+        assert_eq!(me["data"], want_lanyard, "{fields}");
+        let (_, init) = LanyardClient::subscribe(&env, json!({"subscribe_to_id": ALICE.to_string()}));
+        assert_eq!(init, want_lanyard, "{fields}");
+        let (mut fresh, _) = tungstenite::connect(format!("ws://127.0.0.1:{}/socket", env.port)).expect("upgrade");
+        next_frame(&mut fresh);
+        fresh.send(Message::text(json!({"op": 2, "d": {"user_id": ALICE.to_string()}}).to_string())).unwrap();
+        let ack = next_frame(&mut fresh);
+        assert_eq!((ack["t"].as_str(), norm(ack["d"].clone())), (Some("INIT_ACK"), want.clone()), "{fields}");
         // Live, without reconnecting: one update in each dialect.
         let frame = next_frame(&mut ws);
         assert_eq!((frame["t"].as_str(), norm(frame["d"].clone())), (Some("PRESENCE_UPDATE"), want.clone()), "{fields}");
