@@ -198,7 +198,9 @@ impl Context {
                     }
                     None => Vec::new(),
                 };
-                (Reply::Choices(choices.into_iter().take(MAX_CHOICES).collect()), "autocomplete".into())
+                // Discord refuses the whole answer if one choice is too long.
+                let fits = |(name, value): &(String, String)| name.chars().count() <= MAX_CHOICE_LEN && value.chars().count() <= MAX_CHOICE_LEN;
+                (Reply::Choices(choices.into_iter().filter(fits).take(MAX_CHOICES).collect()), "autocomplete".into())
             }
             (InteractionType::ApplicationCommandAutocomplete, Some(InteractionData::ApplicationCommand(data))) => {
                 let typed = focused(&data.options).unwrap_or("").to_owned();
