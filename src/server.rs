@@ -89,12 +89,12 @@ impl Server {
             let privacy = loaded
                 .privacy
                 .into_iter()
-                .filter_map(|(id, json)| match PrivacySettings::from_json(&json) {
-                    Ok(p) => Some((id, p)),
+                .map(|(id, json)| match PrivacySettings::from_json(&json) {
+                    Ok(p) => (id, p),
                     Err(e) => {
                         // Unreadable settings hide everything rather than nothing.
                         tracing::error!(user = %id, error = %e, "unreadable privacy settings; the member is treated as paused");
-                        Some((id, PrivacySettings { paused: true, ..PrivacySettings::default() }))
+                        (id, PrivacySettings { paused: true, ..PrivacySettings::default() })
                     }
                 })
                 .collect();

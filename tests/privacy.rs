@@ -339,7 +339,8 @@ fn each_setting_hides_exactly_what_it_names_on_rest_sockets_and_the_card() {
         (json!({"hide_activities": true}), vec![], vec!["Chess", "Song Title", "hello there"]),
     ] {
         put_settings(&env, ALICE, &token, fields.clone());
-        (next_frame(&mut ws), ly.update());
+        next_frame(&mut ws);
+        ly.update();
         let (status, texts) = card_texts(&env, ALICE);
         assert_eq!(status, 200);
         for s in shown {
@@ -350,7 +351,8 @@ fn each_setting_hides_exactly_what_it_names_on_rest_sockets_and_the_card() {
         }
     }
     put_settings(&env, ALICE, &token, json!({}));
-    (next_frame(&mut ws), ly.update());
+    next_frame(&mut ws);
+    ly.update();
     assert_eq!(card_texts(&env, ALICE).1, base_card);
 
     // Hidden storage: public readers get 401, the token holder still reads and writes it.

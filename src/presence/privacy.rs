@@ -318,6 +318,6 @@ mod tests {
         assert!(PrivacyPatch::from_json(b"[]").is_err());
         assert!(PrivacyPatch::from_json(br#"{"paused":null}"#).is_err(), "null is not a value");
         assert_eq!(PrivacyPatch::from_json(b"{}").unwrap(), PrivacyPatch::default());
-        assert_eq!(PrivacySettings::from_json(&json).unwrap().paused, true, "a failed patch changes nothing");
+        assert!(PrivacySettings::from_json(&json).unwrap().paused, "a failed patch changes nothing");
     }
 }
