@@ -13,6 +13,9 @@ use crate::discord::{activity_type, Activity, ClientStatus, Presence, Snowflake}
 use crate::presence::user_object::is_spotify;
 use serde::{Deserialize, Serialize};
 
+/// Longest part of an error message taken from the body.
+const MAX_MESSAGE_CHARS: usize = 300;
+
 /// Most application ids one member may hide.
 pub const MAX_HIDDEN_APPLICATIONS: usize = 50;
 
@@ -125,9 +128,13 @@ impl PrivacyPatch {
             return Err("Request body must be a JSON object.".into());
         }
         serde_json::from_value(value).map_err(|e| {
-            // serde's message names the field and what was expected, without the input.
+            // serde's message names the field and what was expected; what it quotes of the
+            // input is cut short.
             let text = e.to_string();
-            format!("Invalid privacy settings: {}.", text.split(" at line").next().unwrap_or(&text))
+            let what = text.split(" at line").next().unwrap_or(&text);
+            let short: String = what.chars().take(MAX_MESSAGE_CHARS).collect();
+            let cut = if short.len() < what.len() { "…" } else { "" };
+            format!("Invalid privacy settings: {short}{cut}.")
         })
     }
 }
@@ -317,6 +324,8 @@ mod tests {
         assert!(PrivacyPatch::from_json(br#"{"hide_everything":true}"#).unwrap_err().contains("hide_everything"));
         assert!(PrivacyPatch::from_json(b"[]").is_err());
         assert!(PrivacyPatch::from_json(br#"{"paused":null}"#).is_err(), "null is not a value");
+        let long = format!(r#"{{"{}":true}}"#, "x".repeat(10_000));
+        assert!(PrivacyPatch::from_json(long.as_bytes()).unwrap_err().chars().count() < 400, "what is quoted of the body is cut short");
         assert_eq!(PrivacyPatch::from_json(b"{}").unwrap(), PrivacyPatch::default());
         assert!(PrivacySettings::from_json(&json).unwrap().paused, "a failed patch changes nothing");
     }
