@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::ingest::Ingest;
-use crate::presence::{Presence, ShardState};
+use crate::presence::{Presence, PrivacySettings, ShardState};
 use crate::runtime::{run_mailbox, Envelope, MailboxReceiver, Peers};
 use crate::shard::{Services, Shard};
 use crate::storage::kv::KvShard;
@@ -86,7 +86,19 @@ impl Server {
             let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher, config.storage.max_user_bytes);
             users_with_storage += kv.len();
             unreadable_tokens += unreadable;
-            let state = ShardState::with_last_seen(loaded.last_seen).with_storage(kv.storage_jsons());
+            let privacy = loaded
+                .privacy
+                .into_iter()
+                .map(|(id, json)| match PrivacySettings::from_json(&json) {
+                    Ok(p) => (id, p),
+                    Err(e) => {
+                        // Unreadable settings hide everything rather than nothing.
+                        tracing::error!(user = %id, error = %e, "unreadable privacy settings; the member is treated as paused");
+                        (id, PrivacySettings { paused: true, ..PrivacySettings::default() })
+                    }
+                })
+                .collect();
+            let state = ShardState::with_last_seen(loaded.last_seen).with_storage(kv.storage_jsons()).with_privacy(privacy);
             dbs.push(db.clone());
             let (handle, thread) = writer::start(index, db)?;
             writers.push(thread);

@@ -16,9 +16,10 @@ use crate::fanout::{self, Dialect, EventKind, Fanout, FanoutHost};
 use crate::lanyard::LanyardCache;
 use crate::metrics::{self, ShardMetrics};
 use crate::per_ip::{IpCounts, IpHost, Kind};
+use crate::presence::privacy::{PrivacyChange, PrivacyError, PrivacySettings};
 use crate::presence::{Applied, Change, IngestEvent, LastSeenWrite, Presence};
 use crate::runtime::{Closed, Here, Invoke, Owned, Peers, Sharded};
-use crate::storage::kv::KvError;
+use crate::storage::kv::{Auth, KvError};
 use crate::storage::service::{Storage, StorageAnswer, StorageRequest};
 use crate::storage::writer::WriteOp;
 use crate::time_fmt::now_ms;
@@ -287,11 +288,74 @@ impl Shard {
             .unwrap_or_else(|Closed| Err(KvError::Internal("the owner shard has stopped".into())))
     }
 
+    /// A public storage read (REST), with the `Authorization` token if one was sent: a member
+    /// who hides their map from public objects has it read by the token holder only.
+    pub async fn storage_read(self: &Rc<Self>, id: Snowflake, req: StorageRequest, token: Option<Vec<u8>>) -> Result<StorageAnswer, KvError> {
+        self.on_owner_async(id, move |s, id| async move {
+            if s.presence.contains(id) && s.presence.privacy(id).hide_kv && !token.is_some_and(|t| s.storage.authorized(id, &t)) {
+                return Err(KvError::Unauthorized);
+            }
+            s.owned_storage(id, req).await
+        })
+        .await
+        .unwrap_or_else(|Closed| Err(KvError::Internal("the owner shard has stopped".into())))
+    }
+
+    /// Reads (`change` = `None`) or changes a user's privacy settings on their owner shard.
+    /// `auth` is the user's storage token (REST) or [`Auth::Owner`] (the bot, for the member
+    /// who ran the command). A change is answered once durable, and readers see it at once:
+    /// the user object is rebuilt from the filtered view and fanned out.
+    pub async fn privacy(self: &Rc<Self>, id: Snowflake, auth: Auth, change: Option<PrivacyChange>) -> Result<PrivacySettings, PrivacyError> {
+        self.on_owner_async(id, move |s, id| async move { s.owned_privacy(id, auth, change).await })
+            .await
+            .unwrap_or_else(|Closed| Err(PrivacyError::Internal("the owner shard has stopped".into())))
+    }
+
+    /// [`Shard::privacy`] for a user this shard owns.
+    pub async fn owned_privacy(self: &Rc<Self>, id: Owned<Snowflake>, auth: Auth, change: Option<PrivacyChange>) -> Result<PrivacySettings, PrivacyError> {
+        if let Auth::Token(given) = &auth {
+            if !self.storage.authorized(id, given) {
+                return Err(PrivacyError::Unauthorized);
+            }
+        }
+        let Some(change) = change else { return Ok(self.presence.privacy(id)) };
+        // Settings are kept for members (and, once set, for members who left): anyone else
+        // reaching the bot could otherwise fill the table.
+        if matches!(auth, Auth::Owner) && !self.presence.is_member(id) {
+            return Err(PrivacyError::NotMember);
+        }
+        let (seq, next) = self
+            .presence
+            .plan_privacy(id, |settings| match &change {
+                PrivacyChange::Replace(patch) => {
+                    let mut fresh = PrivacySettings::default();
+                    fresh.apply(patch)?;
+                    *settings = fresh;
+                    Ok(())
+                }
+                PrivacyChange::Patch(patch) => settings.apply(patch),
+            })
+            .map_err(PrivacyError::Invalid)?;
+        // The same writer and group commit as key-value writes: answered once durable.
+        let op = if next.is_default() { WriteOp::ClearPrivacy(id.key()) } else { WriteOp::SetPrivacy(id.key(), next.to_json()) };
+        let written = self.storage.write(vec![op]).await;
+        let applied = self.presence.commit_privacy(id, seq, next.clone(), written.is_ok());
+        self.after_apply(applied);
+        written.map_err(PrivacyError::Internal)?;
+        Ok(next)
+    }
+
     /// A storage request for a user this shard owns: once a write is durable, the user object
     /// carries the new map and subscribers hear about it.
     pub async fn owned_storage(self: &Rc<Self>, id: Owned<Snowflake>, req: StorageRequest) -> Result<StorageAnswer, KvError> {
         let started = std::time::Instant::now();
-        let answered = self.storage.handle(id, req, self.presence.contains(id)).await?;
+        // A paused member is not monitored for every reader, and for token writes; the bot
+        // still manages the storage of the member who runs it.
+        let monitored = match &req {
+            StorageRequest::Write { auth: Auth::Owner, .. } => self.presence.is_member(id),
+            _ => self.presence.contains(id),
+        };
+        let answered = self.storage.handle(id, req, monitored).await?;
         if let Some(map) = answered.committed {
             self.metrics.kv_write(started.elapsed());
             let applied = self.presence.set_storage_json(id, map);

@@ -13,6 +13,13 @@ use serde_json::{json, Value};
 use support::kv::{create_token, value_body};
 use support::{Env, Resp};
 
+/// `auth` with a JSON content type.
+fn json_body<'a>(auth: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut h = auth.to_vec();
+    h.push(("Content-Type", "application/json"));
+    h
+}
+
 fn python() -> String {
     std::env::var("LANTERN_PYTHON").unwrap_or_else(|_| "python3".into())
 }
@@ -122,6 +129,29 @@ fn live_responses_of_every_route_validate_against_the_openapi_document() {
     assert_eq!(r.call("DELETE", key, &k(&a, "color"), &[], b"").status, 401);
     assert_eq!(r.call("DELETE", store, &format!("{users}/{a}/storage"), &[], b"").status, 401);
     assert_eq!(r.call("DELETE", store, &format!("{users}/{a}/storage"), &auth, b"").status, 200);
+
+    // Privacy: the token holder's settings, every error, and a public storage read refused
+    // while the member hides their map.
+    let privacy = "/api/v1/users/{user_id}/privacy";
+    let pv = |id: &str| format!("{users}/{id}/privacy");
+    let b_token = create_token(&env.sim, members[1]);
+    assert_eq!(r.call("GET", privacy, &pv(&a), &auth, b"").status, 200);
+    assert_eq!(r.call("GET", privacy, &pv(&a), &[], b"").status, 401);
+    assert_eq!(r.call("GET", privacy, &pv(&a), &[("Authorization", b_token.as_str())], b"").status, 403);
+    assert_eq!(r.call("GET", privacy, &pv("12"), &auth, b"").status, 400);
+    assert_eq!(r.call("PUT", privacy, &pv(&a), &json_body(&auth), br#"{"hide_kv":true,"hidden_activity_types":["playing"]}"#).status, 200);
+    assert_eq!(r.call("GET", store, &format!("{users}/{a}/storage"), &[], b"").status, 401);
+    assert_eq!(r.call("GET", key, &k(&a, "color"), &[], b"").status, 401);
+    assert_eq!(r.call("PUT", privacy, &pv(&a), &json_body(&auth), br#"{"hide_kv":"yes"}"#).status, 400);
+    assert_eq!(r.call("PUT", privacy, &pv(&a), &[], b"{}").status, 401);
+    assert_eq!(r.call("PUT", privacy, &pv(&a), &[("Authorization", b_token.as_str())], b"{}").status, 403);
+    assert_eq!(r.call("PUT", privacy, &pv(&a), &auth, &vec![b' '; 20 * 1024]).status, 413);
+    assert_eq!(r.call("PATCH", privacy, &pv(&a), &json_body(&auth), br#"{"hidden_applications":["1100000000000000001"],"hide_kv":false}"#).status, 200);
+    assert_eq!(r.call("PATCH", privacy, &pv(&a), &json_body(&auth), b"{oops").status, 400);
+    assert_eq!(r.call("PATCH", privacy, &pv(&a), &[], b"{}").status, 401);
+    assert_eq!(r.call("PATCH", privacy, &pv(&a), &[("Authorization", b_token.as_str())], b"{}").status, 403);
+    assert_eq!(r.call("PATCH", privacy, &pv(&a), &auth, &vec![b' '; 20 * 1024]).status, 413);
+    assert_eq!(r.call("PUT", privacy, &pv(&a), &json_body(&auth), b"{}").status, 200);
 
     // The Lanyard dialect: presences, `@me`, the KV routes and quicklinks; the page's numbers.
     let ly = "/v1/users/{user_id}";

@@ -118,7 +118,7 @@ fn commands_register_and_unregister() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert_eq!(run("register").trim(), "registered 2 global commands: ping, storage");
+    assert_eq!(run("register").trim(), "registered 3 global commands: ping, storage, privacy");
     let reqs = sim.requests();
     let put = reqs.iter().rev().find(|r| r.method == "PUT").unwrap();
     assert_eq!(put.path, format!("/api/v10/applications/{}/commands", sim.application_id()));
@@ -130,6 +130,11 @@ fn commands_register_and_unregister() {
     let names: Vec<&str> = storage["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["create", "get", "update", "delete", "list", "reset"]);
     assert_eq!(storage["options"][1]["options"][1]["options"][0]["autocomplete"], true, "get data key autocompletes");
+    let privacy = &body[2];
+    let subs: Vec<&str> = privacy["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!((privacy["name"].as_str(), subs), (Some("privacy"), vec!["show", "set", "pause", "resume"]));
+    let set: Vec<(&str, bool)> = privacy["options"][1]["options"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap(), o["autocomplete"] == true)).collect();
+    assert_eq!(set, [("setting", true), ("value", true)], "both options of /privacy set autocomplete");
     assert_eq!(run("unregister").trim(), "removed every global command");
     let reqs = sim.requests();
     assert_eq!(reqs.iter().rev().find(|r| r.method == "PUT").unwrap().body, "[]");

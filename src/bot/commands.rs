@@ -68,7 +68,39 @@ fn command(name: &str, description: &str, options: Vec<CommandOption>) -> Comman
     }
 }
 
-/// `/ping` and `/storage …`, with Lantern's names and descriptions.
+fn privacy_option(name: &str, description: &str, max_length: u16) -> CommandOption {
+    CommandOption {
+        autocomplete: Some(true),
+        required: Some(true),
+        min_length: Some(1),
+        max_length: Some(max_length),
+        ..option(CommandOptionType::String, name, description)
+    }
+}
+
+/// `/privacy show|set|pause|resume`.
+fn privacy() -> Command {
+    command(
+        "privacy",
+        "Choose what Lantern shows about you.",
+        vec![
+            sub("show", "Show your privacy settings.", Vec::new()),
+            sub(
+                "set",
+                "Hide or show one part of your presence.",
+                vec![
+                    privacy_option("setting", "What to hide or show.", 32),
+                    // Room for the most application ids a member may hide, comma-separated.
+                    privacy_option("value", "on / off, or a comma-separated list (none to clear).", 1000),
+                ],
+            ),
+            sub("pause", "Stop showing you anywhere until you resume.", Vec::new()),
+            sub("resume", "Show you again.", Vec::new()),
+        ],
+    )
+}
+
+/// `/ping`, `/storage …` (with Lantern's names and descriptions) and `/privacy …`.
 pub fn definitions() -> Vec<Command> {
     vec![
         command("ping", "Pong!", Vec::new()),
@@ -114,6 +146,7 @@ pub fn definitions() -> Vec<Command> {
                 sub("reset", "Reset your key-value storage.", Vec::new()),
             ],
         ),
+        privacy(),
     ]
 }
 

@@ -1,6 +1,8 @@
 //! Interactions: decoding, the command handlers, and the replies (Lantern's texts).
 
+use crate::bot::privacy;
 use crate::discord::Snowflake;
+use crate::presence::privacy::{PrivacyChange, PrivacyError, PrivacySettings};
 use crate::runtime::Peers;
 use crate::shard::Shard;
 use crate::storage::kv::{validate_key, validate_value, Auth, KvError, KvOp, UserKv, MAX_PAIRS};
@@ -83,6 +85,14 @@ fn focused(options: &[CommandDataOption]) -> Option<&str> {
     })
 }
 
+/// The focused option of an autocomplete among `options` (a leaf's): its name and what was typed.
+fn focused_option(options: &[CommandDataOption]) -> Option<(&str, &str)> {
+    options.iter().find_map(|o| match &o.value {
+        CommandOptionValue::Focused(typed, _) => Some((o.name.as_str(), typed.as_str())),
+        _ => None,
+    })
+}
+
 /// Keys offered for what was typed: those starting with it (ignoring case), in order, at most
 /// [`MAX_CHOICES`], and only keys short enough to be a choice.
 pub fn suggest<'a>(keys: impl IntoIterator<Item = &'a String>, typed: &str) -> Vec<String> {
@@ -121,8 +131,8 @@ pub enum Reply {
     ResetPrompt(Snowflake),
     /// Replace the message a button belongs to (and remove its buttons).
     Update(String),
-    /// Autocomplete choices.
-    Choices(Vec<String>),
+    /// Autocomplete choices: (what is shown, the value it sets).
+    Choices(Vec<(String, String)>),
 }
 
 /// The shared state of the bot's tasks.
@@ -179,13 +189,26 @@ impl Context {
                 let (name, options) = command_path(data);
                 (self.command(&name, &options, user, latency).await, name)
             }
+            (InteractionType::ApplicationCommandAutocomplete, Some(InteractionData::ApplicationCommand(data))) if data.name == "privacy" => {
+                let (_, options) = command_path(data);
+                let choices = match focused_option(&options) {
+                    Some((name, typed)) => {
+                        let setting = string_option(&options, "setting");
+                        privacy::suggest(name, typed, setting.as_deref())
+                    }
+                    None => Vec::new(),
+                };
+                // Discord refuses the whole answer if one choice is too long.
+                let fits = |(name, value): &(String, String)| name.chars().count() <= MAX_CHOICE_LEN && value.chars().count() <= MAX_CHOICE_LEN;
+                (Reply::Choices(choices.into_iter().filter(fits).take(MAX_CHOICES).collect()), "autocomplete".into())
+            }
             (InteractionType::ApplicationCommandAutocomplete, Some(InteractionData::ApplicationCommand(data))) => {
                 let typed = focused(&data.options).unwrap_or("").to_owned();
                 let choices = match self.pairs(user).await {
                     Ok(pairs) => suggest(pairs.keys(), &typed),
                     Err(_) => Vec::new(),
                 };
-                (Reply::Choices(choices), "autocomplete".into())
+                (Reply::Choices(choices.into_iter().map(|k| (k.clone(), k)).collect()), "autocomplete".into())
             }
             (InteractionType::MessageComponent, Some(InteractionData::MessageComponent(data))) => {
                 let custom_id = data.custom_id.as_str();
@@ -193,8 +216,9 @@ impl Context {
             }
             _ => return,
         };
-        // `/ping` answers publicly, as Lantern's does; everything else is private in guilds.
-        let response = response(reply, ephemeral(&interaction) && what != "ping");
+        // `/ping` answers publicly, as Lantern's does; everything else is private in guilds,
+        // and a member's privacy settings are private everywhere.
+        let response = response(reply, (ephemeral(&interaction) && what != "ping") || what.starts_with("privacy"));
         let app = self.application_id.and_then(|a| Id::new_checked(a.0)).unwrap_or(interaction.application_id);
         let sent = self.client.interaction(app).create_response(interaction.id, &interaction.token, &response).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -205,7 +229,42 @@ impl Context {
         }
     }
 
+    /// Reads or changes the privacy settings of `user` (the member who ran the command) on
+    /// their owner shard.
+    async fn privacy(&self, user: Snowflake, change: Option<PrivacyChange>) -> Result<PrivacySettings, PrivacyError> {
+        self.shards
+            .ask_owner(user, move |s, owned| async move { s.owned_privacy(owned, Auth::Owner, change).await })
+            .await
+            .unwrap_or_else(|_| Err(PrivacyError::Internal("the owner shard has stopped".into())))
+    }
+
+    async fn privacy_command(&self, sub: &str, options: &[CommandDataOption], user: Snowflake) -> Reply {
+        let setting = string_option(options, "setting");
+        let value = string_option(options, "value");
+        let change = match privacy::change_for(sub, setting.as_deref(), value.as_deref()) {
+            Ok(change) => change,
+            Err(m) => return Reply::Text(m),
+        };
+        let before = if sub == "pause" || sub == "resume" {
+            match self.privacy(user, None).await {
+                Ok(s) => Some(s.paused),
+                Err(e) => return Reply::Text(privacy::failure(e)),
+            }
+        } else {
+            None
+        };
+        // Pausing twice (or resuming when not paused) changes nothing.
+        let change = if before == Some(sub == "pause") { None } else { change };
+        Reply::Text(match self.privacy(user, change).await {
+            Ok(now) => privacy::answer(sub, before, &now),
+            Err(e) => privacy::failure(e),
+        })
+    }
+
     async fn command(&self, name: &str, options: &[CommandDataOption], user: Snowflake, latency: Option<Duration>) -> Reply {
+        if let Some(sub) = name.strip_prefix("privacy ") {
+            return self.privacy_command(sub, options, user).await;
+        }
         let key = string_option(options, "key");
         let value = string_option(options, "value");
         let text = match name {
@@ -363,12 +422,13 @@ pub fn response(reply: Reply, ephemeral: bool) -> InteractionResponse {
                 ..Default::default()
             }),
         },
-        Reply::Choices(keys) => InteractionResponse {
+        Reply::Choices(choices) => InteractionResponse {
             kind: InteractionResponseType::ApplicationCommandAutocompleteResult,
             data: Some(InteractionResponseData {
                 choices: Some(
-                    keys.into_iter()
-                        .map(|k| CommandOptionChoice { name: k.clone(), name_localizations: None, value: CommandOptionChoiceValue::String(k) })
+                    choices
+                        .into_iter()
+                        .map(|(name, value)| CommandOptionChoice { name, name_localizations: None, value: CommandOptionChoiceValue::String(value) })
                         .collect(),
                 ),
                 ..Default::default()

@@ -10,6 +10,7 @@
 
 pub mod commands;
 pub mod interactions;
+pub mod privacy;
 
 use crate::config::{Config, DEFAULT_API_URL};
 use crate::runtime::Peers;

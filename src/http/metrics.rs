@@ -22,6 +22,7 @@ pub fn route_label(route: Option<&Route<'_>>, path: &str) -> &'static str {
         Route::User(_) => "/api/v1/users/{user_id}",
         Route::Storage(_) => "/api/v1/users/{user_id}/storage",
         Route::StorageKey(..) => "/api/v1/users/{user_id}/storage/{key}",
+        Route::Privacy(_) => "/api/v1/users/{user_id}/privacy",
         Route::Socket => "/socket",
         Route::OpenApi => "/openapi.json",
         Route::Docs => "/docs",

@@ -11,6 +11,7 @@ pub mod lanyard;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod privacy;
 pub mod response;
 pub mod router;
 pub mod status;
@@ -412,6 +413,7 @@ async fn dispatch(ctx: &Rc<Shard>, route: Option<&Route<'_>>, req: &mut Request<
         Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers(), gzip).await,
         Route::Storage(id) => storage::storage(ctx, id, req).await,
         Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
+        Route::Privacy(id) => privacy::privacy(ctx, id, req).await,
         Route::OpenApi => Ok(openapi::document()),
         Route::Docs => Ok(openapi::page()),
         Route::Deploy => Ok(deploy::webhook(ctx, req).await),

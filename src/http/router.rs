@@ -15,6 +15,8 @@ pub enum Route<'a> {
     User(&'a str),
     /// `/api/v1/users/:id/storage`
     Storage(&'a str),
+    /// `/api/v1/users/:id/privacy`
+    Privacy(&'a str),
     /// `/api/v1/users/:id/storage/:key` (the key still percent-encoded)
     StorageKey(&'a str, &'a str),
     Socket,
@@ -40,6 +42,7 @@ impl Route<'_> {
             Route::Deploy => &[Method::POST],
             Route::Storage(_) => &[Method::GET, Method::HEAD, Method::DELETE],
             Route::StorageKey(..) => &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::DELETE],
+            Route::Privacy(_) => &[Method::GET, Method::HEAD, Method::PUT, Method::PATCH],
         }
     }
 
@@ -70,6 +73,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         [a, b, c, Some(id), d, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "storage") && !id.is_empty() => {
             Some(Route::Storage(id))
         }
+        [a, b, c, Some(id), d, None, ..] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "privacy") && !id.is_empty() => {
+            Some(Route::Privacy(id))
+        }
         [a, b, c, Some(id), d, Some(key), None] if eq(a, "api") && eq(b, "v1") && eq(c, "users") && eq(d, "storage") && !id.is_empty() => {
             Some(Route::StorageKey(id, key))
         }
@@ -98,6 +104,7 @@ mod tests {
         assert_eq!(route("/api/v1/users/123/storage/myKey"), Some(Route::StorageKey("123", "myKey")));
         assert_eq!(route("/api/v1/users/123/storage/"), Some(Route::Storage("123")));
         assert_eq!(route("/api/v1/users/123/storage/a/b"), None);
+        assert_eq!(route("/api/v1/users/123/Privacy/"), Some(Route::Privacy("123")));
         assert_eq!(route("/nope"), None);
         assert_eq!(route("/openapi.json"), Some(Route::OpenApi));
         assert_eq!(route("/docs/"), Some(Route::Docs));

@@ -170,6 +170,15 @@ async fn run(ctx: &Rc<Shard>, id: Snowflake, raw_id: &str, req: StorageRequest) 
     ctx.storage(id, req).await.map_err(|e| api_error(e, raw_id))
 }
 
+/// A public read; the token, when one is sent, lets its holder read a map the member hides.
+async fn read(ctx: &Rc<Shard>, id: Snowflake, raw_id: &str, req: StorageRequest, headers: &HeaderMap) -> Result<StorageAnswer, ApiError> {
+    let token = match auth(headers) {
+        Ok(Auth::Token(t)) => Some(t),
+        _ => None,
+    };
+    ctx.storage_read(id, req, token).await.map_err(|e| api_error(e, raw_id))
+}
+
 /// `GET` / `DELETE /api/v1/users/:id/storage`.
 pub async fn storage(ctx: &Rc<Shard>, raw_id: &str, req: &mut Request<Incoming>) -> Result<Reply, ApiError> {
     let id = path_user_id(raw_id)?;
@@ -178,7 +187,7 @@ pub async fn storage(ctx: &Rc<Shard>, raw_id: &str, req: &mut Request<Incoming>)
         run(ctx, id, raw_id, StorageRequest::Write { auth, op: KvOp::Clear }).await?;
         return Ok(success());
     }
-    match run(ctx, id, raw_id, StorageRequest::GetAll).await? {
+    match read(ctx, id, raw_id, StorageRequest::GetAll, req.headers()).await? {
         StorageAnswer::Map(json) => Ok(Reply::json(StatusCode::OK, json)),
         _ => Err(api_error(KvError::Internal("unexpected storage answer".into()), raw_id)),
     }
@@ -190,7 +199,7 @@ pub async fn storage_key(ctx: &Rc<Shard>, raw_id: &str, raw_key: &str, req: &mut
     let method = req.method().clone();
     let key = if method == Method::PUT || method == Method::PATCH { path_key(raw_key)? } else { path_key_stored(raw_key)? };
     if method == Method::GET || method == Method::HEAD {
-        return match run(ctx, id, raw_id, StorageRequest::GetKey(key)).await? {
+        return match read(ctx, id, raw_id, StorageRequest::GetKey(key), req.headers()).await? {
             StorageAnswer::Value(value_json) => {
                 let mut body = Vec::with_capacity(value_json.len() + 10);
                 body.extend_from_slice(b"{\"value\":");

@@ -8,10 +8,12 @@
 pub mod events;
 pub mod flags;
 pub mod json_out;
+pub mod privacy;
 pub mod state;
 pub mod user_object;
 
 pub use events::IngestEvent;
+pub use privacy::{PrivacyPatch, PrivacySettings};
 pub use state::{Applied, Change, LastSeenWrite, ShardState, UserState};
 pub use user_object::UserJson;
 
@@ -39,51 +41,75 @@ impl Presence {
         Presence { state: RefCell::new(state) }
     }
 
-    /// Users this shard monitors.
+    /// Users this shard monitors (a member who paused is not counted: readers do not see them).
     pub fn len(&self) -> usize {
-        self.state.borrow().len()
+        self.state.borrow().shown_len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.state.borrow().is_empty()
+        self.len() == 0
     }
 
-    /// Whether the user is a monitored member.
+    /// Whether the user is a monitored member readers see (not paused).
     pub fn contains(&self, id: Owned<Snowflake>) -> bool {
-        self.state.borrow().contains(id.key())
+        self.state.borrow().shown(id.key()).is_some()
     }
 
     /// The user object, rendered at `now` (unix ms); `None` when not monitored.
     pub fn render(&self, id: Owned<Snowflake>, now: i64) -> Option<Bytes> {
-        self.state.borrow().get(id.key()).map(|u| u.json.render(now))
+        self.state.borrow().shown(id.key()).map(|u| u.json.render(now))
     }
 
     /// The user object at `now`, gzip-compressed (`Ok`, cached per version) or plain (`Err`)
     /// when too short to compress; `None` when not monitored.
     pub fn render_gzip(&self, id: Owned<Snowflake>, now: i64) -> Option<Result<Bytes, Bytes>> {
-        self.state.borrow().get(id.key()).map(|u| u.json.render_gzip(now))
+        self.state.borrow().shown(id.key()).map(|u| u.json.render_gzip(now))
     }
 
     /// Every monitored user's object, rendered at `now`.
     pub fn render_all(&self, now: i64) -> Vec<(Snowflake, Bytes)> {
         let state = self.state.borrow();
-        state.ids().filter_map(|id| Some((id, state.get(id)?.json.render(now)))).collect()
+        state.shown_ids().filter_map(|id| Some((id, state.shown(id)?.json.render(now)))).collect()
     }
 
     /// The ids of every monitored user this shard owns.
     pub fn ids(&self) -> Vec<Snowflake> {
-        self.state.borrow().ids().collect()
+        self.state.borrow().shown_ids().collect()
     }
 
-    /// Reads one user's state through `f`; `None` when not monitored.
+    /// Reads one user's state, as the member's privacy settings let readers see it, through
+    /// `f`; `None` when not monitored.
     pub fn with_user<R>(&self, id: Owned<Snowflake>, f: impl FnOnce(UserView<'_>) -> R) -> Option<R> {
         let state = self.state.borrow();
-        Some(f(state.get(id.key())?.view()))
+        Some(f(state.shown(id.key())?.view()))
     }
 
-    /// The user's KV map as served in the user object (`{}` when empty); `None` when not monitored.
+    /// The user's KV map as served in public objects (`{}` when empty or hidden); `None` when
+    /// not monitored.
     pub fn storage_json(&self, id: Owned<Snowflake>) -> Option<Bytes> {
-        self.state.borrow().get(id.key()).map(|u| u.storage_json.clone())
+        self.state.borrow().shown(id.key()).map(|u| u.shown_storage())
+    }
+
+    /// Whether the user is a listed member, paused or not (privacy changes need one).
+    pub fn is_member(&self, id: Owned<Snowflake>) -> bool {
+        self.state.borrow().is_member(id.key())
+    }
+
+    /// The user's privacy settings (the default when they set none).
+    pub fn privacy(&self, id: Owned<Snowflake>) -> PrivacySettings {
+        self.state.borrow().privacy(id.key())
+    }
+
+    /// Plans a change of the user's settings (see [`ShardState::plan_privacy`]).
+    pub fn plan_privacy(&self, id: Owned<Snowflake>, change: impl FnOnce(&mut PrivacySettings) -> Result<(), String>) -> Result<(u64, PrivacySettings), String> {
+        self.state.borrow_mut().plan_privacy(id.key(), change)
+    }
+
+    /// A planned change was written, or failed (see [`ShardState::commit_privacy`]).
+    pub fn commit_privacy(&self, id: Owned<Snowflake>, seq: u64, settings: PrivacySettings, durable: bool) -> Applied {
+        let mut applied = Applied::default();
+        self.state.borrow_mut().commit_privacy(id.key(), seq, settings, durable, &mut applied);
+        applied
     }
 
     /// Applies an ingest event whose users this shard owns (each proven by `owns`; a user it

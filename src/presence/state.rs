@@ -6,6 +6,7 @@
 
 use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
+use crate::presence::privacy::PrivacySettings;
 use crate::presence::IngestEvent;
 use crate::presence::user_object::{self, MemberJson, UserInputs, UserJson};
 use bytes::Bytes;
@@ -37,6 +38,11 @@ pub struct UserState {
     pub last_seen_ms: Option<i64>,
     /// The KV map as a JSON object (`{}` when empty), shared with the KV store.
     pub storage_json: Bytes,
+    /// What the member hides (the default hides nothing).
+    pub privacy: PrivacySettings,
+    /// The presence readers see, when the settings change it (`None`: `presence` as is).
+    /// Filtered once per change, before anything is encoded.
+    shown: Option<Option<Presence>>,
     /// Bumped on every visible change.
     pub version: u64,
     pub json: UserJson,
@@ -52,8 +58,39 @@ pub struct UserState {
 
 impl UserState {
     /// What this user's state shows, for readers that are not the user object.
+    /// Filtered by the member's privacy settings: no reader gets more than this.
     pub fn view(&self) -> crate::presence::UserView<'_> {
-        crate::presence::UserView { member: &self.member, presence: self.presence.as_ref(), last_seen_ms: self.last_seen_ms, version: self.version }
+        crate::presence::UserView { member: &self.member, presence: self.shown_presence(), last_seen_ms: self.shown_last_seen(), version: self.version }
+    }
+
+    /// The presence readers see.
+    pub fn shown_presence(&self) -> Option<&Presence> {
+        match &self.shown {
+            Some(shown) => shown.as_ref(),
+            None => self.presence.as_ref(),
+        }
+    }
+
+    fn shown_last_seen(&self) -> Option<i64> {
+        if self.privacy.hide_last_seen {
+            None
+        } else {
+            self.last_seen_ms
+        }
+    }
+
+    /// The KV map public readers see (`{}` while the member hides it).
+    pub fn shown_storage(&self) -> Bytes {
+        if self.privacy.hide_kv {
+            Bytes::from_static(b"{}")
+        } else {
+            self.storage_json.clone()
+        }
+    }
+
+    /// Whether the member paused: readers answer as if they were not monitored.
+    pub fn paused(&self) -> bool {
+        self.privacy.paused
     }
 
     /// Marks the member as changed (or possibly changed) since the last rebuild.
@@ -68,12 +105,14 @@ impl UserState {
         }
         // Every path that changes the member says so; tests (debug builds) check each rebuild.
         debug_assert_eq!(self.member_json, user_object::member_json(&self.member), "member changed without member_changed()");
+        self.shown = self.privacy.filter(self.presence.as_ref());
+        let storage = self.shown_storage();
         let json = user_object::build_with(
             &UserInputs {
                 member: &self.member,
-                presence: self.presence.as_ref(),
-                last_seen_ms: self.last_seen_ms,
-                storage_json: &self.storage_json,
+                presence: self.shown_presence(),
+                last_seen_ms: self.shown_last_seen(),
+                storage_json: &storage,
             },
             &self.member_json,
         );
@@ -98,6 +137,25 @@ pub struct ShardState {
     last_seen: HashMap<Snowflake, i64>,
     /// KV maps (JSON objects) of users with stored pairs who are not (yet) listed as members.
     storage: HashMap<Snowflake, Bytes>,
+    /// Privacy settings (other than the default) of users who are not (yet) listed as members.
+    privacy: HashMap<Snowflake, PrivacySettings>,
+    /// Listed members who paused (left out of [`ShardState::shown_len`]).
+    paused: usize,
+    /// Privacy changes being written, by user (an entry lives while any is in flight).
+    pending_privacy: HashMap<Snowflake, PendingPrivacy>,
+    next_privacy_seq: u64,
+}
+
+/// One user's privacy changes being written.
+struct PendingPrivacy {
+    /// The latest planned change: its sequence and the settings it makes (the next change is
+    /// planned on these).
+    latest: (u64, PrivacySettings),
+    /// Changes planned and not yet durable (or failed).
+    in_flight: u32,
+    /// The sequence of the last change applied: an older one finishing later is not applied
+    /// over it.
+    applied: u64,
 }
 
 /// Result of applying an event: what readers must hear about and what must be persisted.
@@ -110,7 +168,13 @@ pub struct Applied {
 impl ShardState {
     /// Starts with the last-seen times persisted in the shard's storage.
     pub fn with_last_seen(last_seen: HashMap<Snowflake, i64>) -> ShardState {
-        ShardState { users: HashMap::new(), last_seen, storage: HashMap::new() }
+        ShardState { last_seen, ..ShardState::default() }
+    }
+
+    /// Also starts with the persisted privacy settings of the shard's users.
+    pub fn with_privacy(mut self, privacy: HashMap<Snowflake, PrivacySettings>) -> ShardState {
+        self.privacy = privacy.into_iter().filter(|(_, p)| !p.is_default()).collect();
+        self
     }
 
     /// Also starts with the persisted KV maps (JSON objects) of the shard's users.
@@ -133,6 +197,129 @@ impl ShardState {
 
     pub fn ids(&self) -> impl Iterator<Item = Snowflake> + '_ {
         self.users.keys().copied()
+    }
+
+    /// A member as readers see them: `None` when not monitored or paused.
+    pub fn shown(&self, id: Snowflake) -> Option<&UserState> {
+        self.users.get(&id).filter(|u| !u.paused())
+    }
+
+    /// The members readers see (all but the paused).
+    pub fn shown_ids(&self) -> impl Iterator<Item = Snowflake> + '_ {
+        self.users.iter().filter(|(_, u)| !u.paused()).map(|(id, _)| *id)
+    }
+
+    /// How many members readers see.
+    pub fn shown_len(&self) -> usize {
+        self.users.len() - self.paused
+    }
+
+    /// Whether the user is a listed member (paused or not).
+    pub fn is_member(&self, id: Snowflake) -> bool {
+        self.users.contains_key(&id)
+    }
+
+    /// The user's privacy settings (member or not).
+    pub fn privacy(&self, id: Snowflake) -> PrivacySettings {
+        match self.users.get(&id) {
+            Some(u) => u.privacy.clone(),
+            None => self.privacy.get(&id).cloned().unwrap_or_default(),
+        }
+    }
+
+    fn is_paused(&self, id: Snowflake) -> bool {
+        match self.users.get(&id) {
+            Some(u) => u.paused(),
+            None => self.privacy.get(&id).is_some_and(|p| p.paused),
+        }
+    }
+
+    /// Drops the changes from `from` on that concern paused users: readers hear nothing of them.
+    fn drop_paused_changes(&self, applied: &mut Applied, from: usize) {
+        let mut i = 0;
+        applied.changes.retain(|c| {
+            i += 1;
+            let id = match c {
+                Change::Joined(id) | Change::Updated(id) | Change::Left(id) | Change::StorageUpdated(id) => *id,
+            };
+            i <= from || !self.is_paused(id)
+        });
+    }
+
+    /// Plans a change of the user's settings, made by `change` on the latest settings (those
+    /// of changes still being written included). Returns the change's sequence and the
+    /// settings it makes; nothing is visible until [`ShardState::commit_privacy`].
+    pub fn plan_privacy(&mut self, id: Snowflake, change: impl FnOnce(&mut PrivacySettings) -> Result<(), String>) -> Result<(u64, PrivacySettings), String> {
+        let mut next = match self.pending_privacy.get(&id) {
+            Some(p) => p.latest.1.clone(),
+            None => self.privacy(id),
+        };
+        change(&mut next)?;
+        self.next_privacy_seq += 1;
+        let seq = self.next_privacy_seq;
+        let pending = self.pending_privacy.entry(id).or_insert(PendingPrivacy { latest: (seq, next.clone()), in_flight: 0, applied: 0 });
+        pending.latest = (seq, next.clone());
+        pending.in_flight += 1;
+        Ok((seq, next))
+    }
+
+    /// A planned change was written (`durable`) or failed: once durable, readers see it.
+    /// Changes are applied in the order they were planned (the writer commits them in that
+    /// order); a failed one leaves the settings as they were.
+    pub fn commit_privacy(&mut self, id: Snowflake, seq: u64, settings: PrivacySettings, durable: bool, applied: &mut Applied) {
+        let Some(pending) = self.pending_privacy.get_mut(&id) else { return };
+        pending.in_flight = pending.in_flight.saturating_sub(1);
+        let newer_applied = pending.applied > seq;
+        if durable && !newer_applied {
+            pending.applied = seq;
+        }
+        if pending.in_flight == 0 {
+            self.pending_privacy.remove(&id);
+        } else if !durable && pending.latest.0 == seq {
+            // The next change is planned on what is applied, not on what failed.
+            pending.latest.1 = match self.users.get(&id) {
+                Some(u) => u.privacy.clone(),
+                None => self.privacy.get(&id).cloned().unwrap_or_default(),
+            };
+        }
+        if durable && !newer_applied {
+            self.set_privacy(id, settings, applied);
+        }
+    }
+
+    /// Replaces the user's settings. A change is a visible change: the object is rebuilt and
+    /// its version bumped; pausing is a leave for readers and resuming a join.
+    pub fn set_privacy(&mut self, id: Snowflake, settings: PrivacySettings, applied: &mut Applied) {
+        let Some(user) = self.users.get_mut(&id) else {
+            if settings.is_default() {
+                self.privacy.remove(&id);
+            } else {
+                self.privacy.insert(id, settings);
+            }
+            return;
+        };
+        if user.privacy == settings {
+            return;
+        }
+        let was_paused = user.paused();
+        user.privacy = settings;
+        if !user.rebuild() {
+            // The Lantern object may read the same (e.g. hiding last seen while online) while
+            // another dialect's does not: readers' caches go by version.
+            user.version += 1;
+        }
+        match (was_paused, user.paused()) {
+            (false, true) => {
+                self.paused += 1;
+                applied.changes.push(Change::Left(id));
+            }
+            (true, false) => {
+                self.paused -= 1;
+                applied.changes.push(Change::Joined(id));
+            }
+            (false, false) => applied.changes.push(Change::Updated(id)),
+            (true, true) => {}
+        }
     }
 
     /// Inserts or refreshes a member, with its presence from the same snapshot (`None` means
@@ -166,6 +353,8 @@ impl ShardState {
             presence,
             last_seen_ms,
             storage_json: self.storage.remove(&id).unwrap_or_else(|| Bytes::from_static(b"{}")),
+            privacy: self.privacy.remove(&id).unwrap_or_default(),
+            shown: None,
             version: 0,
             json: UserJson::empty(),
             member_json: MemberJson::default(),
@@ -174,6 +363,9 @@ impl ShardState {
             builds: 0,
         };
         user.rebuild();
+        if user.paused() {
+            self.paused += 1;
+        }
         self.users.insert(id, user);
         applied.changes.push(Change::Joined(id));
     }
@@ -211,6 +403,7 @@ impl ShardState {
                 if u.storage_json[..] != b"{}"[..] {
                     self.storage.insert(id, u.storage_json);
                 }
+                self.keep_privacy(id, u.privacy);
             }
             applied.changes.push(Change::Left(id));
         }
@@ -274,7 +467,19 @@ impl ShardState {
             if u.last_seen_ms.is_some() {
                 applied.writes.push(LastSeenWrite::Clear(id));
             }
+            // The member's choices outlive a leave: they hold again if they come back.
+            self.keep_privacy(id, u.privacy);
             applied.changes.push(Change::Left(id));
+        }
+    }
+
+    /// Keeps the settings of a member no longer listed.
+    fn keep_privacy(&mut self, id: Snowflake, privacy: PrivacySettings) {
+        if privacy.paused {
+            self.paused -= 1;
+        }
+        if !privacy.is_default() {
+            self.privacy.insert(id, privacy);
         }
     }
 
@@ -296,7 +501,7 @@ impl ShardState {
     pub fn set_storage_json(&mut self, id: Snowflake, storage_json: Bytes, applied: &mut Applied) {
         if let Some(user) = self.users.get_mut(&id) {
             user.storage_json = storage_json;
-            if user.rebuild() {
+            if user.rebuild() && !user.paused() {
                 applied.changes.push(Change::StorageUpdated(id));
             }
         } else if storage_json[..] == b"{}"[..] {
@@ -309,6 +514,12 @@ impl ShardState {
     /// Applies one ingest event at `now_ms`, as the owner shard does for every event routed to
     /// it.
     pub fn apply(&mut self, event: IngestEvent, now_ms: i64, applied: &mut Applied) {
+        let from = applied.changes.len();
+        self.apply_event(event, now_ms, applied);
+        self.drop_paused_changes(applied, from);
+    }
+
+    fn apply_event(&mut self, event: IngestEvent, now_ms: i64, applied: &mut Applied) {
         match event {
             IngestEvent::Listed { generation, members } => {
                 for (member, presence) in members {
@@ -392,4 +603,89 @@ mod tests {
         state.presence_update(p, 20, &mut applied);
         assert_eq!(applied.changes, []);
     }
+
+    fn paused() -> PrivacySettings {
+        PrivacySettings { paused: true, ..PrivacySettings::default() }
+    }
+
+    #[test]
+    fn pausing_is_a_leave_for_readers_and_resuming_a_join() {
+        let mut state = listed();
+        let mut applied = Applied::default();
+        state.set_privacy(ID, paused(), &mut applied);
+        assert_eq!(applied.changes, [Change::Left(ID)]);
+        assert_eq!((state.shown_len(), state.shown(ID).is_none(), state.is_member(ID)), (0, true, true));
+        // Whatever happens meanwhile reaches nobody, and is not lost.
+        let mut meanwhile = Applied::default();
+        state.apply(IngestEvent::Presence(playing()), 10, &mut meanwhile);
+        state.set_storage_json(ID, Bytes::from_static(b"{\"k\":\"v\"}"), &mut meanwhile);
+        assert_eq!(meanwhile.changes, []);
+        let mut resumed = Applied::default();
+        state.set_privacy(ID, PrivacySettings::default(), &mut resumed);
+        assert_eq!(resumed.changes, [Change::Joined(ID)]);
+        assert_eq!(state.shown_len(), 1);
+        assert_eq!(state.shown(ID).unwrap().view().presence.map(|p| p.activities.len()), Some(1));
+    }
+
+    #[test]
+    fn settings_outlive_a_leave_and_hold_again_when_the_member_is_listed() {
+        let mut state = listed();
+        state.set_privacy(ID, paused(), &mut Applied::default());
+        let mut applied = Applied::default();
+        state.apply(IngestEvent::MemberRemove(ID), 10, &mut applied);
+        assert_eq!(applied.changes, [], "a paused member's leave was already told");
+        assert_eq!((state.shown_len(), state.privacy(ID).paused), (0, true));
+        let member = Member { user: User { id: ID, username: "alice".into(), ..User::default() }, ..Member::default() };
+        let mut applied = Applied::default();
+        state.apply(IngestEvent::MemberAdd { generation: 2, member }, 20, &mut applied);
+        assert_eq!(applied.changes, [], "nor is the return of a paused member");
+        assert_eq!((state.shown_len(), state.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_settings_change_bumps_the_version_even_when_the_object_reads_the_same() {
+        let mut state = listed();
+        let version = state.get(ID).unwrap().version;
+        let mut applied = Applied::default();
+        state.set_privacy(ID, PrivacySettings { hide_last_seen: true, ..PrivacySettings::default() }, &mut applied);
+        assert_eq!(applied.changes, [Change::Updated(ID)]);
+        assert_eq!(state.get(ID).unwrap().version, version + 1);
+        let mut again = Applied::default();
+        state.set_privacy(ID, PrivacySettings { hide_last_seen: true, ..PrivacySettings::default() }, &mut again);
+        assert_eq!(again, Applied::default(), "the same settings again change nothing");
+    }
+
+    #[test]
+    fn privacy_changes_apply_in_order_and_a_failed_one_changes_nothing() {
+        let mut state = listed();
+        let hide = |field: &str| {
+            let field = field.to_owned();
+            move |s: &mut PrivacySettings| {
+                match field.as_str() {
+                    "spotify" => s.hide_spotify = true,
+                    _ => s.hide_kv = true,
+                }
+                Ok(())
+            }
+        };
+        let (a, sa) = state.plan_privacy(ID, hide("spotify")).unwrap();
+        let (b, sb) = state.plan_privacy(ID, hide("kv")).unwrap();
+        assert!(sb.hide_spotify && sb.hide_kv, "planned on the change still being written");
+        // The later one finishes first: the earlier one is then not applied over it.
+        state.commit_privacy(ID, b, sb.clone(), true, &mut Applied::default());
+        state.commit_privacy(ID, a, sa, true, &mut Applied::default());
+        assert_eq!(state.privacy(ID), sb);
+        assert!(state.pending_privacy.is_empty());
+        let (c, sc) = state.plan_privacy(ID, |s| {
+            s.paused = true;
+            Ok(())
+        })
+        .unwrap();
+        let mut applied = Applied::default();
+        state.commit_privacy(ID, c, sc, false, &mut applied);
+        assert_eq!((state.privacy(ID), applied), (sb, Applied::default()));
+        assert!(state.plan_privacy(ID, |_| Err("no".into())).is_err());
+        assert!(state.pending_privacy.is_empty());
+    }
+
 }

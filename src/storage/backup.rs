@@ -17,7 +17,7 @@
 //! but those above, and optionally repartitions it for another shard count
 //! ([`super::repartition`]); a server started on it with a different count repartitions anyway.
 
-use super::{repartition, shard_path, StorageError, KV, LAST_SEEN, META, TOKENS};
+use super::{repartition, shard_path, StorageError, KV, LAST_SEEN, META, PRIVACY, TOKENS};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -72,6 +72,11 @@ fn copy_snapshot(rx: &ReadTransaction, path: &Path) -> Result<(), StorageError> 
         for row in rx.open_table(LAST_SEEN).map_err(StorageError::redb)?.iter().map_err(StorageError::redb)? {
             let (k, v) = row.map_err(StorageError::redb)?;
             last_seen.insert(k.value(), v.value()).map_err(StorageError::redb)?;
+        }
+        let mut privacy = tx.open_table(PRIVACY).map_err(StorageError::redb)?;
+        for row in rx.open_table(PRIVACY).map_err(StorageError::redb)?.iter().map_err(StorageError::redb)? {
+            let (k, v) = row.map_err(StorageError::redb)?;
+            privacy.insert(k.value(), v.value()).map_err(StorageError::redb)?;
         }
         let mut meta = tx.open_table(META).map_err(StorageError::redb)?;
         for row in rx.open_table(META).map_err(StorageError::redb)?.iter().map_err(StorageError::redb)? {

@@ -12,6 +12,7 @@
 //! | `last_seen` | user id (`u64`) | unix ms of the last transition to offline (`i64`) |
 //! | `kv` | (user id, key) (`(u64, &str)`) | value (`&str`) |
 //! | `kv_tokens` | user id (`u64`) | the user's storage token, AES-256-GCM encrypted: `iv(16) ‖ ciphertext ‖ tag(16)` |
+//! | `privacy` | user id (`u64`) | the user's privacy settings as a JSON object (`&str`); no row = the defaults |
 //! | `meta` | name (`&str`) | `u64`; `shards` = the shard count the file was partitioned for |
 //!
 //! A user has storage once they hold a token (`/storage create token`); the `kv` rows of a user
@@ -36,6 +37,8 @@ pub const LAST_SEEN: TableDefinition<u64, i64> = TableDefinition::new("last_seen
 pub const KV: TableDefinition<(u64, &str), &str> = TableDefinition::new("kv");
 /// user id → encrypted token (`iv ‖ ciphertext ‖ tag`).
 pub const TOKENS: TableDefinition<u64, &[u8]> = TableDefinition::new("kv_tokens");
+/// user id → privacy settings (JSON, opaque to storage).
+pub const PRIVACY: TableDefinition<u64, &str> = TableDefinition::new("privacy");
 /// name → number (`shards`).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -73,6 +76,7 @@ pub fn open(dir: &Path, index: usize) -> Result<Database, StorageError> {
     tx.open_table(LAST_SEEN).map_err(StorageError::redb)?;
     tx.open_table(KV).map_err(StorageError::redb)?;
     tx.open_table(TOKENS).map_err(StorageError::redb)?;
+    tx.open_table(PRIVACY).map_err(StorageError::redb)?;
     tx.open_table(META).map_err(StorageError::redb)?;
     tx.commit().map_err(StorageError::redb)?;
     Ok(db)
@@ -85,6 +89,8 @@ pub struct Loaded {
     pub kv: HashMap<Snowflake, BTreeMap<String, String>>,
     /// Encrypted tokens.
     pub tokens: HashMap<Snowflake, Vec<u8>>,
+    /// Privacy settings, as stored (JSON).
+    pub privacy: HashMap<Snowflake, String>,
 }
 
 /// Reads everything a shard keeps in memory (start-up only, before the shard runs).
@@ -101,6 +107,27 @@ pub fn load(db: &Database) -> Result<Loaded, StorageError> {
     for row in tokens.iter().map_err(StorageError::redb)? {
         let (k, v) = row.map_err(StorageError::redb)?;
         out.tokens.insert(Snowflake(k.value()), v.value().to_vec());
+    }
+    let privacy = rx.open_table(PRIVACY).map_err(StorageError::redb)?;
+    for row in privacy.iter().map_err(StorageError::redb)? {
+        let (k, v) = row.map_err(StorageError::redb)?;
+        out.privacy.insert(Snowflake(k.value()), v.value().to_owned());
+    }
+    Ok(out)
+}
+
+/// Every privacy row of every shard file in `dir`, as `(file index, user, settings JSON)`
+/// (diagnostics and tests; only while no server uses the directory).
+pub fn privacy_rows(dir: &Path) -> Result<Vec<(usize, Snowflake, String)>, StorageError> {
+    let mut out = Vec::new();
+    for (index, path) in repartition::shard_files(dir)? {
+        let db = Database::builder().set_cache_size(1 << 20).create(&path).map_err(|source| StorageError::Open { path, source })?;
+        let rx = db.begin_read().map_err(StorageError::redb)?;
+        let Ok(table) = rx.open_table(PRIVACY) else { continue };
+        for row in table.iter().map_err(StorageError::redb)? {
+            let (k, v) = row.map_err(StorageError::redb)?;
+            out.push((index, Snowflake(k.value()), v.value().to_owned()));
+        }
     }
     Ok(out)
 }

@@ -8,7 +8,7 @@
 //! exactly once. A file's `meta.shards` is written only once the whole directory is
 //! partitioned for that count; files past the new count are removed once empty.
 
-use super::{open, StorageError, KV, LAST_SEEN, META, TOKENS};
+use super::{open, StorageError, KV, LAST_SEEN, META, PRIVACY, TOKENS};
 use crate::discord::Snowflake;
 use crate::runtime::shard_of;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -21,7 +21,7 @@ pub struct Report {
     /// The shard count the directory was written with, when it is known.
     pub from: Option<usize>,
     pub to: usize,
-    /// Rows moved (pairs, tokens and last-seen times).
+    /// Rows moved (pairs, tokens, last-seen times and privacy settings).
     pub moved: usize,
     /// Files past the new shard count that were removed.
     pub removed_files: usize,
@@ -61,11 +61,12 @@ struct Misplaced {
     kv: Vec<(u64, String, String)>,
     tokens: Vec<(u64, Vec<u8>)>,
     last_seen: Vec<(u64, i64)>,
+    privacy: Vec<(u64, String)>,
 }
 
 impl Misplaced {
     fn len(&self) -> usize {
-        self.kv.len() + self.tokens.len() + self.last_seen.len()
+        self.kv.len() + self.tokens.len() + self.last_seen.len() + self.privacy.len()
     }
 }
 
@@ -95,6 +96,13 @@ fn misplaced(db: &Database, index: usize, shards: usize) -> Result<BTreeMap<usiz
             out.entry(owner(k.value())).or_default().last_seen.push((k.value(), v.value()));
         }
     }
+    let privacy = rx.open_table(PRIVACY).map_err(StorageError::redb)?;
+    for row in privacy.iter().map_err(StorageError::redb)? {
+        let (k, v) = row.map_err(StorageError::redb)?;
+        if owner(k.value()) != index {
+            out.entry(owner(k.value())).or_default().privacy.push((k.value(), v.value().to_owned()));
+        }
+    }
     Ok(out)
 }
 
@@ -112,6 +120,10 @@ fn insert_rows(db: &Database, rows: &Misplaced) -> Result<(), StorageError> {
         let mut last_seen = tx.open_table(LAST_SEEN).map_err(StorageError::redb)?;
         for (user, ms) in &rows.last_seen {
             last_seen.insert(*user, *ms).map_err(StorageError::redb)?;
+        }
+        let mut privacy = tx.open_table(PRIVACY).map_err(StorageError::redb)?;
+        for (user, json) in &rows.privacy {
+            privacy.insert(*user, json.as_str()).map_err(StorageError::redb)?;
         }
     }
     tx.commit().map_err(StorageError::redb)
@@ -131,6 +143,10 @@ fn remove_rows(db: &Database, rows: &Misplaced) -> Result<(), StorageError> {
         let mut last_seen = tx.open_table(LAST_SEEN).map_err(StorageError::redb)?;
         for (user, _) in &rows.last_seen {
             last_seen.remove(*user).map_err(StorageError::redb)?;
+        }
+        let mut privacy = tx.open_table(PRIVACY).map_err(StorageError::redb)?;
+        for (user, _) in &rows.privacy {
+            privacy.remove(*user).map_err(StorageError::redb)?;
         }
     }
     tx.commit().map_err(StorageError::redb)
@@ -226,6 +242,7 @@ mod tests {
                 let mut kv = tx.open_table(KV).unwrap();
                 let mut tokens = tx.open_table(TOKENS).unwrap();
                 let mut ls = tx.open_table(LAST_SEEN).unwrap();
+                let mut privacy = tx.open_table(PRIVACY).unwrap();
                 for u in 0..users {
                     let id = 1_300_000_000_000_000_000 + u;
                     if shard_of(Snowflake(id), shards) == index {
@@ -234,6 +251,7 @@ mod tests {
                         }
                         tokens.insert(id, [1u8, 2, 3].as_slice()).unwrap();
                         ls.insert(id, id as i64).unwrap();
+                        privacy.insert(id, format!("{{\"u\":{id}}}").as_str()).unwrap();
                     }
                 }
             }
@@ -252,6 +270,9 @@ mod tests {
         let ls = crate::storage::last_seen_rows(dir).unwrap();
         assert_eq!(ls.len() as u64, users);
         assert!(ls.iter().all(|(f, u, ms)| *f == shard_of(*u, shards) && *ms == u.0 as i64));
+        let privacy = crate::storage::privacy_rows(dir).unwrap();
+        assert_eq!(privacy.len() as u64, users);
+        assert!(privacy.iter().all(|(f, u, json)| *f == shard_of(*u, shards) && *json == format!("{{\"u\":{}}}", u.0)));
         assert_eq!(shard_files(dir).unwrap().len(), shards);
     }
 

@@ -77,6 +77,12 @@ impl Storage {
         }
     }
 
+    /// Writes other services' rows (privacy settings) through the same group commit as
+    /// key-value writes; resolves once durable.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<(), String> {
+        self.writer.write(ops).await
+    }
+
     /// Whether `given` is the user's current token (constant-time comparison).
     pub fn authorized(&self, id: Owned<Snowflake>, given: &[u8]) -> bool {
         self.kv.borrow().authorized(id.key(), given)

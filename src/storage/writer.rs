@@ -1,6 +1,6 @@
 //! The group-commit writer thread of one shard's database.
 
-use super::{StorageError, KV, LAST_SEEN, TOKENS};
+use super::{StorageError, KV, LAST_SEEN, PRIVACY, TOKENS};
 use crate::discord::Snowflake;
 use crossbeam_channel::{Receiver, Sender};
 use redb::{Database, Durability, ReadableTable};
@@ -26,6 +26,10 @@ pub enum WriteOp {
     SetToken(Snowflake, Vec<u8>),
     /// Removes the user's pairs and token (the member left the guild).
     DeleteStorage(Snowflake),
+    /// Stores the user's privacy settings (JSON), replacing any previous ones.
+    SetPrivacy(Snowflake, String),
+    /// Removes the user's privacy settings (back to the defaults).
+    ClearPrivacy(Snowflake),
 }
 
 struct Batch {
@@ -166,6 +170,7 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), StorageError> {
         let mut last_seen = tx.open_table(LAST_SEEN).map_err(StorageError::redb)?;
         let mut kv = tx.open_table(KV).map_err(StorageError::redb)?;
         let mut tokens = tx.open_table(TOKENS).map_err(StorageError::redb)?;
+        let mut privacy = tx.open_table(PRIVACY).map_err(StorageError::redb)?;
         for op in group.iter().flat_map(|b| &b.ops) {
             match op {
                 WriteOp::SetLastSeen(id, ms) => {
@@ -187,6 +192,12 @@ fn commit(db: &Database, group: &[Batch]) -> Result<(), StorageError> {
                 WriteOp::DeleteStorage(id) => {
                     clear_user(&mut kv, *id)?;
                     tokens.remove(id.0).map_err(StorageError::redb)?;
+                }
+                WriteOp::SetPrivacy(id, json) => {
+                    privacy.insert(id.0, json.as_str()).map_err(StorageError::redb)?;
+                }
+                WriteOp::ClearPrivacy(id) => {
+                    privacy.remove(id.0).map_err(StorageError::redb)?;
                 }
             }
         }

@@ -247,6 +247,7 @@ fn canonical(r: &Route<'_>) -> String {
         Route::User(id) => format!("/api/v1/users/{id}"),
         Route::Storage(id) => format!("/api/v1/users/{id}/storage"),
         Route::StorageKey(id, key) => format!("/api/v1/users/{id}/storage/{key}"),
+        Route::Privacy(id) => format!("/api/v1/users/{id}/privacy"),
         Route::Page(name) => format!("/page/{name}"),
         Route::OpenApi => "/openapi.json".into(),
         Route::Docs => "/docs".into(),
@@ -258,7 +259,10 @@ fn canonical(r: &Route<'_>) -> String {
 fn same_kind(a: &Route<'_>, b: &Route<'_>) -> bool {
     let eq = |x: &str, y: &str| x.eq_ignore_ascii_case(y);
     match (a, b) {
-        (Route::User(x), Route::User(y)) | (Route::Storage(x), Route::Storage(y)) | (Route::Page(x), Route::Page(y)) => eq(x, y),
+        (Route::User(x), Route::User(y))
+        | (Route::Storage(x), Route::Storage(y))
+        | (Route::Privacy(x), Route::Privacy(y))
+        | (Route::Page(x), Route::Page(y)) => eq(x, y),
         (Route::StorageKey(x, k), Route::StorageKey(y, l)) => eq(x, y) && eq(k, l),
         _ => std::mem::discriminant(a) == std::mem::discriminant(b),
     }
@@ -273,7 +277,7 @@ pub fn check_route(path: &str) {
     assert!(!r.allowed().is_empty());
     assert!(r.allow_header().ends_with("OPTIONS"));
     match &r {
-        Route::User(id) | Route::Storage(id) | Route::Page(id) => assert!(!id.is_empty() && !id.contains('/'), "{r:?}"),
+        Route::User(id) | Route::Storage(id) | Route::Privacy(id) | Route::Page(id) => assert!(!id.is_empty() && !id.contains('/'), "{r:?}"),
         Route::StorageKey(id, key) => assert!(!id.is_empty() && !id.contains('/') && !key.contains('/'), "{r:?}"),
         _ => {}
     }
