@@ -157,6 +157,29 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(read_response(&mut s).status, 200);
 }
 
+#[test]
+fn a_body_the_route_never_reads_does_not_reset_the_connection() {
+    // A DELETE without a token is answered 401 without its body being read. The server must
+    // go on reading (and discarding) the body until the client is done: a socket closed with
+    // unread bytes is reset by the kernel, and the client then loses the end of the exchange.
+    let env = env_with(|_| {});
+    let mut s = connect(&env);
+    let body = vec![b' '; 1 << 20];
+    let head = format!("DELETE /api/v1/users/{ALICE}/storage HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let sent = writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&body));
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+        sent
+    });
+    let r = read_response(&mut s);
+    assert_eq!((r.status, r.json()), (401, error_body("Unauthorized.", "unauthorized")));
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("the connection ends with a close, not a reset");
+    assert_eq!(rest, b"", "nothing follows the answer");
+    sender.join().unwrap().expect("the whole body was taken");
+}
+
 /// A keep-alive connection that has been served once (so the server counts it).
 fn served(env: &Env) -> TcpStream {
     let mut s = connect(env);

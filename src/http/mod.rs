@@ -308,21 +308,33 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
             let late = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request headers were not received in time.");
             answer_and_close(conn.into_parts().io.into_stream(), &late, ctx.index()).await;
         }
-        _ => {}
+        // hyper is done with the connection (the client closed it, or an answer said
+        // `Connection: close`). A body the route never read (a DELETE or a 401 ignores it) may
+        // still be arriving: closing now would reset the connection and could destroy the
+        // answer before the client reads it.
+        Ok(()) => linger_close(conn.into_parts().io.into_stream(), &[]).await,
+        Err(_) => {}
     }
     None
 }
 
 /// Writes an error answer with `Connection: close` straight to the socket (outside hyper) and
-/// closes it once the client has closed its side, or after [`CLOSE_LINGER`]. Reading what the
-/// client sent until then keeps the close from resetting the connection before the client has
-/// read the answer.
-async fn answer_and_close(mut stream: glommio::net::TcpStream, err: &ApiError, shard: usize) {
+/// closes it (see [`linger_close`]).
+async fn answer_and_close(stream: glommio::net::TcpStream, err: &ApiError, shard: usize) {
+    linger_close(stream, &response::closing_answer(err, shard)).await;
+}
+
+/// Writes `last` (when there is one), shuts the write side and reads and discards what the
+/// client still sends until it closes its side, or for at most [`CLOSE_LINGER`]. A socket
+/// closed with unread bytes in its receive queue is reset by the kernel, and a reset can
+/// discard an answer the client has not read yet.
+async fn linger_close(mut stream: glommio::net::TcpStream, last: &[u8]) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
-    let answer = response::closing_answer(err, shard);
     let _ = glommio::timer::timeout(CLOSE_LINGER, async {
-        stream.write_all(&answer).await?;
-        stream.flush().await?;
+        if !last.is_empty() {
+            stream.write_all(last).await?;
+            stream.flush().await?;
+        }
         stream.shutdown(std::net::Shutdown::Write).await?;
         let mut buf = [0u8; 1024];
         while stream.read(&mut buf).await? > 0 {}
