@@ -400,10 +400,14 @@ pub fn publish<S: FanoutHost>(
     deliver(this, &ev);
 }
 
-/// Delivers an event to this shard's subscribers.
+/// Delivers an event to this shard's subscribers. With nothing else waiting in the shard's
+/// mailbox, each frame is written to its socket at once (the first subscriber does not wait
+/// for the last to be queued); while more events wait (a storm), frames are queued for the
+/// flusher, which writes each connection's batch in one vectored write.
 fn deliver<S: FanoutHost>(this: &Rc<S>, ev: &SocketEvent) {
     let cap = this.fanout().cap;
-    let w = this.fanout().subscribers.borrow_mut().deliver(ev, cap);
+    let write_now = this.here().mailbox_idle();
+    let w = this.fanout().subscribers.borrow_mut().deliver(ev, cap, write_now);
     withdraw(this, w);
 }
 

@@ -256,7 +256,7 @@ impl Subscribers {
     }
 
     /// Applies an event to one connection that is not pending.
-    fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, w: &mut Withdrawal, variants: &mut Variants) {
+    fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, write_now: bool, w: &mut Withdrawal, variants: &mut Variants) {
         let Some(c) = self.conns.get(&conn) else { return };
         if !(c.all || c.subs.contains(&ev.id)) {
             return;
@@ -289,14 +289,19 @@ impl Subscribers {
             }
             EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => (0, f),
         };
-        let queued = match c.encoding.slot() {
-            None => c.out.queue(plain, cap),
+        let frame = match c.encoding.slot() {
+            None => plain,
             Some(slot) => {
                 let encoding = c.encoding;
                 let z = self.z.get_or_insert_with(|| Box::new(Compress::new(Compression::default(), false)));
-                let frame = variants.0[pick][slot].get_or_insert_with(|| encoding.encode(plain, z));
-                c.out.queue(frame, cap)
+                &*variants.0[pick][slot].get_or_insert_with(|| encoding.encode(plain, z))
             }
+        };
+        let queued = if write_now {
+            // Written at once (what the kernel does not take waits for the connection's task).
+            if c.out.push(frame, Some(cap)) { Ok(false) } else { Err(()) }
+        } else {
+            c.out.queue(frame, cap)
         };
         if queued == Ok(true) {
             self.dirty.push(c.out.clone());
@@ -325,21 +330,25 @@ impl Subscribers {
     }
 
     /// Delivers an event to this shard's subscribers; slow consumers are cut off at `cap`.
-    pub fn deliver(&mut self, ev: &SocketEvent, cap: usize) -> Withdrawal {
+    /// `write_now`: each frame is written to its socket at once rather than queued for the
+    /// shard's flusher.
+    pub fn deliver(&mut self, ev: &SocketEvent, cap: usize, write_now: bool) -> Withdrawal {
         let mut w = Withdrawal::default();
         let mut variants = Variants::default();
         let mut targets: Vec<ConnId> = self.all.iter().copied().collect();
         if let Some(set) = self.by_user.get(&ev.id) {
-            targets.extend(set.iter().copied());
+            // A Lanyard connection may be on the All list and subscribed by id too: once only.
+            if self.all.is_empty() {
+                targets.extend(set.iter().copied());
+            } else {
+                targets.extend(set.iter().copied().filter(|c| !self.all.contains(c)));
+            }
         }
-        // A Lanyard connection may be on the All list and subscribed by id too.
-        targets.sort_unstable();
-        targets.dedup();
         crate::metrics::local::fanout(targets.len());
         for conn in targets {
             match self.conns.get_mut(&conn) {
                 Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),
-                Some(_) => self.apply(conn, ev, cap, &mut w, &mut variants),
+                Some(_) => self.apply(conn, ev, cap, write_now, &mut w, &mut variants),
                 None => {}
             }
         }
@@ -381,7 +390,7 @@ impl Subscribers {
             self.unlink_all(conn, &mut w);
         }
         for ev in &pending.held {
-            self.apply(conn, ev, cap, &mut w, &mut Variants::default());
+            self.apply(conn, ev, cap, false, &mut w, &mut Variants::default());
         }
         w
     }
@@ -411,7 +420,7 @@ impl Subscribers {
             let fresh = ev.seq > seqs[ev.owner];
             let new = pending.all || pending.ids.contains(&ev.id);
             if fresh || !new {
-                self.apply(conn, ev, cap, &mut w, &mut Variants::default());
+                self.apply(conn, ev, cap, false, &mut w, &mut Variants::default());
             }
         }
         Some(w)

@@ -170,6 +170,11 @@ impl<S: Sharded> Here<S> {
         self.peers.mailboxes.iter().map(MailboxSender::len).collect()
     }
 
+    /// Whether this shard's own mailbox holds nothing now (more work is not already waiting).
+    pub fn mailbox_idle(&self) -> bool {
+        self.peers.mailboxes[self.index].len() == 0
+    }
+
     /// The shard that owns `key`.
     pub fn owner_of(&self, key: impl Into<u64>) -> usize {
         self.peers.owner_of(key)
