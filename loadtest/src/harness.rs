@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: fanout, churn, idle, rest, slow.
+    /// Scenarios to run, comma-separated: fanout, churn, storm, idle, rest, slow.
     #[arg(long, default_value = "fanout,churn,idle,rest,slow", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Shard counts to run the server with, comma-separated (e.g. `1,2` compares 1 with 2).
@@ -54,6 +54,21 @@ pub struct Opts {
     /// Churn: clients subscribed to All.
     #[arg(long, default_value_t = 200)]
     pub churn_all_clients: usize,
+    /// Storm: users changing presence.
+    #[arg(long, default_value_t = 200)]
+    pub storm_users: usize,
+    /// Storm: changes per second of each user.
+    #[arg(long, default_value_t = 20.0)]
+    pub storm_hz: f64,
+    /// Storm: clients subscribed to All.
+    #[arg(long, default_value_t = 1_000)]
+    pub storm_clients: usize,
+    /// Storm: seconds per round.
+    #[arg(long, default_value_t = 1.0)]
+    pub storm_secs: f64,
+    /// Storm: frames the one-frame-per-write floor sends per round (back to back).
+    #[arg(long, default_value_t = 100)]
+    pub storm_floor_frames: usize,
     /// Idle: connections held.
     #[arg(long, default_value_t = 10_000)]
     pub idle_conns: usize,
@@ -121,6 +136,11 @@ impl Opts {
         self.churn_secs = 1.0;
         self.churn_subset_clients = 100;
         self.churn_all_clients = 20;
+        self.storm_users = 20;
+        self.storm_hz = 5.0;
+        self.storm_clients = 50;
+        self.storm_secs = 1.0;
+        self.storm_floor_frames = 20;
         self.idle_conns = 200;
         self.rest_secs = 0.5;
         self.rest_conns = 8;
@@ -572,7 +592,7 @@ pub fn run(opts: Opts) -> Result<Report, String> {
     let (sim, sim_guild) = match &opts.sim_api {
         Some(api) => (Sim::Remote { api: api.clone() }, None),
         None => {
-            let s = Simulator::start(SimConfig { members: opts.members.max(opts.churn_users + 10), ..SimConfig::default() }).map_err(|e| format!("simulator: {e}"))?;
+            let s = Simulator::start(SimConfig { members: opts.members.max(opts.churn_users.max(opts.storm_users) + 10), ..SimConfig::default() }).map_err(|e| format!("simulator: {e}"))?;
             let g = (s.guild_id().to_string(), s.application_id().to_string(), s.gateway_url(), s.api_url(), s.token());
             (Sim::Local(s), Some(g))
         }
@@ -597,6 +617,7 @@ pub fn run(opts: Opts) -> Result<Report, String> {
         let r = match sc.as_str() {
             "fanout" => scenario_fanout(&mut ctx, &users),
             "churn" => scenario_churn(&mut ctx, &users),
+            "storm" => scenario_storm(&mut ctx, &users),
             "idle" => scenario_idle(&mut ctx, &users),
             "rest" => scenario_rest(&mut ctx, &users),
             "slow" => scenario_slow(&mut ctx, &users),
@@ -869,6 +890,84 @@ fn scenario_churn(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
     r.row(Row::single("delivery latency p50 (ms)", &fl("p50")));
     r.row(Row::single("delivery latency p99 (ms)", &fl("p99")));
     r.row(Row::single("delivery latency max (ms)", &fl("max")));
+    Ok(())
+}
+
+/// A storm: `storm_users` users each changing `storm_hz` times a second, to `storm_clients`
+/// All subscribers. Lantern's deliveries per second of its CPU beside the floor's when it writes
+/// one frame per `write()` and socket (what a server without batching pays for every frame).
+fn scenario_storm(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
+    let n_users = ctx.opts.storm_users.min(users.len()).max(1);
+    let ids: Vec<Snowflake> = users[..n_users].iter().map(|p| p.user.id).collect();
+    let k = ctx.opts.storm_clients;
+    let rate = (n_users as f64 * ctx.opts.storm_hz).max(1.0);
+    let count = (rate * ctx.opts.storm_secs).round().max(1.0) as usize;
+    let lantern = ctx.start_lantern(ctx.opts.shards[0])?;
+    let body = user_template(ctx, &lantern, ids[0])?;
+    let floor = ctx.start_comparator(
+        "floor",
+        &ComparatorSpec { cpu: Some(ctx.opts.server_cpu), init_ack: body.clone(), template: format!("{{\"t\":\"PRESENCE_UPDATE\",\"op\":6,\"d\":{body}}}"), batch: 1, ..Default::default() },
+    )?;
+    let inits = vec!["{\"user_id\":\"All\"}".to_string(); k];
+    let (mut lp, lready) = ctx.connect(&lantern, Role::Ws, inits.clone(), 0, false)?;
+    let (mut fp, fready) = ctx.connect(&floor, Role::Ws, inits, 0, false)?;
+    if let Some(e) = ws_unsupported(&lready) {
+        stop_all(lp);
+        stop_all(fp);
+        lantern.stop();
+        floor.stop();
+        ctx.report.section("storm");
+        ctx.report.note(format!("storm: lantern has no usable /socket yet ({e})"));
+        return Ok(());
+    }
+    if lready.ready != k || fready.ready != k {
+        return Err(format!("storm: {} lantern and {} floor subscribers of {k} connected", lready.ready, fready.ready));
+    }
+    collect(&mut lp, 0, Duration::from_millis(10))?;
+    collect(&mut fp, 0, Duration::from_millis(10))?;
+    let mut floor = floor;
+    let (mut lruns, mut fruns) = (Vec::new(), Vec::new());
+    let per_cpu_s = |received: u64, cpu: f64| received as f64 / cpu.max(1e-9);
+    for round in 0..ctx.opts.rounds {
+        // A: lantern, paced at the storm's rate through the simulator's gateway.
+        let cpu0 = lantern.cpu();
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let start = Instant::now();
+        for i in 0..count {
+            ctx.sim.set_presence(stamped(ids[i % n_users], stamp_text(mono_ns())));
+            std::thread::sleep((start + period * (i as u32 + 1)).saturating_duration_since(Instant::now()));
+        }
+        let expected = (count * k) as u64;
+        let (c, _) = collect_until(&mut lp, expected, Duration::from_secs(60))?;
+        let cpu = lantern.cpu() - cpu0;
+        eprintln!("  storm round {round}: lantern {}/{expected} deliveries, {:.0} per CPU-second", c.received, per_cpu_s(c.received, cpu));
+        lruns.push(json!({"updates": count, "received": c.received, "expected": expected, "server_cpu_s": cpu, "deliveries_per_cpu_s": per_cpu_s(c.received, cpu)}));
+        // B: the floor, its frames back to back (it cannot keep the storm's rate).
+        let fcpu0 = floor.cpu();
+        let frames = ctx.opts.storm_floor_frames.max(1);
+        let mut s = Sender::Floor(floor.proc.as_mut().ok_or("floor gone")?);
+        for _ in 0..frames {
+            s.send(mono_ns())?;
+        }
+        let expected = (frames * k) as u64;
+        let (c, _) = collect_until(&mut fp, expected, Duration::from_secs(60))?;
+        let cpu = floor.cpu() - fcpu0;
+        eprintln!("  storm round {round}: floor {}/{expected} deliveries, {:.0} per CPU-second", c.received, per_cpu_s(c.received, cpu));
+        fruns.push(json!({"frames": frames, "received": c.received, "expected": expected, "server_cpu_s": cpu, "deliveries_per_cpu_s": per_cpu_s(c.received, cpu)}));
+    }
+    stop_all(lp);
+    stop_all(fp);
+    lantern.stop();
+    floor.stop();
+    let f = |runs: &[Value], key: &str| -> Vec<f64> { runs.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect() };
+    let sum = |runs: &[Value], key: &str| -> u64 { runs.iter().map(|r| r[key].as_u64().unwrap_or(0)).sum() };
+    let r = &mut ctx.report;
+    r.raw("storm", json!({"users": n_users, "hz": ctx.opts.storm_hz, "clients": k, "lantern": lruns, "floor": fruns}));
+    r.section(&format!("storm: {n_users} users × {} Hz to {k} All subscribers; comparator: one frame per write", ctx.opts.storm_hz));
+    let (lr, le) = (sum(&lruns, "received"), sum(&lruns, "expected"));
+    let (fr, fe) = (sum(&fruns, "received"), sum(&fruns, "expected"));
+    r.row(Row::counts("deliveries received / expected", (lr, le), (fr, fe), lr == le && fr == fe));
+    r.row(Row::ab("deliveries per server CPU-second", &f(&lruns, "deliveries_per_cpu_s"), &f(&fruns, "deliveries_per_cpu_s"), "≥ 5× the floor", |ratio| ratio >= 5.0));
     Ok(())
 }
 

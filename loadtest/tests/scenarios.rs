@@ -152,6 +152,22 @@ fn churn_counts_subset_and_all_subscribers() {
 }
 
 #[test]
+fn storm_counts_every_delivery_for_lantern_and_the_floor() {
+    let res = run("storm");
+    let storm = &res.json["raw"]["storm"];
+    // --tiny: 20 users × 5 Hz for 1 s to 50 All subscribers; the floor sends 20 frames.
+    assert_eq!((storm["users"].as_u64(), storm["clients"].as_u64()), (Some(20), Some(50)), "{storm}");
+    let (l, f) = (&storm["lantern"][0], &storm["floor"][0]);
+    assert_eq!((l["updates"].as_u64(), l["expected"].as_u64(), l["received"].as_u64()), (Some(100), Some(5_000), Some(5_000)), "{l}");
+    assert_eq!((f["frames"].as_u64(), f["expected"].as_u64(), f["received"].as_u64()), (Some(20), Some(1_000), Some(1_000)), "{f}");
+    let row = res.table_row("deliveries received / expected");
+    assert_eq!((row[1].as_str(), row[2].as_str(), row[5].as_str()), ("5000 / 5000", "1000 / 1000", "yes"), "{row:?}");
+    let row = res.table_row("deliveries per server CPU-second");
+    assert_ne!(row[1], "–", "{row:?}");
+    assert_ne!(row[2], "–", "{row:?}");
+}
+
+#[test]
 fn idle_measures_memory_per_connection() {
     let res = run("idle");
     let idle = &res.json["raw"]["idle"];
