@@ -44,6 +44,8 @@ pub struct Config {
     pub card: CardConfig,
     pub deploy: DeployConfig,
     pub backup: BackupConfig,
+    /// `[cluster]`: several nodes sharing the gateway through NATS JetStream; `None` runs alone.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Backups (`lantern backup`, and the optional schedule).
@@ -260,6 +262,7 @@ struct FileConfig {
     deploy: FileDeploy,
     #[serde(default)]
     backup: FileBackup,
+    cluster: Option<crate::cluster::config::FileCluster>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -418,6 +421,10 @@ impl Config {
             n => n,
         };
         let socket = socket_config(&file.server.socket)?;
+        let cluster = match file.cluster {
+            None => None,
+            Some(c) => Some(crate::cluster::ClusterConfig::from_file(c).map_err(|(key, message)| invalid(key, message))?),
+        };
         let header_timeout = match file.server.header_timeout_ms.unwrap_or(5_000) {
             0 => return Err(invalid("server.header_timeout_ms", "must be a positive number of milliseconds")),
             n => Duration::from_millis(n),
@@ -488,6 +495,7 @@ impl Config {
             card,
             deploy,
             backup,
+            cluster,
         })
     }
 }

@@ -34,6 +34,7 @@
 
 pub mod bot;
 pub mod card;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -45,6 +45,7 @@ pub struct Server {
     executors: Vec<glommio::ExecutorJoinHandle<()>>,
     writers: Vec<WriterThread>,
     ingest: Option<Ingest>,
+    cluster: Option<crate::cluster::Cluster>,
     drained: std::sync::mpsc::Receiver<()>,
     control: Option<crate::control::Control>,
 }
@@ -63,6 +64,33 @@ struct ShardSeed {
     addr: SocketAddr,
     drained: std::sync::mpsc::Sender<()>,
     gateway_stats: Arc<crate::metrics::GatewayStats>,
+    cluster: Option<Arc<crate::cluster::Status>>,
+}
+
+/// The gateway as the cluster's leader runs it: the ingest thread, started on taking the
+/// lease and stopped (connection closed) before giving it up.
+struct LeaderGateway {
+    config: Arc<Config>,
+    peers: Peers<Shard>,
+    stats: Arc<crate::metrics::GatewayStats>,
+    ingest: Option<Ingest>,
+}
+
+impl crate::cluster::Gateway for LeaderGateway {
+    fn start(&mut self) {
+        if self.ingest.is_none() {
+            match Ingest::start(self.config.clone(), self.peers.clone(), self.stats.clone()) {
+                Ok(i) => self.ingest = Some(i),
+                Err(e) => tracing::error!(error = %e, "cannot start the gateway thread"),
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(i) = self.ingest.take() {
+            i.stop();
+        }
+    }
 }
 
 impl Server {
@@ -82,6 +110,7 @@ impl Server {
             tracing::info!(dir = %dir.display(), from = %from, to = r.to, moved_rows = r.moved, removed_files = r.removed_files,
                 "repartitioned storage from {from} to {} shards", r.to);
         }
+        let cluster_status = config.cluster.as_ref().map(|c| Arc::new(crate::cluster::Status::new(&c.node_id)));
         let mut writers = Vec::with_capacity(n);
         let mut dbs = Vec::with_capacity(n);
         let mut seeds = Vec::with_capacity(n);
@@ -121,6 +150,7 @@ impl Server {
                 addr: SocketAddr::new(config.server.host, config.server.port),
                 drained: drained_tx.clone(),
                 gateway_stats: gateway_stats.clone(),
+                cluster: cluster_status.clone(),
             });
         }
         tracing::info!(shards = n, dir = %dir.display(), users_with_storage, "storage opened");
@@ -165,8 +195,16 @@ impl Server {
                 return Err(StartError::Control { path: config.backup.socket.clone(), source: e });
             }
         };
-        let ingest = Ingest::start(config.clone(), peers.clone(), gateway_stats).map_err(StartError::Ingest)?;
-        Ok(Server { port, peers, executors, writers, ingest: Some(ingest), drained, control: Some(control) })
+        let (ingest, cluster) = match (&config.cluster, cluster_status) {
+            // Cluster mode: the gateway runs only while this node holds the lease.
+            (Some(cluster), Some(status)) => {
+                let gateway = LeaderGateway { config: config.clone(), peers: peers.clone(), stats: gateway_stats, ingest: None };
+                let cluster = crate::cluster::Cluster::start(cluster.clone(), status, Box::new(gateway)).map_err(StartError::Ingest)?;
+                (None, Some(cluster))
+            }
+            _ => (Some(Ingest::start(config.clone(), peers.clone(), gateway_stats).map_err(StartError::Ingest)?), None),
+        };
+        Ok(Server { port, peers, executors, writers, ingest, cluster, drained, control: Some(control) })
     }
 
     /// The HTTP/WebSocket port every shard listens on.
@@ -195,6 +233,9 @@ impl Server {
         }
         if let Some(ingest) = self.ingest.take() {
             ingest.stop();
+        }
+        if let Some(cluster) = self.cluster.take() {
+            cluster.stop();
         }
         stop_all(&self.peers, std::mem::take(&mut self.executors), std::mem::take(&mut self.writers), &self.drained);
     }
@@ -238,7 +279,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(seed.addr.port());
     let services = Services { presence: Presence::new(seed.state), storage: Storage::new(seed.kv, seed.writer, seed.cipher) };
-    let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services).with_gateway_stats(seed.gateway_stats));
+    let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services).with_gateway_stats(seed.gateway_stats).with_cluster(seed.cluster));
     let mailbox = glommio::spawn_local(run_mailbox(shard.clone(), seed.rx));
     let _ = bound.send(Ok(port));
     crate::http::serve(shard.clone(), listener).await;

@@ -44,6 +44,8 @@ pub struct Shard {
     metrics: ShardMetrics,
     /// Written by the ingest thread, read at scrape time.
     gateway_stats: Arc<metrics::GatewayStats>,
+    /// This node's place in the cluster (cluster mode only).
+    cluster: Option<Arc<crate::cluster::Status>>,
     /// Presence and user changes applied here, per second, for the server's live numbers.
     updates: RefCell<UpdateRate>,
 }
@@ -159,7 +161,19 @@ impl Shard {
             updates: RefCell::default(),
             metrics: ShardMetrics::default(),
             gateway_stats: Arc::default(),
+            cluster: None,
         }
+    }
+
+    /// Cluster mode: the node's role and lease as the cluster thread keeps them.
+    pub fn with_cluster(mut self, status: Option<Arc<crate::cluster::Status>>) -> Shard {
+        self.cluster = status;
+        self
+    }
+
+    /// This node's view of the cluster; `None` when it runs alone.
+    pub fn cluster(&self) -> Option<crate::cluster::Snapshot> {
+        self.cluster.as_ref().map(|s| s.snapshot())
     }
 
     /// The gateway counters the ingest thread keeps (shared by every shard, for reading).

@@ -42,7 +42,14 @@ pub async fn health(ctx: &Rc<Shard>) -> Reply {
     let up = counts.iter().filter(|c| c.is_some()).count();
     let total: usize = counts.iter().flatten().sum();
     let gateway = ctx.gateway();
-    let ready = up == counts.len() && gateway.state == GatewayState::Connected && gateway.members_loaded;
+    let cluster = ctx.cluster();
+    let gateway_ready = gateway.state == GatewayState::Connected && gateway.members_loaded;
+    let ready = up == counts.len()
+        && match &cluster {
+            None => gateway_ready,
+            // A follower has no gateway of its own; it needs NATS.
+            Some(c) => c.nats_connected && (c.role == crate::cluster::Role::Follower || gateway_ready),
+        };
     #[derive(Serialize)]
     struct Shards {
         total: usize,
@@ -55,6 +62,8 @@ pub async fn health(ctx: &Rc<Shard>) -> Reply {
         members_loaded: bool,
         shards: Shards,
         monitored_users: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<crate::cluster::Snapshot>,
     }
     let body = Health {
         status: if ready { "ok" } else { "unavailable" },
@@ -62,6 +71,7 @@ pub async fn health(ctx: &Rc<Shard>) -> Reply {
         members_loaded: gateway.members_loaded,
         shards: Shards { total: counts.len(), up },
         monitored_users: total,
+        cluster,
     };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Reply::json(status, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))

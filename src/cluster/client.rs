@@ -1,0 +1,120 @@
+//! The cluster thread: one NATS connection on a tokio current-thread runtime, running the
+//! lease loop until the node stops.
+
+use super::config::ClusterConfig;
+use super::{lease, Gateway, Status};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::watch;
+
+/// The running cluster thread. Dropping it gives up leadership (gateway first) and stops.
+pub struct Cluster {
+    status: Arc<Status>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Cluster {
+    /// Starts the thread, which reports in `status` (see [`Status::new`]). It connects in the background (a node may start before NATS does)
+    /// and starts `gateway` whenever it holds the lease.
+    pub fn start(config: ClusterConfig, status: Arc<Status>, gateway: Box<dyn Gateway>) -> std::io::Result<Cluster> {
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = status.clone();
+        let thread = std::thread::Builder::new().name("lantern-cluster".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the cluster runtime");
+                    return;
+                }
+            };
+            rt.block_on(run(config, gateway, shared, stop_rx));
+        })?;
+        Ok(Cluster { status, stop, thread: Some(thread) })
+    }
+
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// Stops the gateway if this node leads, releases the lease and waits for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, status: Arc<Status>, mut stop: watch::Receiver<bool>) {
+    let options = async_nats::ConnectOptions::new()
+        .name(format!("lantern-{}", config.node_id))
+        .retry_on_initial_connect()
+        .connection_timeout(config.lease_ttl)
+        // Reconnect quickly: a node away from NATS refuses writes until it is back.
+        .reconnect_delay_callback(|attempts| std::time::Duration::from_millis((100 * attempts as u64).min(1_000)));
+    tracing::info!(url = %config.nats_url, node = %config.node_id, "connecting to NATS");
+    let client = tokio::select! {
+        _ = stop.wait_for(|s| *s) => return,
+        c = options.connect(config.nats_url.as_str()) => c,
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, url = %config.nats_url, "cannot use the NATS address; this node never leads");
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        }
+    };
+    lease::run(&config, &client, gateway.as_mut(), &status, &mut stop).await;
+    let _ = client.flush().await;
+}
+
+/// A KV bucket as this node needs it. Opened through its stream rather than
+/// `create_key_value`, whose account query does not parse nats-server 2.9's answer; the stream
+/// is the one a KV bucket is (`KV_<name>` on `$KV.<name>.>`, rollups, direct gets).
+pub struct Bucket<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    /// Values kept per key.
+    pub history: i64,
+    /// How long a value lives (zero: for ever).
+    pub max_age: std::time::Duration,
+    /// Memory rather than file storage.
+    pub memory: bool,
+    pub replicas: usize,
+}
+
+impl Bucket<'_> {
+    pub async fn open(&self, js: &async_nats::jetstream::Context) -> Result<async_nats::jetstream::kv::Store, async_nats::Error> {
+        use async_nats::jetstream::stream;
+        let config = stream::Config {
+            name: format!("KV_{}", self.name),
+            description: Some(self.description.to_owned()),
+            subjects: vec![format!("$KV.{}.>", self.name)],
+            max_messages_per_subject: self.history,
+            max_age: self.max_age,
+            // Duplicate detection may not outlast the values themselves.
+            duplicate_window: if self.max_age.is_zero() { std::time::Duration::from_secs(120) } else { self.max_age.min(std::time::Duration::from_secs(120)) },
+            storage: if self.memory { stream::StorageType::Memory } else { stream::StorageType::File },
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: self.replicas.max(1),
+            ..Default::default()
+        };
+        js.get_or_create_stream(config).await?;
+        Ok(js.get_key_value(self.name).await?)
+    }
+}

@@ -1,0 +1,238 @@
+//! Cluster mode against a real `nats-server` (started per test on a free port, killed by a
+//! guard): gateway leadership, `/health`'s cluster object, NATS coming and going.
+//!
+//! The tests need `nats-server` on PATH. Without it they skip with a printed reason, unless
+//! `LANTERN_CLUSTER_REQUIRED=1` (CI), where they fail.
+
+mod support;
+
+use lantern::cluster::ClusterConfig;
+use lantern::server::Server;
+use lantern::sim::{SimConfig, Simulator};
+use serde_json::{json, Value};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{request, wait_for, DEADLINE};
+
+/// A `nats-server -js` on loopback; killed and reaped when dropped.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+fn nats_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("nats-server")).find(|p| p.is_file())
+}
+
+impl Nats {
+    /// Starts a NATS server, or `None` (after saying why) where the binary is missing.
+    fn start() -> Option<Nats> {
+        let Some(bin) = nats_binary() else {
+            assert!(
+                std::env::var("LANTERN_CLUSTER_REQUIRED").as_deref() != Ok("1"),
+                "nats-server is not on PATH and LANTERN_CLUSTER_REQUIRED=1"
+            );
+            eprintln!("skipping: nats-server is not on PATH (install the nats-server package to run the cluster tests)");
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut nats = Nats { child: None, port, store: tempfile::tempdir().unwrap() };
+        nats.child = Some(spawn_nats(&bin, port, &nats.store.path().to_path_buf()));
+        nats.wait_up();
+        Some(nats)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_up(&self) {
+        assert!(
+            wait_for(DEADLINE, || TcpStream::connect(("127.0.0.1", self.port)).is_ok()),
+            "nats-server never listened on {}",
+            self.port
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    fn restart(&mut self) {
+        self.kill();
+        let bin = nats_binary().unwrap();
+        self.child = Some(spawn_nats(&bin, self.port, &self.store.path().to_path_buf()));
+        self.wait_up();
+    }
+}
+
+fn spawn_nats(bin: &PathBuf, port: u16, store: &PathBuf) -> Child {
+    Command::new(bin)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts")
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn cluster_config(nats: &str, node: &str) -> ClusterConfig {
+    ClusterConfig {
+        nats_url: nats.to_owned(),
+        node_id: node.to_owned(),
+        lease_bucket: "lantern_lease".into(),
+        presence_bucket: "lantern_presence".into(),
+        storage_bucket: "lantern_storage".into(),
+        replicas: 1,
+        lease_ttl: Duration::from_millis(900),
+    }
+}
+
+/// One in-process node: its own data dir and port, the shared simulator and NATS.
+struct Node {
+    server: Option<Server>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(sim: &Simulator, nats: &str, node: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = lantern::demo::config_for(sim, dir.path(), 0, 1).unwrap();
+        config.cluster = Some(cluster_config(nats, node));
+        let server = Server::start(config).expect("node starts");
+        Node { port: server.port(), server: Some(server), _dir: dir }
+    }
+
+    fn health(&self) -> (u16, Value) {
+        let r = request(self.port, "GET", "/health", &[], b"");
+        (r.status, r.json())
+    }
+
+    fn cluster(&self) -> Value {
+        self.health().1["cluster"].clone()
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+fn leaders(nodes: &[&Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| n.cluster())
+        .filter(|c| c["role"] == "leader")
+        .map(|c| c["node_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn exactly_one_node_leads_and_every_node_names_it() {
+    let Some(nats) = Nats::start() else { return };
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|id| Node::start(&sim, &nats.url(), id)).collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    assert!(
+        wait_for(DEADLINE, || {
+            let views: Vec<Value> = all.iter().map(|n| n.cluster()).collect();
+            let holder = &views[0]["lease_holder"];
+            leaders(&all).len() == 1 && holder.is_string() && views.iter().all(|v| &v["lease_holder"] == holder)
+        }),
+        "no single agreed leader: {:?}",
+        all.iter().map(|n| n.cluster()).collect::<Vec<_>>()
+    );
+    let leader = leaders(&all)[0].clone();
+    // Only the leader connects to the gateway.
+    assert!(wait_for(DEADLINE, || nodes.iter().all(|n| n.health().0 == 200)), "{:?}", nodes.iter().map(|n| n.health()).collect::<Vec<_>>());
+    let stats = sim.stats();
+    assert_eq!((stats.identifies, stats.live_connections), (1, 1), "{stats:?}");
+    for n in &nodes {
+        let (status, body) = n.health();
+        assert_eq!(status, 200);
+        let role = if body["cluster"]["node_id"] == leader.as_str() { "leader" } else { "follower" };
+        assert_eq!(
+            body["cluster"],
+            json!({"node_id": body["cluster"]["node_id"], "role": role, "lease_holder": leader, "nats_connected": true})
+        );
+    }
+    // Stays that way over several lease periods.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(leaders(&all), vec![leader.clone()]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(sim.stats().identifies, 1);
+}
+
+#[test]
+fn a_stopping_leader_hands_the_gateway_to_another_node() {
+    let Some(nats) = Nats::start() else { return };
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let mut nodes: Vec<Node> = ["a", "b", "c"].iter().map(|id| Node::start(&sim, &nats.url(), id)).collect();
+    assert!(wait_for(DEADLINE, || leaders(&nodes.iter().collect::<Vec<_>>()).len() == 1));
+    let first = leaders(&nodes.iter().collect::<Vec<_>>())[0].clone();
+    let index = nodes.iter().position(|n| n.cluster()["node_id"] == first.as_str()).unwrap();
+    let mut old = nodes.remove(index);
+    let started = Instant::now();
+    old.stop();
+    let rest: Vec<&Node> = nodes.iter().collect();
+    assert!(wait_for(DEADLINE, || leaders(&rest).len() == 1), "no new leader: {:?}", rest.iter().map(|n| n.cluster()).collect::<Vec<_>>());
+    let second = leaders(&rest)[0].clone();
+    assert_ne!(second, first);
+    // The old leader closed its connection; the new one holds the only one.
+    assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1 && sim.stats().identifies + sim.stats().resumes == 2), "{:?}", sim.stats());
+    eprintln!("gateway handed over in {:?}", started.elapsed());
+    assert!(wait_for(DEADLINE, || rest.iter().all(|n| n.cluster()["lease_holder"] == second.as_str())));
+}
+
+#[test]
+fn a_node_without_nats_is_unavailable_then_leads_once_nats_is_up() {
+    let Some(mut nats) = Nats::start() else { return };
+    nats.kill();
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let node = Node::start(&sim, &nats.url(), "solo");
+    let (status, body) = node.health();
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["cluster"], json!({"node_id": "solo", "role": "follower", "lease_holder": null, "nats_connected": false}));
+    assert_eq!(sim.stats().connections, 0, "a node that cannot reach NATS must not connect to the gateway");
+    nats.restart();
+    assert!(wait_for(DEADLINE, || node.health().0 == 200), "{:?}", node.health());
+    assert_eq!(node.cluster(), json!({"node_id": "solo", "role": "leader", "lease_holder": "solo", "nats_connected": true}));
+    assert_eq!(sim.stats().identifies, 1);
+}
+
+#[test]
+fn a_leader_cut_off_from_nats_stops_its_gateway_before_the_lease_expires() {
+    let Some(mut nats) = Nats::start() else { return };
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let node = Node::start(&sim, &nats.url(), "solo");
+    assert!(wait_for(DEADLINE, || node.health().0 == 200), "{:?}", node.health());
+    nats.kill();
+    let cut = Instant::now();
+    // Within two thirds of the TTL (600 ms here), plus the close handshake.
+    assert!(wait_for(DEADLINE, || sim.stats().live_connections == 0), "{:?}", sim.stats());
+    let stopped = cut.elapsed();
+    assert!(stopped < Duration::from_millis(900 + 1_000), "the gateway closed {stopped:?} after NATS went away");
+    assert_eq!(node.cluster()["role"], "follower");
+    nats.restart();
+    assert!(wait_for(DEADLINE, || node.cluster()["role"] == "leader"), "{:?}", node.cluster());
+    assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1));
+}
