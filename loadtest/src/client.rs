@@ -47,6 +47,9 @@ pub struct ClientSpec {
     /// Ws: stop reading after INIT_ACK (slow consumers).
     #[serde(default)]
     pub slow: bool,
+    /// Ws: negotiate permessage-deflate (and inflate what arrives compressed).
+    #[serde(default)]
+    pub deflate: bool,
     /// Http: request paths, used round-robin.
     #[serde(default)]
     pub paths: Vec<String>,
@@ -79,6 +82,9 @@ pub struct Collected {
     /// Fewest frames any one connection received since the last collect.
     pub min_per_conn: u64,
     pub max_per_conn: u64,
+    /// Bytes on the wire of those frames (header and payload, compressed or not).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -96,6 +102,7 @@ struct St {
     failed: Cell<usize>,
     first_error: RefCell<Option<String>>,
     received: Cell<u64>,
+    bytes: Cell<u64>,
     closed: Cell<u64>,
     per_conn: RefCell<Vec<u64>>,
     samples: RefCell<Vec<(u64, u64)>>,
@@ -175,6 +182,7 @@ pub fn main() -> Result<(), String> {
                 }
                 say(&Ready { ready: st.ready.get(), failed: st.failed.get() + (n - st.ready.get() - st.failed.get()), first_error: st.first_error.borrow().clone() });
                 let mut last_received = 0u64;
+                let mut last_bytes = 0u64;
                 while let Some(cmd) = rx.recv().await {
                     let parts: Vec<&str> = cmd.split_whitespace().collect();
                     match parts.as_slice() {
@@ -192,7 +200,9 @@ pub fn main() -> Result<(), String> {
                             per.iter_mut().for_each(|c| *c = 0);
                             let received = st.received.get() - last_received;
                             last_received = st.received.get();
-                            say(&Collected { received, stamped: samples.len() as u64, closed: st.closed.get(), min_per_conn: if per.is_empty() { 0 } else { min }, max_per_conn: max });
+                            let bytes = st.bytes.get() - last_bytes;
+                            last_bytes = st.bytes.get();
+                            say(&Collected { received, stamped: samples.len() as u64, closed: st.closed.get(), min_per_conn: if per.is_empty() { 0 } else { min }, max_per_conn: max, bytes });
                         }
                         ["exit"] => break,
                         _ => {}
@@ -235,11 +245,15 @@ async fn tcp_conn(st: Rc<St>, gate: Rc<tokio::sync::Semaphore>, spec: &ClientSpe
     st.closed.set(st.closed.get() + 1);
 }
 
-/// Reads until one whole frame is buffered; returns it, or an error text.
-async fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u8, Vec<u8>), String> {
+/// Reads until one whole frame is buffered; returns it (inflated when it came compressed), or
+/// an error text.
+async fn next_frame(s: &mut TcpStream, buf: &mut Vec<u8>, z: &mut Option<Box<flate2::Decompress>>) -> Result<(u8, Vec<u8>), String> {
     loop {
         if let Some(f) = ws::parse(buf).map_err(|e| e.to_string())? {
-            let payload = buf[f.start..f.end].to_vec();
+            let payload = match z.as_deref_mut() {
+                Some(z) if f.rsv1 => ws::inflate(z, &buf[f.start..f.end]).map_err(|e| e.to_string())?,
+                _ => buf[f.start..f.end].to_vec(),
+            };
             buf.drain(..f.size);
             return Ok((f.op, payload));
         }
@@ -259,7 +273,7 @@ async fn ws_conn(st: Rc<St>, gate: Rc<tokio::sync::Semaphore>, spec: &ClientSpec
         Err(e) => return st.fail(format!("connect: {e}")),
     };
     let _ = s.set_nodelay(true);
-    if let Err(e) = s.write_all(&ws::client_handshake(&spec.addr, &spec.path)).await {
+    if let Err(e) = s.write_all(&ws::client_handshake(&spec.addr, &spec.path, spec.deflate)).await {
         return st.fail(format!("handshake write: {e}"));
     }
     let mut buf = Vec::with_capacity(1024);
@@ -277,11 +291,19 @@ async fn ws_conn(st: Rc<St>, gate: Rc<tokio::sync::Semaphore>, spec: &ClientSpec
         let first = String::from_utf8_lossy(&buf[..head]).lines().next().unwrap_or("").to_string();
         return st.fail(format!("no WebSocket upgrade at {}: {first}", spec.path));
     }
+    let mut z = None;
+    if spec.deflate {
+        let answer = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+        if !answer.contains("sec-websocket-extensions: permessage-deflate") {
+            return st.fail("the server did not negotiate permessage-deflate".into());
+        }
+        z = Some(Box::new(flate2::Decompress::new(false)));
+    }
     buf.drain(..head);
     // HELLO, then INIT, then INIT_ACK.
     let mut heartbeat = Duration::from_secs(30);
     loop {
-        match next_frame(&mut s, &mut buf).await {
+        match next_frame(&mut s, &mut buf, &mut z).await {
             Ok((ws::OP_TEXT, p)) if frame_op(&p) == Some(1) => {
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p) {
                     if let Some(ms) = v["d"]["heartbeat_interval"].as_u64() {
@@ -299,7 +321,7 @@ async fn ws_conn(st: Rc<St>, gate: Rc<tokio::sync::Semaphore>, spec: &ClientSpec
         return st.fail(format!("INIT: {e}"));
     }
     loop {
-        match next_frame(&mut s, &mut buf).await {
+        match next_frame(&mut s, &mut buf, &mut z).await {
             Ok((ws::OP_TEXT, p)) if frame_op(&p) == Some(3) => break,
             Ok((ws::OP_TEXT, p)) if frame_op(&p) == Some(11) => return st.fail(format!("ERROR after INIT: {}", String::from_utf8_lossy(&p))),
             Ok(_) => {}
@@ -338,10 +360,18 @@ async fn ws_conn(st: Rc<St>, gate: Rc<tokio::sync::Semaphore>, spec: &ClientSpec
                         Ok(None) => break,
                         Err(_) => { st.closed.set(st.closed.get() + 1); return; }
                     };
-                    let payload = &buf[at + f.start..at + f.end];
+                    let inflated;
+                    let payload = match z.as_deref_mut() {
+                        Some(z) if f.rsv1 => match ws::inflate(z, &buf[at + f.start..at + f.end]) {
+                            Ok(p) => { inflated = p; &inflated[..] }
+                            Err(_) => { st.closed.set(st.closed.get() + 1); return; }
+                        },
+                        _ => &buf[at + f.start..at + f.end],
+                    };
                     match f.op {
                         ws::OP_TEXT if frame_op(payload) == Some(6) => {
                             st.received.set(st.received.get() + 1);
+                            st.bytes.set(st.bytes.get() + f.size as u64);
                             st.per_conn.borrow_mut()[index] += 1;
                             if let Some(stamp) = find_stamp(payload) {
                                 st.samples.borrow_mut().push((stamp, now));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: fanout, churn, storm, idle, rest, slow.
+    /// Scenarios to run, comma-separated: fanout, churn, storm, deflate, idle, rest, slow.
     #[arg(long, default_value = "fanout,churn,idle,rest,slow", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Shard counts to run the server with, comma-separated (e.g. `1,2` compares 1 with 2).
@@ -372,6 +372,11 @@ impl Ctx {
     /// Spreads WebSocket (or TCP) connections over client processes and waits until all are
     /// connected. Returns the processes with how many connections each holds.
     fn connect(&mut self, target: &Target, role: Role, inits: Vec<String>, count: usize, slow: bool) -> Result<(Vec<(Proc, usize, String)>, Ready), String> {
+        self.connect_with(target, role, inits, count, slow, false)
+    }
+
+    /// As [`Ctx::connect`]; with `deflate`, WebSocket clients negotiate permessage-deflate.
+    fn connect_with(&mut self, target: &Target, role: Role, inits: Vec<String>, count: usize, slow: bool, deflate: bool) -> Result<(Vec<(Proc, usize, String)>, Ready), String> {
         let n = if role == Role::Ws { inits.len() } else { count };
         let per = self.opts.per_process.max(1);
         let procs_n = n.div_ceil(per).max(1);
@@ -389,6 +394,7 @@ impl Ctx {
                 inits: if role == Role::Ws { inits[lo..hi].to_vec() } else { vec![] },
                 count: hi - lo,
                 slow,
+                deflate,
                 ..ClientSpec::default_http()
             };
             procs.push((Proc::spawn_self("client", &spec, Some(self.opts.client_cpu))?, hi - lo, samples_path));
@@ -417,6 +423,7 @@ impl ClientSpec {
             inits: vec![],
             count: 0,
             slow: false,
+            deflate: false,
             paths: vec![],
             connections: 0,
             duration_ms: 0,
@@ -448,6 +455,7 @@ fn collect(procs: &mut [(Proc, usize, String)], expect_per_conn: u64, timeout: D
         let c: Collected = p.recv(timeout + Duration::from_secs(30))?;
         total.received += c.received;
         total.stamped += c.stamped;
+        total.bytes += c.bytes;
         total.closed += c.closed;
         total.min_per_conn = total.min_per_conn.min(c.min_per_conn);
         total.max_per_conn = total.max_per_conn.max(c.max_per_conn);
@@ -492,6 +500,8 @@ struct FanRun {
     min_per_conn: u64,
     closed: u64,
     cpu_s: f64,
+    /// Bytes on the wire of the frames received.
+    bytes: u64,
     latencies_ns: Vec<u64>,
     /// Per update: time until the last subscriber had it.
     last_ns: Vec<u64>,
@@ -565,6 +575,7 @@ fn fan_run(pid: Option<u32>, sender: &mut Sender, procs: &mut [(Proc, usize, Str
         min_per_conn: c.min_per_conn,
         closed: c.closed,
         cpu_s: cpu1 - cpu0,
+        bytes: c.bytes,
         latencies_ns: latencies,
         last_ns: stamps.iter().filter_map(|s| last.get(s).copied()).collect(),
         first_ns: stamps.iter().filter_map(|s| first_of.get(s).copied()).collect(),
@@ -618,6 +629,7 @@ pub fn run(opts: Opts) -> Result<Report, String> {
             "fanout" => scenario_fanout(&mut ctx, &users),
             "churn" => scenario_churn(&mut ctx, &users),
             "storm" => scenario_storm(&mut ctx, &users),
+            "deflate" => scenario_deflate(&mut ctx, &users),
             "idle" => scenario_idle(&mut ctx, &users),
             "rest" => scenario_rest(&mut ctx, &users),
             "slow" => scenario_slow(&mut ctx, &users),
@@ -971,6 +983,74 @@ fn scenario_storm(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
     Ok(())
 }
 
+/// Fan-out with permessage-deflate: the same server, alternately to `subscribers` clients that
+/// negotiated compression and to as many that did not. The compressed frame is made once per
+/// change and shared, so its CPU per delivery should stay close to the plain one.
+fn scenario_deflate(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
+    let user = users[0].user.id;
+    let k = ctx.opts.subscribers;
+    let gap = Duration::from_millis(ctx.opts.gap_ms);
+    let lantern = ctx.start_lantern(ctx.opts.shards[0])?;
+    let inits = vec![format!("{{\"user_id\":\"{user}\"}}"); k];
+    // Compressed clients first, then plain: both sets stay connected, each run only counts its own.
+    let (mut zp, zready) = ctx.connect_with(&lantern, Role::Ws, inits.clone(), 0, false, true)?;
+    if zready.ready != k {
+        stop_all(zp);
+        lantern.stop();
+        return Err(format!("deflate: {} of {k} compressing subscribers connected ({:?})", zready.ready, zready.first_error));
+    }
+    collect(&mut zp, 0, Duration::from_millis(10))?;
+    let mut zruns = Vec::new();
+    let mut pruns = Vec::new();
+    // Round A (compressed) with only the compressing clients connected, round B with only
+    // plain ones: a delivery always goes to every subscriber of the user.
+    for round in 0..ctx.opts.rounds {
+        let mut s = Sender::Gateway(&ctx.sim, user);
+        let r = fan_run(lantern.pid, &mut s, &mut zp, k, ctx.opts.bursts, gap, false)?;
+        eprintln!("  deflate round {round}: compressed {}/{} deliveries, {:.2} µs CPU each, {} B each", r.received, r.expected, r.cpu_us_per_delivery(), r.bytes / r.received.max(1));
+        zruns.push(r);
+        stop_all(std::mem::take(&mut zp));
+        let (mut pp, pready) = ctx.connect(&lantern, Role::Ws, inits.clone(), 0, false)?;
+        if pready.ready != k {
+            stop_all(pp);
+            lantern.stop();
+            return Err(format!("deflate: {} of {k} plain subscribers connected ({:?})", pready.ready, pready.first_error));
+        }
+        collect(&mut pp, 0, Duration::from_millis(10))?;
+        let mut s = Sender::Gateway(&ctx.sim, user);
+        let r = fan_run(lantern.pid, &mut s, &mut pp, k, ctx.opts.bursts, gap, false)?;
+        eprintln!("  deflate round {round}: plain {}/{} deliveries, {:.2} µs CPU each, {} B each", r.received, r.expected, r.cpu_us_per_delivery(), r.bytes / r.received.max(1));
+        pruns.push(r);
+        stop_all(pp);
+        if round + 1 < ctx.opts.rounds {
+            let (p, ready) = ctx.connect_with(&lantern, Role::Ws, inits.clone(), 0, false, true)?;
+            if ready.ready != k {
+                stop_all(p);
+                lantern.stop();
+                return Err(format!("deflate: {} of {k} compressing subscribers reconnected", ready.ready));
+            }
+            zp = p;
+            collect(&mut zp, 0, Duration::from_millis(10))?;
+        }
+    }
+    lantern.stop();
+    let per = |r: &FanRun| r.bytes as f64 / r.received.max(1) as f64;
+    let r = &mut ctx.report;
+    r.raw("deflate", json!({
+        "subscribers": k,
+        "compressed": zruns.iter().map(|x| json!({"received": x.received, "expected": x.expected, "cpu_us_per_delivery": x.cpu_us_per_delivery(), "bytes": x.bytes})).collect::<Vec<_>>(),
+        "plain": pruns.iter().map(|x| json!({"received": x.received, "expected": x.expected, "cpu_us_per_delivery": x.cpu_us_per_delivery(), "bytes": x.bytes})).collect::<Vec<_>>(),
+    }));
+    r.section(&format!("permessage-deflate fan-out, {k} subscribers; comparator: the same server, uncompressed"));
+    let sum = |v: &[FanRun], f: fn(&FanRun) -> u64| v.iter().map(f).sum::<u64>();
+    let (zr, ze) = (sum(&zruns, |x| x.received), sum(&zruns, |x| x.expected));
+    let (pr, pe) = (sum(&pruns, |x| x.received), sum(&pruns, |x| x.expected));
+    r.row(Row::counts("deliveries received / expected", (zr, ze), (pr, pe), zr == ze && pr == pe));
+    r.row(Row::ab("server CPU µs per delivery", &vals(&zruns, FanRun::cpu_us_per_delivery), &vals(&pruns, FanRun::cpu_us_per_delivery), "≤ 1.2× uncompressed", |ratio| ratio <= 1.2));
+    r.row(Row::ab("bytes on the wire per delivery", &vals(&zruns, per), &vals(&pruns, per), "", |_| true));
+    Ok(())
+}
+
 /// Like [`collect`] but waits for a total over all processes (their shares are unequal).
 fn collect_until(procs: &mut [(Proc, usize, String)], expected: u64, timeout: Duration) -> Result<(Collected, Vec<(u64, u64)>), String> {
     let end = Instant::now() + timeout;
@@ -980,6 +1060,7 @@ fn collect_until(procs: &mut [(Proc, usize, String)], expected: u64, timeout: Du
         let (c, s) = collect(procs, 0, Duration::from_millis(50))?;
         total.received += c.received;
         total.stamped += c.stamped;
+        total.bytes += c.bytes;
         total.closed = c.closed;
         samples.extend(s);
         if total.received >= expected || Instant::now() >= end {

@@ -13,12 +13,34 @@ pub const OP_PONG: u8 = 0xA;
 
 pub const CLIENT_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-pub fn client_handshake(host: &str, path: &str) -> Vec<u8> {
+/// The upgrade request; with `deflate`, it offers permessage-deflate without context takeover
+/// either way (so that every message inflates on its own).
+pub fn client_handshake(host: &str, path: &str, deflate: bool) -> Vec<u8> {
+    let ext = if deflate { "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n" } else { "" };
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {CLIENT_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {CLIENT_KEY}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
     )
     .into_bytes()
+}
+
+/// Inflates one permessage-deflate message (RFC 7692: the payload plus the four bytes
+/// `00 00 ff ff` it was stripped of), with no context kept from earlier messages.
+pub fn inflate(z: &mut flate2::Decompress, payload: &[u8]) -> io::Result<Vec<u8>> {
+    z.reset(false);
+    let mut out = Vec::with_capacity(payload.len() * 4 + 64);
+    for input in [payload, &[0, 0, 0xff, 0xff][..]] {
+        let mut at = 0;
+        while at < input.len() {
+            if out.capacity() - out.len() < 1024 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let before = z.total_in();
+            z.decompress_vec(&input[at..], &mut out, flate2::FlushDecompress::Sync).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            at += (z.total_in() - before) as usize;
+        }
+    }
+    Ok(out)
 }
 
 /// The server's 101 answer to a handshake request (`req` is the whole request head).
@@ -70,6 +92,8 @@ pub fn client_frame(op: u8, payload: &[u8]) -> Vec<u8> {
 pub struct Frame {
     pub op: u8,
     pub fin: bool,
+    /// RSV1: the message is compressed (permessage-deflate).
+    pub rsv1: bool,
     pub start: usize,
     pub end: usize,
     /// Bytes the whole frame took.
@@ -83,6 +107,7 @@ pub fn parse(buf: &mut [u8]) -> io::Result<Option<Frame>> {
         return Ok(None);
     }
     let fin = buf[0] & 0x80 != 0;
+    let rsv1 = buf[0] & 0x40 != 0;
     let op = buf[0] & 0x0f;
     let masked = buf[1] & 0x80 != 0;
     let mut len = (buf[1] & 0x7f) as usize;
@@ -117,7 +142,7 @@ pub fn parse(buf: &mut [u8]) -> io::Result<Option<Frame>> {
             *b ^= key[i & 3];
         }
     }
-    Ok(Some(Frame { op, fin, start: at, end: at + len, size: at + len }))
+    Ok(Some(Frame { op, fin, rsv1, start: at, end: at + len, size: at + len }))
 }
 
 /// The end of an HTTP head (`\r\n\r\n`), if it is all there.
@@ -145,7 +170,7 @@ mod tests {
 
     #[test]
     fn handshake_accept_key() {
-        let resp = server_handshake(&client_handshake("h", "/socket")).unwrap();
+        let resp = server_handshake(&client_handshake("h", "/socket", false)).unwrap();
         let text = String::from_utf8(resp).unwrap();
         assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{text}");
     }

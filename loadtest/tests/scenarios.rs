@@ -168,6 +168,23 @@ fn storm_counts_every_delivery_for_lantern_and_the_floor() {
 }
 
 #[test]
+fn deflate_fans_out_compressed_and_plain_and_counts_wire_bytes() {
+    let res = run("deflate");
+    let d = &res.json["raw"]["deflate"];
+    let (z, p) = (&d["compressed"][0], &d["plain"][0]);
+    for r in [z, p] {
+        assert_eq!((r["expected"].as_u64(), r["received"].as_u64()), (Some(SUBSCRIBERS * BURSTS), Some(SUBSCRIBERS * BURSTS)), "{d}");
+    }
+    // Compressed frames arrived compressed (the clients inflated them to count them), so they
+    // took fewer bytes on the wire than the same frames sent plain.
+    let (zb, pb) = (z["bytes"].as_u64().unwrap(), p["bytes"].as_u64().unwrap());
+    assert!(zb > 0 && zb < pb, "compressed {zb} B, plain {pb} B: {d}");
+    let row = res.table_row("server CPU µs per delivery");
+    assert_ne!(row[1], "–", "{row:?}");
+    assert_ne!(row[2], "–", "{row:?}");
+}
+
+#[test]
 fn idle_measures_memory_per_connection() {
     let res = run("idle");
     let idle = &res.json["raw"]["idle"];
