@@ -65,7 +65,7 @@ async fn open_bucket(
 }
 
 /// Waits `d`, or less if the node is told to stop; says whether it was.
-async fn stopped_within(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+pub(crate) async fn stopped_within(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     let told = tokio::select! {
         _ = stop.wait_for(|s| *s) => true,
         _ = tokio::time::sleep(d) => false,

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod config;
 pub mod lease;
+pub mod replication;
 
 pub use client::Cluster;
 pub use config::ClusterConfig;
@@ -38,6 +39,8 @@ pub struct Snapshot {
     /// The node holding the gateway lease, as last read (`None`: nobody, or not known).
     pub lease_holder: Option<String>,
     pub nats_connected: bool,
+    /// How old the last replicated presence change was when this node read it.
+    pub replication_lag_ms: Option<u64>,
 }
 
 /// Shared between the cluster thread (writes) and the shards (read on `/health`).
@@ -46,7 +49,7 @@ pub struct Status(Mutex<Snapshot>);
 
 impl Status {
     pub fn new(node_id: &str) -> Status {
-        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false }))
+        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false, replication_lag_ms: None }))
     }
 
     pub fn snapshot(&self) -> Snapshot {
