@@ -15,6 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::kv::{next_frame, Ws};
 use support::{request, wait_for, DEADLINE};
 
 /// A `nats-server -js` on loopback; killed and reaped when dropped.
@@ -243,8 +244,6 @@ fn a_leader_cut_off_from_nats_stops_its_gateway_before_the_lease_expires() {
     assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1));
 }
 
-type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
-
 fn subscribe(port: u16, id: Snowflake) -> (Ws, Value) {
     let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/socket")).expect("upgrade");
     let hello = next_frame(&mut ws);
@@ -253,19 +252,6 @@ fn subscribe(port: u16, id: Snowflake) -> (Ws, Value) {
     let ack = next_frame(&mut ws);
     assert_eq!(ack["t"], "INIT_ACK", "{ack}");
     (ws, ack)
-}
-
-fn next_frame(ws: &mut Ws) -> Value {
-    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-    }
-    loop {
-        match ws.read().expect("a frame") {
-            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
-            _ => continue,
-        }
-    }
 }
 
 fn presence(id: Snowflake, status: Status, activity: Option<&str>) -> Presence {

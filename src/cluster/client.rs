@@ -1,7 +1,7 @@
 //! The cluster thread: one NATS connection on a tokio current-thread runtime, running the
 //! lease loop until the node stops.
 
-use super::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use super::{lease, Gateway, Status};
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -7,7 +7,7 @@
 //! node can take it. A node that stops deletes the key (on its revision) so the next leader
 //! need not wait for the TTL.
 
-use super::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use super::{Gateway, Role, Status};
 use async_nats::jetstream::kv;
 use bytes::Bytes;

@@ -7,12 +7,11 @@
 //! [`Status`] for `/health`.
 
 pub mod client;
-pub mod config;
 pub mod lease;
 pub mod replication;
 
 pub use client::Cluster;
-pub use config::ClusterConfig;
+pub use crate::config::ClusterConfig;
 
 use serde::Serialize;
 use std::sync::Mutex;

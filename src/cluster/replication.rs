@@ -3,7 +3,7 @@
 //! the changes, and applies them to its own shards through the normal ingest path.
 
 use super::client::Bucket;
-use super::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use super::{Role, Status};
 use crate::runtime::MailboxReceiver;
 use async_nats::jetstream::kv;
