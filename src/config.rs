@@ -1,6 +1,9 @@
 //! Configuration: `config.toml`, then `.env` and the environment, then command-line flags,
 //! merged into one validated [`Config`]. Every problem names the key and what is wrong.
 
+pub mod cluster;
+pub use cluster::ClusterConfig;
+
 use crate::discord::Snowflake;
 use serde::Deserialize;
 use std::fmt;
@@ -45,7 +48,7 @@ pub struct Config {
     pub deploy: DeployConfig,
     pub backup: BackupConfig,
     /// `[cluster]`: several nodes sharing the gateway through NATS JetStream; `None` runs alone.
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Backups (`lantern backup`, and the optional schedule).
@@ -262,7 +265,7 @@ struct FileConfig {
     deploy: FileDeploy,
     #[serde(default)]
     backup: FileBackup,
-    cluster: Option<crate::cluster::config::FileCluster>,
+    cluster: Option<cluster::FileCluster>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -423,7 +426,7 @@ impl Config {
         let socket = socket_config(&file.server.socket)?;
         let cluster = match file.cluster {
             None => None,
-            Some(c) => Some(crate::cluster::ClusterConfig::from_file(c).map_err(|(key, message)| invalid(key, message))?),
+            Some(c) => Some(ClusterConfig::from_file(c).map_err(|(key, message)| invalid(key, message))?),
         };
         let header_timeout = match file.server.header_timeout_ms.unwrap_or(5_000) {
             0 => return Err(invalid("server.header_timeout_ms", "must be a positive number of milliseconds")),

@@ -65,6 +65,7 @@ struct ShardSeed {
     drained: std::sync::mpsc::Sender<()>,
     gateway_stats: Arc<crate::metrics::GatewayStats>,
     cluster: Option<Arc<crate::cluster::Status>>,
+    replicate: Option<crate::runtime::MailboxSender<crate::cluster::replication::Replica>>,
 }
 
 /// The gateway as the cluster's leader runs it: the ingest thread, started on taking the
@@ -111,6 +112,13 @@ impl Server {
                 "repartitioned storage from {from} to {} shards", r.to);
         }
         let cluster_status = config.cluster.as_ref().map(|c| Arc::new(crate::cluster::Status::new(&c.node_id)));
+        let (replicate, replicas) = match &config.cluster {
+            Some(_) => {
+                let (tx, rx) = crate::runtime::mailbox(config.server.mailbox_capacity);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let mut writers = Vec::with_capacity(n);
         let mut dbs = Vec::with_capacity(n);
         let mut seeds = Vec::with_capacity(n);
@@ -151,6 +159,7 @@ impl Server {
                 drained: drained_tx.clone(),
                 gateway_stats: gateway_stats.clone(),
                 cluster: cluster_status.clone(),
+                replicate: replicate.clone(),
             });
         }
         tracing::info!(shards = n, dir = %dir.display(), users_with_storage, "storage opened");
@@ -195,11 +204,13 @@ impl Server {
                 return Err(StartError::Control { path: config.backup.socket.clone(), source: e });
             }
         };
-        let (ingest, cluster) = match (&config.cluster, cluster_status) {
+        drop(replicate);
+        let (ingest, cluster) = match (&config.cluster, cluster_status, replicas) {
             // Cluster mode: the gateway runs only while this node holds the lease.
-            (Some(cluster), Some(status)) => {
+            (Some(cluster), Some(status), Some(replicas)) => {
+                let links = crate::cluster::client::Links { replicas, apply: replicated_into(peers.clone()) };
                 let gateway = LeaderGateway { config: config.clone(), peers: peers.clone(), stats: gateway_stats, ingest: None };
-                let cluster = crate::cluster::Cluster::start(cluster.clone(), status, Box::new(gateway)).map_err(StartError::Ingest)?;
+                let cluster = crate::cluster::Cluster::start(cluster.clone(), status, Box::new(gateway), links).map_err(StartError::Ingest)?;
                 (None, Some(cluster))
             }
             _ => (Some(Ingest::start(config.clone(), peers.clone(), gateway_stats).map_err(StartError::Ingest)?), None),
@@ -247,6 +258,27 @@ impl Drop for Server {
     }
 }
 
+/// Cluster mode: a replicated user state goes to its owner shard as an ingest event; a removed
+/// key is a member removal.
+fn replicated_into(peers: Peers<Shard>) -> crate::cluster::replication::Apply {
+    Box::new(move |user, state| {
+        let peers = peers.clone();
+        Box::pin(async move {
+            let event = match state {
+                None => crate::presence::IngestEvent::MemberRemove(crate::discord::Snowflake(user)),
+                Some(bytes) => match serde_json::from_slice::<crate::presence::events::ReplicatedState>(&bytes) {
+                    Ok(state) => state.into_event(),
+                    Err(e) => {
+                        tracing::warn!(user, error = %e, "skipping an unreadable replicated presence");
+                        return;
+                    }
+                },
+            };
+            let _ = peers.submit(peers.owner_of(user), move |s| s.apply_ingest(event)).await;
+        })
+    })
+}
+
 /// Two phases: every shard stops accepting and drains while the mailboxes still answer each
 /// other's asks; once all have drained (or exited), the mailbox loops stop.
 fn stop_all(peers: &Peers<Shard>, executors: Vec<glommio::ExecutorJoinHandle<()>>, writers: Vec<WriterThread>, drained: &std::sync::mpsc::Receiver<()>) {
@@ -279,7 +311,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(seed.addr.port());
     let services = Services { presence: Presence::new(seed.state), storage: Storage::new(seed.kv, seed.writer, seed.cipher) };
-    let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services).with_gateway_stats(seed.gateway_stats).with_cluster(seed.cluster));
+    let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services).with_gateway_stats(seed.gateway_stats).with_cluster(seed.cluster).with_replication(seed.replicate));
     let mailbox = glommio::spawn_local(run_mailbox(shard.clone(), seed.rx));
     let _ = bound.send(Ok(port));
     crate::http::serve(shard.clone(), listener).await;

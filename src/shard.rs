@@ -46,6 +46,8 @@ pub struct Shard {
     gateway_stats: Arc<metrics::GatewayStats>,
     /// This node's place in the cluster (cluster mode only).
     cluster: Option<Arc<crate::cluster::Status>>,
+    /// Cluster mode: where the states this shard's gateway events produce go for replication.
+    replicate: Option<crate::runtime::MailboxSender<crate::cluster::replication::Replica>>,
     /// Presence and user changes applied here, per second, for the server's live numbers.
     updates: RefCell<UpdateRate>,
 }
@@ -162,6 +164,7 @@ impl Shard {
             metrics: ShardMetrics::default(),
             gateway_stats: Arc::default(),
             cluster: None,
+            replicate: None,
         }
     }
 
@@ -169,6 +172,44 @@ impl Shard {
     pub fn with_cluster(mut self, status: Option<Arc<crate::cluster::Status>>) -> Shard {
         self.cluster = status;
         self
+    }
+
+    /// Cluster mode: the queue that replicates what this shard's gateway events change.
+    pub fn with_replication(mut self, tx: Option<crate::runtime::MailboxSender<crate::cluster::replication::Replica>>) -> Shard {
+        self.replicate = tx;
+        self
+    }
+
+    /// Hands the new state of every user a gateway event changed to the cluster thread, in
+    /// order. A full queue (NATS slow or away) makes the rest wait in a task, not the shard.
+    fn replicate(self: &Rc<Self>, changes: &[Change]) {
+        let Some(tx) = &self.replicate else { return };
+        for change in changes {
+            let (id, left) = match change {
+                Change::Joined(id) | Change::Updated(id) => (*id, false),
+                Change::Left(id) => (*id, true),
+                Change::StorageUpdated(_) => continue,
+            };
+            let state = if left {
+                None
+            } else {
+                let Ok(owned) = self.here.claim(id) else { continue };
+                let Some((member, presence, last_seen_ms)) = self.presence.replica(owned) else { continue };
+                let state = crate::presence::events::ReplicatedState { member, presence, last_seen_ms };
+                match serde_json::to_vec(&state) {
+                    Ok(v) => Some(bytes::Bytes::from(v)),
+                    Err(_) => continue,
+                }
+            };
+            let replica = crate::cluster::replication::Replica { user: id.0, state };
+            if let Err(crate::runtime::mailbox::Refused::Full(replica)) = tx.try_send(replica) {
+                let tx = tx.clone();
+                glommio::spawn_local(async move {
+                    let _ = tx.send(replica).await;
+                })
+                .detach();
+            }
+        }
     }
 
     /// This node's view of the cluster; `None` when it runs alone.
@@ -423,7 +464,11 @@ impl Shard {
             }
         }
         let (kind, presence) = ingest_kind(&event);
+        let from_gateway = !matches!(event, IngestEvent::Replicated { .. });
         let applied = self.presence.apply(event, now_ms(), |id| self.here.claim(id).ok());
+        if from_gateway {
+            self.replicate(&applied.changes);
+        }
         self.metrics.count(metrics::series::INGEST_EVENTS, kind);
         if presence && applied.changes.is_empty() {
             self.metrics.count(metrics::series::PRESENCE_NOOPS, "");
@@ -490,5 +535,6 @@ fn ingest_kind(event: &IngestEvent) -> (&'static str, bool) {
         IngestEvent::MemberUpdate(_) => ("member_update", false),
         IngestEvent::MemberRemove(_) => ("member_remove", false),
         IngestEvent::UserUpdate(_) => ("user_update", false),
+        IngestEvent::Replicated { .. } => ("replicated", false),
     }
 }

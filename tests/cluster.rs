@@ -7,6 +7,7 @@
 mod support;
 
 use lantern::cluster::ClusterConfig;
+use lantern::discord::{Activity, ClientStatus, Member, PartialUser, Presence, Snowflake, Status, User};
 use lantern::server::Server;
 use lantern::sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
@@ -14,6 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::kv::{next_frame, Ws};
 use support::{request, wait_for, DEADLINE};
 
 /// A `nats-server -js` on loopback; killed and reaped when dropped.
@@ -169,7 +171,8 @@ fn exactly_one_node_leads_and_every_node_names_it() {
         let role = if body["cluster"]["node_id"] == leader.as_str() { "leader" } else { "follower" };
         assert_eq!(
             body["cluster"],
-            json!({"node_id": body["cluster"]["node_id"], "role": role, "lease_holder": leader, "nats_connected": true})
+            json!({"node_id": body["cluster"]["node_id"], "role": role, "lease_holder": leader, "nats_connected": true,
+                "replication_lag_ms": body["cluster"]["replication_lag_ms"]})
         );
     }
     // Stays that way over several lease periods.
@@ -211,12 +214,16 @@ fn a_node_without_nats_is_unavailable_then_leads_once_nats_is_up() {
     let (status, body) = node.health();
     assert_eq!(status, 503);
     assert_eq!(body["status"], "unavailable");
-    assert_eq!(body["cluster"], json!({"node_id": "solo", "role": "follower", "lease_holder": null, "nats_connected": false}));
+    assert_eq!(body["cluster"], json!({"node_id": "solo", "role": "follower", "lease_holder": null, "nats_connected": false, "replication_lag_ms": null}));
     assert_eq!(sim.stats().connections, 0, "a node that cannot reach NATS must not connect to the gateway");
     nats.restart();
-    assert!(wait_for(DEADLINE, || node.health().0 == 200), "{:?}", node.health());
-    assert_eq!(node.cluster(), json!({"node_id": "solo", "role": "leader", "lease_holder": "solo", "nats_connected": true}));
-    assert_eq!(sim.stats().identifies, 1);
+    assert!(wait_for(DEADLINE, || node.health().0 == 200 && node.cluster()["role"] == "leader"), "{:?}", node.health());
+    let view = node.cluster();
+    assert_eq!(
+        view,
+        json!({"node_id": "solo", "role": "leader", "lease_holder": "solo", "nats_connected": true, "replication_lag_ms": view["replication_lag_ms"]})
+    );
+    assert!(wait_for(DEADLINE, || sim.stats().identifies == 1), "{:?}", sim.stats());
 }
 
 #[test]
@@ -235,4 +242,77 @@ fn a_leader_cut_off_from_nats_stops_its_gateway_before_the_lease_expires() {
     nats.restart();
     assert!(wait_for(DEADLINE, || node.cluster()["role"] == "leader"), "{:?}", node.cluster());
     assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1));
+}
+
+fn subscribe(port: u16, id: Snowflake) -> (Ws, Value) {
+    let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/socket")).expect("upgrade");
+    let hello = next_frame(&mut ws);
+    assert_eq!(hello["op"], 1);
+    ws.send(tungstenite::Message::text(json!({ "op": 2, "d": { "user_id": id.to_string() } }).to_string())).unwrap();
+    let ack = next_frame(&mut ws);
+    assert_eq!(ack["t"], "INIT_ACK", "{ack}");
+    (ws, ack)
+}
+
+fn presence(id: Snowflake, status: Status, activity: Option<&str>) -> Presence {
+    Presence {
+        user: PartialUser { id, ..Default::default() },
+        status,
+        client_status: ClientStatus { desktop: Some(status), ..Default::default() },
+        activities: activity.map(|name| vec![Activity { name: name.into(), ..Activity::default() }]).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn subscribers_on_every_node_receive_every_change_as_one_node_sends_it() {
+    let Some(nats) = Nats::start() else { return };
+    let sim = Simulator::start(SimConfig { members: 20, seed: 7, ..SimConfig::default() }).unwrap();
+    let id = Snowflake(1_300_000_000_000_000_001);
+    sim.add_member(
+        Member { user: User { id, username: "alice".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(presence(id, Status::Online, None)),
+    );
+    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&sim, &nats.url(), n)).collect();
+    let path = format!("/api/v1/users/{id}");
+    // Every node has the whole member list, the followers through replication.
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || request(n.port, "GET", "/", &[], b"").json()["data"]["currently_monitoring_users"] == 21 + 1),
+            "node {:?}: {}", n.cluster(), request(n.port, "GET", "/", &[], b"").text());
+        assert!(wait_for(DEADLINE, || request(n.port, "GET", &path, &[], b"").status == 200));
+    }
+    let leader_user = request(nodes.iter().find(|n| n.cluster()["role"] == "leader").unwrap().port, "GET", &path, &[], b"").text();
+    for n in &nodes {
+        assert_eq!(request(n.port, "GET", &path, &[], b"").text(), leader_user, "{:?}", n.cluster());
+    }
+    let mut subs: Vec<(Ws, Value)> = nodes.iter().map(|n| subscribe(n.port, id)).collect();
+    for (_, ack) in &subs[1..] {
+        assert_eq!(ack, &subs[0].1);
+    }
+    let changes = [
+        (Status::Idle, None),
+        (Status::Dnd, Some("Chess")),
+        (Status::Dnd, Some("Go")),
+        (Status::Offline, None),
+        (Status::Online, Some("Chess")),
+    ];
+    let mut seen: Vec<Vec<Value>> = vec![Vec::new(); subs.len()];
+    for (status, activity) in changes {
+        sim.set_presence(presence(id, status, activity));
+        for (i, (ws, _)) in subs.iter_mut().enumerate() {
+            seen[i].push(next_frame(ws));
+        }
+    }
+    let statuses: Vec<&str> = seen[0].iter().map(|f| f["d"]["status"].as_str().unwrap_or_default()).collect();
+    assert_eq!(statuses, ["idle", "dnd", "dnd", "offline", "online"], "{:?}", seen[0]);
+    for s in &seen[1..] {
+        assert_eq!(s, &seen[0]);
+    }
+    // A member who leaves is gone from every node, and every subscriber hears it the same way.
+    sim.remove_member(id);
+    let left: Vec<Value> = subs.iter_mut().map(|(ws, _)| next_frame(ws)).collect();
+    assert!(left.iter().all(|f| f == &left[0]), "{left:?}");
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || request(n.port, "GET", &path, &[], b"").status == 404));
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     ("model", &["discord", "time_fmt", "config", "cluster"]),
     ("runtime", &["runtime"]),
-    ("services", &["presence", "fanout", "storage", "card", "per_ip", "lanyard", "metrics"]),
+    ("services", &["presence", "fanout", "storage", "card", "per_ip", "lanyard", "metrics", "cluster"]),
     ("wiring", &["shard"]),
     ("edges", &["http", "socket", "ingest", "bot", "sim"]),
     ("process", &["server", "control", "demo"]),

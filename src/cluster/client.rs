@@ -1,7 +1,7 @@
 //! The cluster thread: one NATS connection on a tokio current-thread runtime, running the
 //! lease loop until the node stops.
 
-use super::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use super::{lease, Gateway, Status};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,7 +17,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the thread, which reports in `status` (see [`Status::new`]). It connects in the background (a node may start before NATS does)
     /// and starts `gateway` whenever it holds the lease.
-    pub fn start(config: ClusterConfig, status: Arc<Status>, gateway: Box<dyn Gateway>) -> std::io::Result<Cluster> {
+    pub fn start(config: ClusterConfig, status: Arc<Status>, gateway: Box<dyn Gateway>, links: Links) -> std::io::Result<Cluster> {
         let (stop, stop_rx) = watch::channel(false);
         let shared = status.clone();
         let thread = std::thread::Builder::new().name("lantern-cluster".into()).spawn(move || {
@@ -28,7 +28,7 @@ impl Cluster {
                     return;
                 }
             };
-            rt.block_on(run(config, gateway, shared, stop_rx));
+            rt.block_on(run(config, gateway, links, shared, stop_rx));
         })?;
         Ok(Cluster { status, stop, thread: Some(thread) })
     }
@@ -56,7 +56,14 @@ impl Drop for Cluster {
     }
 }
 
-async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, status: Arc<Status>, mut stop: watch::Receiver<bool>) {
+/// How the cluster thread reaches the shards: the states they publish, and how to apply what
+/// the other nodes replicate.
+pub struct Links {
+    pub replicas: crate::runtime::MailboxReceiver<super::replication::Replica>,
+    pub apply: super::replication::Apply,
+}
+
+async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links, status: Arc<Status>, mut stop: watch::Receiver<bool>) {
     let options = async_nats::ConnectOptions::new()
         .name(format!("lantern-{}", config.node_id))
         .retry_on_initial_connect()
@@ -76,8 +83,14 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, status: Arc<S
             return;
         }
     };
-    lease::run(&config, &client, gateway.as_mut(), &status, &mut stop).await;
-    let _ = client.flush().await;
+    let (publish_stop, follow_stop) = (stop.clone(), stop.clone());
+    tokio::join!(
+        lease::run(&config, &client, gateway.as_mut(), &status, &mut stop),
+        super::replication::publish(&config, &client, links.replicas, publish_stop),
+        super::replication::follow(&config, &client, links.apply, &status, follow_stop),
+    );
+    // Deletes and last puts go out before the connection drops (briefly: NATS may be away).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.flush()).await;
 }
 
 /// A KV bucket as this node needs it. Opened through its stream rather than

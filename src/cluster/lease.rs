@@ -7,7 +7,7 @@
 //! node can take it. A node that stops deletes the key (on its revision) so the next leader
 //! need not wait for the TTL.
 
-use super::config::ClusterConfig;
+use crate::config::ClusterConfig;
 use super::{Gateway, Role, Status};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
@@ -65,7 +65,7 @@ async fn open_bucket(
 }
 
 /// Waits `d`, or less if the node is told to stop; says whether it was.
-async fn stopped_within(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+pub(crate) async fn stopped_within(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     let told = tokio::select! {
         _ = stop.wait_for(|s| *s) => true,
         _ = tokio::time::sleep(d) => false,

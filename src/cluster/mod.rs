@@ -7,11 +7,11 @@
 //! [`Status`] for `/health`.
 
 pub mod client;
-pub mod config;
 pub mod lease;
+pub mod replication;
 
 pub use client::Cluster;
-pub use config::ClusterConfig;
+pub use crate::config::ClusterConfig;
 
 use serde::Serialize;
 use std::sync::Mutex;
@@ -38,6 +38,8 @@ pub struct Snapshot {
     /// The node holding the gateway lease, as last read (`None`: nobody, or not known).
     pub lease_holder: Option<String>,
     pub nats_connected: bool,
+    /// How old the last replicated presence change was when this node read it.
+    pub replication_lag_ms: Option<u64>,
 }
 
 /// Shared between the cluster thread (writes) and the shards (read on `/health`).
@@ -46,7 +48,7 @@ pub struct Status(Mutex<Snapshot>);
 
 impl Status {
     pub fn new(node_id: &str) -> Status {
-        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false }))
+        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false, replication_lag_ms: None }))
     }
 
     pub fn snapshot(&self) -> Snapshot {

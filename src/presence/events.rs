@@ -4,6 +4,20 @@
 use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
 
+/// Cluster mode: one user's state as replicated between nodes (JSON in the presence bucket).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicatedState {
+    pub member: Member,
+    pub presence: Option<Presence>,
+    pub last_seen_ms: Option<i64>,
+}
+
+impl ReplicatedState {
+    pub fn into_event(self) -> IngestEvent {
+        IngestEvent::Replicated { member: self.member, presence: self.presence, last_seen_ms: self.last_seen_ms }
+    }
+}
+
 /// One event for the shard that owns the users in it.
 #[derive(Debug, Clone)]
 pub enum IngestEvent {
@@ -18,6 +32,9 @@ pub enum IngestEvent {
     MemberUpdate(GuildMemberUpdate),
     MemberRemove(Snowflake),
     UserUpdate(PartialUser),
+    /// Cluster mode: a user's whole state as the gateway's node keeps it, read from the
+    /// cluster (replaces what this node has; last seen as the leader recorded it).
+    Replicated { member: Member, presence: Option<Presence>, last_seen_ms: Option<i64> },
 }
 
 impl IngestEvent {
@@ -30,6 +47,7 @@ impl IngestEvent {
             IngestEvent::MemberUpdate(u) => Some(u.user.id),
             IngestEvent::MemberRemove(id) => Some(*id),
             IngestEvent::UserUpdate(u) => Some(u.id),
+            IngestEvent::Replicated { member, .. } => Some(member.user.id),
         }
     }
 }

@@ -84,6 +84,13 @@ impl Presence {
         Some(f(state.shown(id.key())?.view()))
     }
 
+    /// Cluster mode: the user's state as kept (not as privacy shows it), for replication.
+    pub fn replica(&self, id: Owned<Snowflake>) -> Option<(Member, Option<DiscordPresence>, Option<i64>)> {
+        let state = self.state.borrow();
+        let u = state.get(id.key())?;
+        Some((u.member.clone(), u.presence.clone(), u.last_seen_ms))
+    }
+
     /// The user's KV map as served in public objects (`{}` when empty or hidden); `None` when
     /// not monitored.
     pub fn storage_json(&self, id: Owned<Snowflake>) -> Option<Bytes> {

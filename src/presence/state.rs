@@ -340,6 +340,26 @@ impl ShardState {
         }
     }
 
+    /// Cluster mode: takes a user's state as replicated from the leader. Its last seen is
+    /// the leader's, not one computed here.
+    pub fn upsert_replicated(&mut self, member: Member, presence: Option<Presence>, last_seen_ms: Option<i64>, applied: &mut Applied) {
+        let id = member.user.id;
+        let generation = self.users.get(&id).map_or(0, |u| u.seen_in);
+        self.upsert_listed(member, presence, generation, last_seen_ms.unwrap_or(0), applied);
+        let Some(user) = self.users.get_mut(&id) else { return };
+        if user.last_seen_ms != last_seen_ms {
+            user.last_seen_ms = last_seen_ms;
+            applied.writes.retain(|w| !matches!(w, LastSeenWrite::Set(u, _) | LastSeenWrite::Clear(u) if *u == id));
+            applied.writes.push(match last_seen_ms {
+                Some(ms) => LastSeenWrite::Set(id, ms),
+                None => LastSeenWrite::Clear(id),
+            });
+            if user.rebuild() && !applied.changes.iter().any(|c| matches!(c, Change::Joined(u) | Change::Updated(u) if *u == id)) {
+                applied.changes.push(Change::Updated(id));
+            }
+        }
+    }
+
     fn insert_new(&mut self, member: Member, presence: Option<Presence>, generation: u64, applied: &mut Applied) {
         let id = member.user.id;
         let mut last_seen_ms = self.last_seen.remove(&id);
@@ -532,6 +552,7 @@ impl ShardState {
             IngestEvent::MemberUpdate(u) => self.member_update(u, applied),
             IngestEvent::MemberRemove(id) => self.member_remove(id, applied),
             IngestEvent::UserUpdate(u) => self.user_update(&u, applied),
+            IngestEvent::Replicated { member, presence, last_seen_ms } => self.upsert_replicated(member, presence, last_seen_ms, applied),
         }
     }
 

@@ -448,6 +448,9 @@ fn ingest_value(e: &IngestEvent) -> Value {
         IngestEvent::UserUpdate(u) => json!({ "user": v(u) }),
         IngestEvent::Listed { members, .. } => json!({ "listed": members.iter().map(|(m, p)| json!([v(m), p.as_ref().map(|p| v(p))])).collect::<Vec<_>>() }),
         IngestEvent::ListComplete { .. } => json!("complete"),
+        IngestEvent::Replicated { member, presence, last_seen_ms } => {
+            json!({ "replicated": [v(member), presence.as_ref().map(|p| v(p)), last_seen_ms] })
+        }
     }
 }
 
@@ -472,6 +475,7 @@ fn users_of(e: &IngestEvent) -> Vec<Snowflake> {
         IngestEvent::UserUpdate(u) => vec![u.id],
         IngestEvent::Listed { members, .. } => members.iter().map(|(m, _)| m.user.id).collect(),
         IngestEvent::ListComplete { .. } => vec![],
+        IngestEvent::Replicated { member, .. } => vec![member.user.id],
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `[cluster]` table: where NATS is, who this node is, and the JetStream buckets it uses.
+//! The `[cluster]` table (cluster mode, `src/cluster/`): where NATS is, who this node is, and the
+//! JetStream buckets it uses.
 
 use serde::Deserialize;
 use std::time::Duration;
