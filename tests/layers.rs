@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Top-level modules by layer, bottom first.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("model", &["discord", "time_fmt", "config", "cluster"]),
+    ("model", &["discord", "time_fmt", "config"]),
     ("runtime", &["runtime"]),
     ("services", &["presence", "fanout", "storage", "card", "per_ip", "lanyard", "metrics", "cluster"]),
     ("wiring", &["shard"]),
