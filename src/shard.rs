@@ -29,6 +29,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Users whose replicated state is still to be sent, in the order they changed.
+#[derive(Default)]
+struct ReplicaBacklog {
+    order: std::collections::VecDeque<Snowflake>,
+    waiting: std::collections::HashSet<Snowflake>,
+    draining: bool,
+}
+
+impl ReplicaBacklog {
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
 /// Everything one shard runs.
 pub struct Shard {
     here: Here<Shard>,
@@ -48,6 +62,8 @@ pub struct Shard {
     cluster: Option<Arc<crate::cluster::Status>>,
     /// Cluster mode: where the states this shard's gateway events produce go for replication.
     replicate: Option<crate::runtime::MailboxSender<crate::cluster::replication::Replica>>,
+    /// Users whose state waits for room in the replication queue (see [`Shard::replicate`]).
+    replica_backlog: RefCell<ReplicaBacklog>,
     /// Presence and user changes applied here, per second, for the server's live numbers.
     updates: RefCell<UpdateRate>,
 }
@@ -165,6 +181,7 @@ impl Shard {
             gateway_stats: Arc::default(),
             cluster: None,
             replicate: None,
+            replica_backlog: RefCell::default(),
         }
     }
 
@@ -180,35 +197,74 @@ impl Shard {
         self
     }
 
-    /// Hands the new state of every user a gateway event changed to the cluster thread, in
-    /// order. A full queue (NATS slow or away) makes the rest wait in a task, not the shard.
+    /// Hands the new state of every user a gateway event changed to the cluster thread. While
+    /// the queue is full (NATS slow or away), the users wait in a backlog, each once, and one
+    /// task sends each user's state as it is when there is room: memory stays bounded by the
+    /// shard's users, and no older state of a user can overtake a newer one.
     fn replicate(self: &Rc<Self>, changes: &[Change]) {
         let Some(tx) = &self.replicate else { return };
         for change in changes {
-            let (id, left) = match change {
-                Change::Joined(id) | Change::Updated(id) => (*id, false),
-                Change::Left(id) => (*id, true),
+            let id = match change {
+                Change::Joined(id) | Change::Updated(id) | Change::Left(id) => *id,
                 Change::StorageUpdated(_) => continue,
             };
-            let state = if left {
-                None
-            } else {
-                let Ok(owned) = self.here.claim(id) else { continue };
-                let Some((member, presence, last_seen_ms)) = self.presence.replica(owned) else { continue };
-                let state = crate::presence::events::ReplicatedState { member, presence, last_seen_ms };
-                match serde_json::to_vec(&state) {
-                    Ok(v) => Some(bytes::Bytes::from(v)),
-                    Err(_) => continue,
-                }
-            };
-            let replica = crate::cluster::replication::Replica { user: id.0, state };
-            if let Err(crate::runtime::mailbox::Refused::Full(replica)) = tx.try_send(replica) {
-                let tx = tx.clone();
-                glommio::spawn_local(async move {
-                    let _ = tx.send(replica).await;
-                })
-                .detach();
+            if !self.replica_backlog.borrow().is_empty() {
+                self.defer_replica(id);
+                continue;
             }
+            let Some(replica) = self.replica_of(id) else { continue };
+            if let Err(crate::runtime::mailbox::Refused::Full(_)) = tx.try_send(replica) {
+                self.defer_replica(id);
+            }
+        }
+    }
+
+    /// The state to replicate for `id` now: its member, presence and last seen, or a deletion
+    /// once it is gone. `None` for a user another shard owns.
+    fn replica_of(&self, id: Snowflake) -> Option<crate::cluster::replication::Replica> {
+        let owned = self.here.claim(id).ok()?;
+        let state = match self.presence.replica(owned) {
+            Some((member, presence, last_seen_ms)) => {
+                let state = crate::presence::events::ReplicatedState { member, presence, last_seen_ms };
+                Some(bytes::Bytes::from(serde_json::to_vec(&state).ok()?))
+            }
+            None => None,
+        };
+        Some(crate::cluster::replication::Replica { user: id.0, state })
+    }
+
+    fn defer_replica(self: &Rc<Self>, id: Snowflake) {
+        let start = {
+            let mut backlog = self.replica_backlog.borrow_mut();
+            if backlog.waiting.insert(id) {
+                backlog.order.push_back(id);
+            }
+            !std::mem::replace(&mut backlog.draining, true)
+        };
+        if start {
+            let this = self.clone();
+            glommio::spawn_local(async move {
+                let Some(tx) = this.replicate.clone() else { return };
+                loop {
+                    let next = {
+                        let mut backlog = this.replica_backlog.borrow_mut();
+                        let next = backlog.order.pop_front();
+                        if let Some(id) = next {
+                            backlog.waiting.remove(&id);
+                        } else {
+                            backlog.draining = false;
+                        }
+                        next
+                    };
+                    let Some(id) = next else { return };
+                    if let Some(replica) = this.replica_of(id) {
+                        if tx.send(replica).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .detach();
         }
     }
 
