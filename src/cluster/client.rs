@@ -4,14 +4,12 @@
 use crate::config::ClusterConfig;
 use super::{lease, Gateway, Status};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use tokio::sync::watch;
 
 /// The running cluster thread. Dropping it gives up leadership (gateway first) and stops.
 pub struct Cluster {
     status: Arc<Status>,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    thread: crate::runtime::thread::StoppableThread,
 }
 
 impl Cluster {
@@ -30,7 +28,7 @@ impl Cluster {
             };
             rt.block_on(run(config, gateway, links, shared, stop_rx));
         })?;
-        Ok(Cluster { status, stop, thread: Some(thread) })
+        Ok(Cluster { status, thread: crate::runtime::thread::StoppableThread::new(stop, thread) })
     }
 
     pub fn status(&self) -> Arc<Status> {
@@ -38,21 +36,8 @@ impl Cluster {
     }
 
     /// Stops the gateway if this node leads, releases the lease and waits for the thread.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        self.thread.stop();
     }
 }
 

@@ -11,7 +11,6 @@ use crate::runtime::Peers;
 use decode::{Dispatcher, Outbound};
 use crate::discord::gateway_status::GatewayState;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::watch;
 use twilight_gateway::{queue::InMemoryQueue, CloseFrame, ConfigBuilder, Intents, Message, Shard, ShardId};
@@ -22,8 +21,7 @@ use twilight_model::id::Id;
 
 /// The running ingest thread.
 pub struct Ingest {
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
+    thread: crate::runtime::thread::StoppableThread,
 }
 
 impl Ingest {
@@ -40,25 +38,12 @@ impl Ingest {
             };
             rt.block_on(run(config, shards, stop_rx, stats));
         })?;
-        Ok(Ingest { stop, thread: Some(thread) })
+        Ok(Ingest { thread: crate::runtime::thread::StoppableThread::new(stop, thread) })
     }
 
     /// Closes the gateway connection and waits for the thread.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        self.thread.stop();
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod mailbox;
 pub mod placement;
 pub mod sharded;
+pub mod thread;
 
 pub use mailbox::{mailbox, Closed, MailboxReceiver, MailboxSender};
 pub use placement::shard_of;
