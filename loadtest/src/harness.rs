@@ -992,45 +992,25 @@ fn scenario_deflate(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
     let gap = Duration::from_millis(ctx.opts.gap_ms);
     let lantern = ctx.start_lantern(ctx.opts.shards[0])?;
     let inits = vec![format!("{{\"user_id\":\"{user}\"}}"); k];
-    // Compressed clients first, then plain: both sets stay connected, each run only counts its own.
-    let (mut zp, zready) = ctx.connect_with(&lantern, Role::Ws, inits.clone(), 0, false, true)?;
-    if zready.ready != k {
-        stop_all(zp);
-        lantern.stop();
-        return Err(format!("deflate: {} of {k} compressing subscribers connected ({:?})", zready.ready, zready.first_error));
-    }
-    collect(&mut zp, 0, Duration::from_millis(10))?;
     let mut zruns = Vec::new();
     let mut pruns = Vec::new();
-    // Round A (compressed) with only the compressing clients connected, round B with only
-    // plain ones: a delivery always goes to every subscriber of the user.
+    // Each run has only its own clients connected (a delivery goes to every subscriber of the
+    // user): A with compressing clients, then B with plain ones.
     for round in 0..ctx.opts.rounds {
-        let mut s = Sender::Gateway(&ctx.sim, user);
-        let r = fan_run(lantern.pid, &mut s, &mut zp, k, ctx.opts.bursts, gap, false)?;
-        eprintln!("  deflate round {round}: compressed {}/{} deliveries, {:.2} µs CPU each, {} B each", r.received, r.expected, r.cpu_us_per_delivery(), r.bytes / r.received.max(1));
-        zruns.push(r);
-        stop_all(std::mem::take(&mut zp));
-        let (mut pp, pready) = ctx.connect(&lantern, Role::Ws, inits.clone(), 0, false)?;
-        if pready.ready != k {
-            stop_all(pp);
-            lantern.stop();
-            return Err(format!("deflate: {} of {k} plain subscribers connected ({:?})", pready.ready, pready.first_error));
-        }
-        collect(&mut pp, 0, Duration::from_millis(10))?;
-        let mut s = Sender::Gateway(&ctx.sim, user);
-        let r = fan_run(lantern.pid, &mut s, &mut pp, k, ctx.opts.bursts, gap, false)?;
-        eprintln!("  deflate round {round}: plain {}/{} deliveries, {:.2} µs CPU each, {} B each", r.received, r.expected, r.cpu_us_per_delivery(), r.bytes / r.received.max(1));
-        pruns.push(r);
-        stop_all(pp);
-        if round + 1 < ctx.opts.rounds {
-            let (p, ready) = ctx.connect_with(&lantern, Role::Ws, inits.clone(), 0, false, true)?;
+        for deflate in [true, false] {
+            let (mut procs, ready) = ctx.connect_with(&lantern, Role::Ws, inits.clone(), 0, false, deflate)?;
             if ready.ready != k {
-                stop_all(p);
+                stop_all(procs);
                 lantern.stop();
-                return Err(format!("deflate: {} of {k} compressing subscribers reconnected", ready.ready));
+                return Err(format!("deflate: {} of {k} subscribers (compressing: {deflate}) connected ({:?})", ready.ready, ready.first_error));
             }
-            zp = p;
-            collect(&mut zp, 0, Duration::from_millis(10))?;
+            collect(&mut procs, 0, Duration::from_millis(10))?;
+            let mut s = Sender::Gateway(&ctx.sim, user);
+            let r = fan_run(lantern.pid, &mut s, &mut procs, k, ctx.opts.bursts, gap, false)?;
+            stop_all(procs);
+            let kind = if deflate { "compressed" } else { "plain" };
+            eprintln!("  deflate round {round}: {kind} {}/{} deliveries, {:.2} µs CPU each, {} B each", r.received, r.expected, r.cpu_us_per_delivery(), r.bytes / r.received.max(1));
+            if deflate { zruns.push(r) } else { pruns.push(r) }
         }
     }
     lantern.stop();
