@@ -16,19 +16,9 @@ impl Cluster {
     /// Starts the thread, which reports in `status` (see [`Status::new`]). It connects in the background (a node may start before NATS does)
     /// and starts `gateway` whenever it holds the lease.
     pub fn start(config: ClusterConfig, status: Arc<Status>, gateway: Box<dyn Gateway>, links: Links) -> std::io::Result<Cluster> {
-        let (stop, stop_rx) = watch::channel(false);
         let shared = status.clone();
-        let thread = std::thread::Builder::new().name("lantern-cluster".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the cluster runtime");
-                    return;
-                }
-            };
-            rt.block_on(run(config, gateway, links, shared, stop_rx));
-        })?;
-        Ok(Cluster { status, thread: crate::runtime::thread::StoppableThread::new(stop, thread) })
+        let thread = crate::runtime::thread::StoppableThread::spawn("lantern-cluster", move |stop| run(config, gateway, links, shared, stop))?;
+        Ok(Cluster { status, thread })
     }
 
     pub fn status(&self) -> Arc<Status> {

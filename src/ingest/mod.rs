@@ -27,18 +27,8 @@ pub struct Ingest {
 impl Ingest {
     /// Connects to the gateway and routes events to `shards` until [`Ingest::stop`].
     pub fn start(config: Arc<Config>, shards: Peers<crate::shard::Shard>, stats: Arc<crate::metrics::GatewayStats>) -> std::io::Result<Ingest> {
-        let (stop, stop_rx) = watch::channel(false);
-        let thread = std::thread::Builder::new().name("lantern-ingest".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the ingest runtime");
-                    return;
-                }
-            };
-            rt.block_on(run(config, shards, stop_rx, stats));
-        })?;
-        Ok(Ingest { thread: crate::runtime::thread::StoppableThread::new(stop, thread) })
+        let thread = crate::runtime::thread::StoppableThread::spawn("lantern-ingest", move |stop| run(config, shards, stop, stats))?;
+        Ok(Ingest { thread })
     }
 
     /// Closes the gateway connection and waits for the thread.

@@ -10,9 +10,22 @@ pub struct StoppableThread {
 }
 
 impl StoppableThread {
-    /// `stop` is the sender whose receiver the thread watches; `thread` its handle.
-    pub fn new(stop: watch::Sender<bool>, thread: JoinHandle<()>) -> StoppableThread {
-        StoppableThread { stop, thread: Some(thread) }
+    /// Starts thread `name` running `task` on a tokio current-thread runtime of its own;
+    /// `task` gets the receiver that says when to stop.
+    pub fn spawn<F, Fut>(name: &str, task: F) -> std::io::Result<StoppableThread>
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let (stop, stop_rx) = watch::channel(false);
+        let label = name.to_owned();
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(task(stop_rx)),
+                Err(e) => tracing::error!(error = %e, thread = %label, "cannot start the thread's runtime"),
+            }
+        })?;
+        Ok(StoppableThread { stop, thread: Some(thread) })
     }
 
     /// Tells the thread to stop and waits for it.
