@@ -6,129 +6,13 @@
 
 mod support;
 
-use lantern::cluster::ClusterConfig;
 use lantern::discord::{Activity, ClientStatus, Member, PartialUser, Presence, Snowflake, Status, User};
-use lantern::server::Server;
 use lantern::sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::cluster::{Nats, Node};
 use support::kv::{next_frame, Ws};
 use support::{request, wait_for, DEADLINE};
-
-/// A `nats-server -js` on loopback; killed and reaped when dropped.
-struct Nats {
-    child: Option<Child>,
-    port: u16,
-    store: tempfile::TempDir,
-}
-
-fn nats_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("nats-server")).find(|p| p.is_file())
-}
-
-impl Nats {
-    /// Starts a NATS server; fails the test, saying what to install, where the binary is
-    /// missing.
-    fn start() -> Nats {
-        let bin = nats_binary().expect("nats-server is not on PATH: install the nats-server package (Debian) to run the cluster tests");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut nats = Nats { child: None, port, store: tempfile::tempdir().unwrap() };
-        nats.child = Some(spawn_nats(&bin, port, &nats.store.path().to_path_buf()));
-        nats.wait_up();
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_up(&self) {
-        assert!(
-            wait_for(DEADLINE, || TcpStream::connect(("127.0.0.1", self.port)).is_ok()),
-            "nats-server never listened on {}",
-            self.port
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts it again on the same port and store.
-    fn restart(&mut self) {
-        self.kill();
-        let bin = nats_binary().unwrap();
-        self.child = Some(spawn_nats(&bin, self.port, &self.store.path().to_path_buf()));
-        self.wait_up();
-    }
-}
-
-fn spawn_nats(bin: &PathBuf, port: u16, store: &PathBuf) -> Child {
-    Command::new(bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts")
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn cluster_config(nats: &str, node: &str) -> ClusterConfig {
-    ClusterConfig {
-        nats_url: nats.to_owned(),
-        node_id: node.to_owned(),
-        lease_bucket: "lantern_lease".into(),
-        presence_bucket: "lantern_presence".into(),
-        storage_bucket: "lantern_storage".into(),
-        replicas: 1,
-        lease_ttl: Duration::from_millis(900),
-    }
-}
-
-/// One in-process node: its own data dir and port, the shared simulator and NATS.
-struct Node {
-    server: Option<Server>,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start(sim: &Simulator, nats: &str, node: &str) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = lantern::demo::config_for(sim, dir.path(), 0, 1).unwrap();
-        config.cluster = Some(cluster_config(nats, node));
-        let server = Server::start(config).expect("node starts");
-        Node { port: server.port(), server: Some(server), _dir: dir }
-    }
-
-    fn health(&self) -> (u16, Value) {
-        let r = request(self.port, "GET", "/health", &[], b"");
-        (r.status, r.json())
-    }
-
-    fn cluster(&self) -> Value {
-        self.health().1["cluster"].clone()
-    }
-
-    fn stop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-    }
-}
 
 fn leaders(nodes: &[&Node]) -> Vec<String> {
     nodes
