@@ -66,6 +66,7 @@ struct ShardSeed {
     gateway_stats: Arc<crate::metrics::GatewayStats>,
     cluster: Option<Arc<crate::cluster::Status>>,
     replicate: Option<crate::runtime::MailboxSender<crate::cluster::replication::Replica>>,
+    remote: Option<crate::storage::remote::RemoteStore>,
 }
 
 /// The gateway as the cluster's leader runs it: the ingest thread, started on taking the
@@ -119,6 +120,15 @@ impl Server {
             }
             None => (None, None),
         };
+        // Cluster mode: pairs, tokens and privacy settings live in the cluster's store, and
+        // reach the shards from there; the shard files keep last-seen times only.
+        let (remote, remote_requests) = match &config.cluster {
+            Some(_) => {
+                let (store, requests) = crate::storage::remote::RemoteStore::channel(config.server.mailbox_capacity);
+                (Some(store), Some(requests))
+            }
+            None => (None, None),
+        };
         let mut writers = Vec::with_capacity(n);
         let mut dbs = Vec::with_capacity(n);
         let mut seeds = Vec::with_capacity(n);
@@ -126,7 +136,12 @@ impl Server {
         for (index, rx) in receivers.into_iter().enumerate() {
             let db = Arc::new(storage::open(dir, index)?);
             repartition::mark(&db, n)?;
-            let loaded = storage::load(&db)?;
+            let mut loaded = storage::load(&db)?;
+            if remote.is_some() {
+                loaded.kv.clear();
+                loaded.tokens.clear();
+                loaded.privacy.clear();
+            }
             let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher, config.storage.max_user_bytes);
             users_with_storage += kv.len();
             unreadable_tokens += unreadable;
@@ -160,6 +175,7 @@ impl Server {
                 gateway_stats: gateway_stats.clone(),
                 cluster: cluster_status.clone(),
                 replicate: replicate.clone(),
+                remote: remote.clone(),
             });
         }
         tracing::info!(shards = n, dir = %dir.display(), users_with_storage, "storage opened");
@@ -205,10 +221,16 @@ impl Server {
             }
         };
         drop(replicate);
-        let (ingest, cluster) = match (&config.cluster, cluster_status, replicas) {
+        drop(remote);
+        let (ingest, cluster) = match (&config.cluster, cluster_status, replicas, remote_requests) {
             // Cluster mode: the gateway runs only while this node holds the lease.
-            (Some(cluster), Some(status), Some(replicas)) => {
-                let links = crate::cluster::client::Links { replicas, apply: replicated_into(peers.clone()) };
+            (Some(cluster), Some(status), Some(replicas), Some(storage)) => {
+                let links = crate::cluster::client::Links {
+                    replicas,
+                    apply: replicated_into(peers.clone()),
+                    storage,
+                    apply_stored: stored_into(peers.clone()),
+                };
                 let gateway = LeaderGateway { config: config.clone(), peers: peers.clone(), stats: gateway_stats, ingest: None };
                 let cluster = crate::cluster::Cluster::start(cluster.clone(), status, Box::new(gateway), links).map_err(StartError::Ingest)?;
                 (None, Some(cluster))
@@ -274,7 +296,17 @@ fn replicated_into(peers: Peers<Shard>) -> crate::cluster::replication::Apply {
                     }
                 },
             };
-            let _ = peers.submit(peers.owner_of(user), move |s| s.apply_ingest(event)).await;
+            let _ = peers.submit(peers.owner_of(user), move |s| s.apply_replicated(event)).await;
+        })
+    })
+}
+
+/// Cluster mode: a document of the cluster's store goes to its user's owner shard.
+fn stored_into(peers: Peers<Shard>) -> crate::cluster::storage::ApplyStored {
+    Box::new(move |entry| {
+        let peers = peers.clone();
+        Box::pin(async move {
+            let _ = peers.submit(peers.owner_of(entry.user.0), move |s| s.apply_stored(entry)).await;
         })
     })
 }
@@ -310,7 +342,7 @@ async fn run_shard(seed: ShardSeed, bound: std::sync::mpsc::Sender<Result<u16, S
         }
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(seed.addr.port());
-    let services = Services { presence: Presence::new(seed.state), storage: Storage::new(seed.kv, seed.writer, seed.cipher) };
+    let services = Services { presence: Presence::new(seed.state), storage: Storage::new(seed.kv, seed.writer, seed.cipher).with_remote(seed.remote) };
     let shard = Rc::new(Shard::new(seed.index, seed.peers, seed.config, services).with_gateway_stats(seed.gateway_stats).with_cluster(seed.cluster).with_replication(seed.replicate));
     let mailbox = glommio::spawn_local(run_mailbox(shard.clone(), seed.rx));
     let _ = bound.send(Ok(port));

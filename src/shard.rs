@@ -20,7 +20,7 @@ use crate::presence::privacy::{PrivacyChange, PrivacyError, PrivacySettings};
 use crate::presence::{Applied, Change, IngestEvent, LastSeenWrite, Presence};
 use crate::runtime::{Closed, Here, Invoke, Owned, Peers, Sharded};
 use crate::storage::kv::{Auth, KvError};
-use crate::storage::service::{Storage, StorageAnswer, StorageRequest};
+use crate::storage::service::{Installed, PrivacyWriteError, Storage, StorageAnswer, StorageRequest};
 use crate::storage::writer::WriteOp;
 use crate::time_fmt::now_ms;
 use bytes::Bytes;
@@ -448,11 +448,13 @@ impl Shard {
             })
             .map_err(PrivacyError::Invalid)?;
         // The same writer and group commit as key-value writes: answered once durable.
-        let op = if next.is_default() { WriteOp::ClearPrivacy(id.key()) } else { WriteOp::SetPrivacy(id.key(), next.to_json()) };
-        let written = self.storage.write(vec![op]).await;
-        let applied = self.presence.commit_privacy(id, seq, next.clone(), written.is_ok());
+        let written = self.storage.write_privacy(id, next.to_json(), next.is_default()).await;
+        let applied = self.presence.commit_privacy(id, seq, next.clone(), written == Ok(true));
         self.after_apply(applied);
-        written.map_err(PrivacyError::Internal)?;
+        written.map_err(|e| match e {
+            PrivacyWriteError::Failed(reason) => PrivacyError::Internal(reason),
+            PrivacyWriteError::Unavailable(reason) => PrivacyError::Unavailable(reason),
+        })?;
         Ok(next)
     }
 
@@ -466,7 +468,11 @@ impl Shard {
             StorageRequest::Write { auth: Auth::Owner, .. } => self.presence.is_member(id),
             _ => self.presence.contains(id),
         };
-        let answered = self.storage.handle(id, req, monitored).await?;
+        let announce = |map: Bytes| {
+            let applied = self.presence.set_storage_json(id, map);
+            self.after_apply(applied);
+        };
+        let answered = self.storage.handle(id, req, monitored, &announce).await?;
         if let Some(map) = answered.committed {
             self.metrics.kv_write(started.elapsed());
             let applied = self.presence.set_storage_json(id, map);
@@ -511,16 +517,26 @@ impl Shard {
         self.cards.image_ttl()
     }
 
-    /// Applies an ingest event on the shard that owns its users.
+    /// Applies an ingest event from this node's gateway on the shard that owns its users.
     pub fn apply_ingest(self: &Rc<Self>, event: IngestEvent) {
+        self.apply_event(event, true);
+    }
+
+    /// Cluster mode: applies a user's state (or removal) that the leader replicated. It is
+    /// not replicated again, and a removal leaves storage alone: the leader deleted it from
+    /// the cluster's store, and that delete arrives on its own.
+    pub fn apply_replicated(self: &Rc<Self>, event: IngestEvent) {
+        self.apply_event(event, false);
+    }
+
+    fn apply_event(self: &Rc<Self>, event: IngestEvent, from_gateway: bool) {
         // An explicit member-remove deletes the member's storage and token, as Lantern does.
-        if let IngestEvent::MemberRemove(id) = &event {
+        if let (IngestEvent::MemberRemove(id), true) = (&event, from_gateway) {
             if let Ok(owned) = self.here.claim(*id) {
                 self.storage.forget(owned);
             }
         }
         let (kind, presence) = ingest_kind(&event);
-        let from_gateway = !matches!(event, IngestEvent::Replicated { .. });
         let applied = self.presence.apply(event, now_ms(), |id| self.here.claim(id).ok());
         if from_gateway {
             self.replicate(&applied.changes);
@@ -538,6 +554,33 @@ impl Shard {
             };
             self.metrics.count(metrics::series::CHANGES, name);
         }
+        self.after_apply(applied);
+    }
+
+    /// Cluster mode: a document of one of this shard's users as the cluster's store holds it
+    /// now (every node reads every document back, this one's own writes included): new pairs
+    /// reach the user object and subscribers (STORAGE_UPDATE), new privacy settings apply.
+    pub fn apply_stored(self: &Rc<Self>, entry: crate::storage::remote::RemoteEntry) {
+        let Ok(id) = self.here.claim(entry.user) else {
+            tracing::error!(user = %entry.user, "a storage document for a user owned by another shard was routed here; dropped");
+            return;
+        };
+        let applied = match self.storage.install(id, entry.part, entry.revision, entry.value.as_deref()) {
+            Installed::Nothing => return,
+            Installed::Map(map) => self.presence.set_storage_json(id, map),
+            Installed::Privacy(json) => {
+                let settings = match json.as_deref().map(PrivacySettings::from_json) {
+                    None => PrivacySettings::default(),
+                    Some(Ok(settings)) => settings,
+                    Some(Err(e)) => {
+                        // Unreadable settings hide everything rather than nothing.
+                        tracing::error!(user = %entry.user, error = %e, "unreadable privacy settings; the member is treated as paused");
+                        PrivacySettings { paused: true, ..PrivacySettings::default() }
+                    }
+                };
+                self.presence.replace_privacy(id, settings)
+            }
+        };
         self.after_apply(applied);
     }
 

@@ -35,6 +35,8 @@ pub const NO_STORAGE: &str = "We could not find your key-value storage data. Ple
 pub const NO_USER: &str = "We could not find your user data. This generally means you are not in our Discord server.";
 pub const NO_TOKEN: &str = "We could not find your token. Please create a new token using `/storage create token`.";
 pub const FAILED: &str = "Something went wrong while accessing your key-value storage. Please try again later.";
+/// Cluster mode, the cluster's store out of reach: nothing was written.
+pub const UNAVAILABLE: &str = "Storage is unavailable right now, so nothing was saved. Please try again in a moment.";
 pub const EMPTY_LIST: &str = "There is no data in your key-value storage.";
 pub const LIST_ATTACHED: &str = "Here is the list of all the data in your key-value storage:";
 pub const RESET_QUESTION: &str = "Are you sure you want to reset your key-value storage?";
@@ -153,6 +155,10 @@ fn storage_failure(e: KvError) -> String {
         KvError::Internal(reason) => {
             tracing::error!(%reason, "storage request from the bot failed");
             FAILED.into()
+        }
+        KvError::Unavailable(reason) => {
+            tracing::warn!(%reason, "storage request from the bot refused: the cluster's store is unavailable");
+            UNAVAILABLE.into()
         }
     }
 }

@@ -108,6 +108,10 @@ pub fn failure(e: PrivacyError) -> String {
             tracing::error!(%reason, "privacy change from the bot failed");
             FAILED.into()
         }
+        PrivacyError::Unavailable(reason) => {
+            tracing::warn!(%reason, "privacy change from the bot refused: the cluster's store is unavailable");
+            crate::bot::interactions::UNAVAILABLE.into()
+        }
     }
 }
 

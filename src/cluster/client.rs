@@ -36,6 +36,10 @@ impl Cluster {
 pub struct Links {
     pub replicas: crate::runtime::MailboxReceiver<super::replication::Replica>,
     pub apply: super::replication::Apply,
+    /// The shards' requests to the cluster's store of pairs, tokens and privacy settings.
+    pub storage: crate::storage::remote::RemoteRequests,
+    /// Hands each document of that store to its owner shard.
+    pub apply_stored: super::storage::ApplyStored,
 }
 
 async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links, status: Arc<Status>, mut stop: watch::Receiver<bool>) {
@@ -58,11 +62,13 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
             return;
         }
     };
-    let (publish_stop, follow_stop) = (stop.clone(), stop.clone());
+    let (publish_stop, follow_stop, serve_stop, stored_stop) = (stop.clone(), stop.clone(), stop.clone(), stop.clone());
     tokio::join!(
         lease::run(&config, &client, gateway.as_mut(), &status, &mut stop),
         super::replication::publish(&config, &client, links.replicas, publish_stop),
         super::replication::follow(&config, &client, links.apply, &status, follow_stop),
+        super::storage::serve(&config, &client, links.storage, serve_stop),
+        super::storage::follow(&config, &client, links.apply_stored, stored_stop),
     );
     // Deletes and last puts go out before the connection drops (briefly: NATS may be away).
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.flush()).await;

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod lease;
 pub mod replication;
+pub mod storage;
 
 pub use client::Cluster;
 pub use crate::config::ClusterConfig;

@@ -182,6 +182,10 @@ fn kv_error(e: KvError) -> LanyardError {
             tracing::error!(%reason, "storage request failed");
             LanyardError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal Server Error")
         }
+        KvError::Unavailable(reason) => {
+            tracing::warn!(%reason, "storage write refused: the cluster's store is unavailable");
+            LanyardError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable on this node right now; nothing was written. Try again shortly.")
+        }
     }
 }
 

@@ -30,6 +30,7 @@ fn error(e: PrivacyError) -> ApiError {
             tracing::error!(%reason, "privacy request failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal Server Error")
         }
+        PrivacyError::Unavailable(reason) => crate::http::storage::storage_unavailable(&reason),
     }
 }
 

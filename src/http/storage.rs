@@ -42,7 +42,14 @@ pub fn api_error(e: KvError, raw_id: &str) -> ApiError {
             tracing::error!(%reason, "storage request failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal Server Error")
         }
+        KvError::Unavailable(reason) => storage_unavailable(&reason),
     }
+}
+
+/// Cluster mode: the cluster's store cannot be reached; nothing was written.
+pub fn storage_unavailable(reason: &str) -> ApiError {
+    tracing::warn!(%reason, "storage write refused: the cluster's store is unavailable");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable on this node right now; nothing was written. Try again shortly.")
 }
 
 fn success() -> Reply {

@@ -119,6 +119,13 @@ impl Presence {
         applied
     }
 
+    /// Replaces the user's settings with ones made durable elsewhere (cluster mode).
+    pub fn replace_privacy(&self, id: Owned<Snowflake>, settings: PrivacySettings) -> Applied {
+        let mut applied = Applied::default();
+        self.state.borrow_mut().set_privacy(id.key(), settings, &mut applied);
+        applied
+    }
+
     /// Applies an ingest event whose users this shard owns (each proven by `owns`; a user it
     /// does not own is skipped and logged, as a routing bug).
     pub fn apply(&self, event: IngestEvent, now: i64, owns: impl Fn(Snowflake) -> Option<Owned<Snowflake>>) -> Applied {

@@ -77,6 +77,9 @@ pub enum PrivacyError {
     Invalid(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Cluster mode: the cluster's store cannot be reached, so nothing can be written.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The settings as JSON (what is stored, and what the REST route answers).

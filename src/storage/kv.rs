@@ -40,6 +40,8 @@ pub enum KvError {
     InvalidValue(&'static str),
     /// The owner shard could not commit or could not be reached.
     Internal(String),
+    /// Cluster mode: the cluster's store cannot be reached, so nothing can be written.
+    Unavailable(String),
 }
 
 /// Checks a key against `^[A-Za-z0-9]{1,255}$`, with the contract's messages.
@@ -77,8 +79,18 @@ pub enum TokenState {
     None,
     Valid(Token),
     /// A token is stored but cannot be decrypted with the configured secret; storage exists,
-    /// nothing authenticates until the user creates a new token.
-    Unreadable,
+    /// nothing authenticates until the user creates a new token. Kept as stored.
+    Unreadable(Arc<[u8]>),
+}
+
+impl TokenState {
+    /// A stored token, opened with `cipher`.
+    pub fn open(cipher: &TokenCipher, sealed: &[u8]) -> TokenState {
+        match cipher.open(sealed) {
+            Ok(t) => TokenState::Valid(t),
+            Err(_) => TokenState::Unreadable(sealed.into()),
+        }
+    }
 }
 
 /// One pair as it is served: `"key":"value"`, serialized once when it is written.
@@ -224,6 +236,32 @@ impl UserKv {
     }
 }
 
+impl UserKv {
+    /// A user's storage from the cluster's document of it.
+    pub fn from_document(doc: super::remote::KvDocument, cipher: &TokenCipher) -> UserKv {
+        let mut user = UserKv::default();
+        for (key, value) in &doc.pairs {
+            user.insert(key.clone(), Pair::new(key, value));
+        }
+        user.token = match doc.sealed_token() {
+            Some(sealed) => TokenState::open(cipher, &sealed),
+            None => TokenState::None,
+        };
+        user
+    }
+
+    /// The cluster's document of this storage (the token sealed anew; one that cannot be
+    /// read is kept as stored).
+    pub fn to_document(&self, cipher: &TokenCipher) -> Result<super::remote::KvDocument, KvError> {
+        let doc = super::remote::KvDocument { pairs: self.to_map(), token: None };
+        Ok(match &self.token {
+            TokenState::None => doc,
+            TokenState::Valid(t) => doc.with_sealed_token(&cipher.seal(t).map_err(|e| KvError::Internal(e.to_string()))?),
+            TokenState::Unreadable(sealed) => doc.with_sealed_token(sealed),
+        })
+    }
+}
+
 /// Who is asking to write.
 #[derive(Debug, Clone)]
 pub enum Auth {
@@ -303,13 +341,9 @@ impl KvShard {
         }
         let mut unreadable = 0;
         for (id, sealed) in tokens {
-            users.entry(id).or_default().token = match cipher.open(&sealed) {
-                Ok(t) => TokenState::Valid(t),
-                Err(_) => {
-                    unreadable += 1;
-                    TokenState::Unreadable
-                }
-            };
+            let token = TokenState::open(cipher, &sealed);
+            unreadable += usize::from(matches!(token, TokenState::Unreadable(_)));
+            users.entry(id).or_default().token = token;
         }
         let users = users
             .into_iter()
@@ -463,6 +497,26 @@ impl KvShard {
             self.users.remove(&id);
         }
         changed.then_some(committed)
+    }
+
+    /// Replaces a user's storage with what the cluster's store holds (`None`: nothing), as
+    /// every node reads it back. Returns the new committed storage when readers must see a
+    /// change (its pairs changed). A write of this shard still in flight is planned on the
+    /// state it replaces; the store refuses it (its revision is stale) and it is planned again.
+    pub fn install(&mut self, id: Snowflake, stored: Option<UserKv>) -> Option<Arc<UserKv>> {
+        let mut next = stored.unwrap_or_default();
+        self.next_seq += 1;
+        let entry = self.users.entry(id).or_default();
+        let changed = next.pairs != entry.committed.pairs;
+        next.version = if changed { self.next_seq } else { entry.committed.version };
+        let next = Arc::new(next);
+        entry.committed = next.clone();
+        entry.committed_seq = self.next_seq;
+        entry.latest = next.clone();
+        if entry.in_flight == 0 && next.is_unused() {
+            self.users.remove(&id);
+        }
+        changed.then_some(next)
     }
 
     /// Deletes a user's storage and token at once (the member left). Returns the write to

@@ -21,6 +21,7 @@
 
 pub mod backup;
 pub mod kv;
+pub mod remote;
 pub mod repartition;
 pub mod service;
 pub mod token;

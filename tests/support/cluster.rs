@@ -91,6 +91,9 @@ pub fn cluster_config(nats: &str, node: &str) -> ClusterConfig {
     }
 }
 
+/// The token secret every node of a test cluster shares.
+pub const CLUSTER_KV_SECRET: &str = "5f0c1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
+
 /// One in-process node: its own data dir and port, the shared simulator and NATS.
 pub struct Node {
     pub server: Option<Server>,
@@ -103,6 +106,8 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let mut config = lantern::demo::config_for(sim, dir.path(), 0, 1).unwrap();
         config.cluster = Some(cluster_config(nats, node));
+        // Every node of a cluster opens the tokens the others sealed.
+        config.kv_secret = lantern::config::parse_kv_secret(CLUSTER_KV_SECRET).unwrap();
         let server = Server::start(config).expect("node starts");
         Node { port: server.port(), server: Some(server), _dir: dir }
     }

@@ -1,0 +1,174 @@
+//! The cluster's store of pairs, tokens and privacy settings: a JetStream KV bucket
+//! (`cluster.storage_bucket`, file storage, replicated) holding the documents that
+//! `storage::remote` describes. The shards' requests are served here, each write answered once
+//! JetStream acknowledged it; and every node watches the bucket (current documents first,
+//! then each change) and hands each document to its owner shard.
+
+use super::client::Bucket;
+use crate::config::ClusterConfig;
+use crate::storage::remote::{Expect, Part, RemoteEntry, RemoteError, RemoteOp, RemoteRequests};
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+/// Hands a document read back from the bucket to its owner shard.
+pub type ApplyStored = Box<dyn Fn(RemoteEntry) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// How long a request may wait for JetStream before it is answered unavailable.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+
+/// Room a document leaves under the server's largest message for the message's own headers.
+const HEADROOM: usize = 1024;
+
+fn bucket(config: &ClusterConfig) -> Bucket<'_> {
+    Bucket {
+        name: &config.storage_bucket,
+        description: "lantern storage: pairs, token and privacy settings per user",
+        history: 1,
+        max_age: Duration::ZERO,
+        memory: false,
+        replicas: config.replicas,
+    }
+}
+
+/// Serves the shards' storage requests until the node stops. A request that finds NATS away
+/// (or the bucket not yet open) is answered unavailable at once rather than queued: the
+/// caller answers 503 and nothing is written.
+pub async fn serve(config: &ClusterConfig, client: &async_nats::Client, requests: RemoteRequests, mut stop: watch::Receiver<bool>) {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut store: Option<kv::Store> = None;
+    loop {
+        let op = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            op = requests.recv() => match op { Some(op) => op, None => return },
+        };
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        if connected && store.is_none() {
+            if let Ok(Ok(s)) = timeout(ANSWER_WITHIN, bucket(config).open(&js)).await {
+                store = Some(s);
+            }
+        }
+        let open = store.clone().filter(|_| connected);
+        let max = client.server_info().max_payload.saturating_sub(HEADROOM);
+        // Each request on its own task (of this thread's runtime): one slow answer holds up
+        // no other shard.
+        tokio::spawn(answer(open, op, max));
+    }
+}
+
+async fn answer(store: Option<kv::Store>, op: RemoteOp, max: usize) {
+    let away = || RemoteError::Unavailable("not connected to NATS".into());
+    match op {
+        RemoteOp::Write { key, value, expect, ack } => {
+            let result = match store {
+                None => Err(away()),
+                Some(store) => write(&store, &key, value, expect, max).await,
+            };
+            let _ = ack.send(result);
+        }
+        RemoteOp::Read { key, ack } => {
+            let result = match store {
+                None => Err(away()),
+                Some(store) => match timeout(ANSWER_WITHIN, store.entry(&key)).await {
+                    Ok(Ok(None)) => Ok((0, None)),
+                    Ok(Ok(Some(entry))) => Ok(match entry.operation {
+                        kv::Operation::Put => (entry.revision, Some(entry.value)),
+                        kv::Operation::Delete | kv::Operation::Purge => (entry.revision, None),
+                    }),
+                    Ok(Err(e)) => Err(RemoteError::Unavailable(e.to_string())),
+                    Err(_) => Err(RemoteError::Unavailable("NATS did not answer in time".into())),
+                },
+            };
+            let _ = ack.send(result);
+        }
+    }
+}
+
+async fn write(store: &kv::Store, key: &str, value: Option<Bytes>, expect: Expect, max: usize) -> Result<u64, RemoteError> {
+    let late = || RemoteError::Unavailable("JetStream did not acknowledge in time".into());
+    let other = |e: &dyn std::fmt::Display| RemoteError::Unavailable(e.to_string());
+    let Some(value) = value else {
+        return match timeout(ANSWER_WITHIN, store.delete(key)).await {
+            Ok(Ok(())) => Ok(0),
+            Ok(Err(e)) => Err(other(&e)),
+            Err(_) => Err(late()),
+        };
+    };
+    if value.len() > max {
+        return Err(RemoteError::TooLarge(max));
+    }
+    match expect {
+        Expect::Any => match timeout(ANSWER_WITHIN, store.put(key, value)).await {
+            Ok(Ok(revision)) => Ok(revision),
+            Ok(Err(e)) => Err(other(&e)),
+            Err(_) => Err(late()),
+        },
+        // Never written: only if still absent (a deleted document counts as absent).
+        Expect::Revision(0) => match timeout(ANSWER_WITHIN, store.create(key, value)).await {
+            Ok(Ok(revision)) => Ok(revision),
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(RemoteError::Conflict),
+            Ok(Err(e)) => Err(other(&e)),
+            Err(_) => Err(late()),
+        },
+        Expect::Revision(revision) => match timeout(ANSWER_WITHIN, store.update(key, value, revision)).await {
+            Ok(Ok(revision)) => Ok(revision),
+            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(RemoteError::Conflict),
+            Ok(Err(e)) => Err(other(&e)),
+            Err(_) => Err(late()),
+        },
+    }
+}
+
+/// Every node's side: hands each document of the bucket (current ones first, then each
+/// change, in revision order) to its owner shard, the node's own writes included.
+pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: ApplyStored, mut stop: watch::Receiver<bool>) {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut from: Option<u64> = None;
+    loop {
+        let store = loop {
+            if let Ok(Ok(store)) = timeout(config.lease_ttl, bucket(config).open(&js)).await {
+                break store;
+            }
+            if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
+                return;
+            }
+        };
+        let watch = match from {
+            None => store.watch_with_history(">").await,
+            Some(revision) => store.watch_all_from_revision(revision + 1).await,
+        };
+        let mut entries = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the storage bucket yet; retrying");
+                if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let entry = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                e = entries.next() => e,
+            };
+            let Some(Ok(entry)) = entry else { break };
+            from = Some(entry.revision);
+            let Some((user, part)) = Part::parse(&entry.key) else { continue };
+            let value = match entry.operation {
+                kv::Operation::Put => Some(entry.value),
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            apply(RemoteEntry { user, part, revision: entry.revision, value }).await;
+        }
+        tracing::warn!("the storage watch ended; watching again from the last revision applied");
+        if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Cluster mode's storage against a real `nats-server`: pairs, tokens and privacy settings
+//! live in JetStream, so a write acknowledged by one node is on every node, the 512-pair limit
+//! holds across writers on different nodes, and a node cut off from NATS refuses writes (503)
+//! while it keeps serving reads.
+//!
+//! Needs `nats-server` on PATH (`.ci/run` installs it); without it the tests fail, saying what
+//! to install.
+
+mod support;
+
+use lantern::discord::{Member, PartialUser, Presence, Snowflake, Status, User};
+use lantern::sim::{SimConfig, Simulator};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use support::cluster::{Nats, Node};
+use support::kv::{create_token, next_frame, value_body, Ws};
+use support::{request, wait_for, DEADLINE};
+
+const ALICE: Snowflake = Snowflake(1_300_000_000_000_000_001);
+
+fn online(id: Snowflake) -> Presence {
+    Presence { user: PartialUser { id, ..Default::default() }, status: Status::Online, ..Default::default() }
+}
+
+/// A simulator with Alice as a member, and `names` nodes against it and `nats`, each serving
+/// her object.
+fn cluster(nats: &Nats, names: &[&str]) -> (Simulator, Vec<Node>) {
+    let sim = Simulator::start(SimConfig { members: 5, seed: 3, ..SimConfig::default() }).unwrap();
+    sim.add_member(
+        Member { user: User { id: ALICE, username: "alice".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(online(ALICE)),
+    );
+    let nodes: Vec<Node> = names.iter().map(|n| Node::start(&sim, &nats.url(), n)).collect();
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || request(n.port, "GET", &user_path(), &[], b"").status == 200), "node {:?} never served alice", n.cluster());
+    }
+    (sim, nodes)
+}
+
+fn user_path() -> String {
+    format!("/api/v1/users/{ALICE}")
+}
+
+fn key_path(key: &str) -> String {
+    format!("/api/v1/users/{ALICE}/storage/{key}")
+}
+
+fn put(port: u16, token: &str, key: &str, value: &str) -> support::Resp {
+    request(port, "PUT", &key_path(key), &[("Authorization", token)], &value_body(value))
+}
+
+fn storage(port: u16) -> Value {
+    request(port, "GET", &format!("/api/v1/users/{ALICE}/storage"), &[], b"").json()
+}
+
+/// Waits until every node knows `token` (a token is created on the leader, whose bot gets the
+/// interaction, and reaches the others through the store).
+fn token_everywhere(nodes: &[Node], token: &str) {
+    for n in nodes {
+        assert!(
+            wait_for(DEADLINE, || request(n.port, "GET", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", token)], b"").status == 200),
+            "node {:?} never accepted the token",
+            n.cluster()
+        );
+    }
+}
+
+fn subscribe(port: u16) -> Ws {
+    let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/socket")).expect("upgrade");
+    assert_eq!(next_frame(&mut ws)["op"], 1);
+    ws.send(tungstenite::Message::text(json!({ "op": 2, "d": { "user_id": ALICE.to_string() } }).to_string())).unwrap();
+    assert_eq!(next_frame(&mut ws)["t"], "INIT_ACK");
+    ws
+}
+
+/// The next STORAGE_UPDATE a subscriber receives (presence updates in between are skipped).
+fn next_storage_update(ws: &mut Ws) -> Value {
+    loop {
+        let frame = next_frame(ws);
+        if frame["t"] == "STORAGE_UPDATE" {
+            return frame;
+        }
+    }
+}
+
+#[test]
+fn a_write_on_one_node_is_served_and_announced_by_every_node() {
+    let nats = Nats::start();
+    let (sim, nodes) = cluster(&nats, &["a", "b", "c"]);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    let mut subs: Vec<Ws> = nodes.iter().map(|n| subscribe(n.port)).collect();
+
+    let r = put(nodes[1].port, &token, "city", "Paris");
+    assert_eq!((r.status, r.json()), (200, json!({"success": true})));
+    let want = json!({ "t": "STORAGE_UPDATE", "op": 10, "user_id": ALICE.to_string(), "d": { "city": "Paris" } });
+    for ws in subs.iter_mut() {
+        assert_eq!(next_storage_update(ws), want);
+    }
+    for n in &nodes {
+        assert_eq!(storage(n.port), json!({"city": "Paris"}), "node {:?}", n.cluster());
+        let r = request(n.port, "GET", &key_path("city"), &[], b"");
+        assert_eq!((r.status, r.json()), (200, json!({"value": "Paris"})));
+        assert!(wait_for(DEADLINE, || request(n.port, "GET", &user_path(), &[], b"").json()["storage"] == json!({"city": "Paris"})));
+    }
+
+    // A delete on a third node, and a new write on the first, arrive the same way.
+    let r = request(nodes[2].port, "DELETE", &key_path("city"), &[("Authorization", &token)], b"");
+    assert_eq!((r.status, r.json()), (200, json!({"success": true})));
+    let r = put(nodes[0].port, &token, "mood", "calm");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for ws in subs.iter_mut() {
+        assert_eq!(next_storage_update(ws)["d"], json!({}));
+        assert_eq!(next_storage_update(ws)["d"], json!({"mood": "calm"}));
+    }
+    for n in &nodes {
+        assert_eq!(storage(n.port), json!({"mood": "calm"}));
+    }
+}
+
+#[test]
+fn concurrent_writers_on_different_nodes_cannot_exceed_512_pairs() {
+    let nats = Nats::start();
+    let (sim, nodes) = cluster(&nats, &["a", "b", "c"]);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    for i in 0..500 {
+        let r = put(nodes[i % 3].port, &token, &format!("k{i}"), "v");
+        assert_eq!(r.status, 200, "pair {i}: {}", r.text());
+    }
+    // 60 new keys at once, 20 on each node: exactly 12 fit.
+    let accepted = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for (n, node) in nodes.iter().enumerate() {
+            let (token, accepted, port) = (&token, &accepted, node.port);
+            scope.spawn(move || {
+                for i in 0..20 {
+                    let r = put(port, token, &format!("n{n}x{i}"), "v");
+                    match r.status {
+                        200 => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        400 => assert_eq!(r.json()["code"], "too_many_pairs", "{}", r.text()),
+                        other => panic!("unexpected {other}: {}", r.text()),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(accepted.load(Ordering::Relaxed), 12);
+    for n in &nodes {
+        assert!(
+            wait_for(DEADLINE, || storage(n.port).as_object().map(|m| m.len()) == Some(512)),
+            "node {:?} holds {:?} pairs",
+            n.cluster(),
+            storage(n.port).as_object().map(|m| m.len())
+        );
+    }
+    let on_first = storage(nodes[0].port);
+    for n in &nodes[1..] {
+        assert_eq!(storage(n.port), on_first);
+    }
+}
+
+#[test]
+fn every_acknowledged_write_is_on_every_surviving_node_when_the_leader_stops_midway() {
+    let nats = Nats::start();
+    let (sim, mut nodes) = cluster(&nats, &["a", "b", "c"]);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    let leader = nodes.iter().position(|n| n.cluster()["role"] == "leader").expect("a leader");
+    // 1,000 writes over 250 keys (each key written four times, the last value wins), spread
+    // over the nodes; the leader stops after the 400th. Only acknowledged writes count.
+    let mut expected = serde_json::Map::new();
+    let mut acknowledged = 0;
+    for i in 0..1_000 {
+        if i == 400 {
+            nodes[leader].stop();
+        }
+        let node = &nodes[i % 3];
+        if node.server.is_none() {
+            continue;
+        }
+        let (key, value) = (format!("key{}", i % 250), format!("value{i}"));
+        let r = put(node.port, &token, &key, &value);
+        assert_eq!(r.status, 200, "write {i} on {:?}: {}", node.cluster(), r.text());
+        expected.insert(key, Value::String(value));
+        acknowledged += 1;
+    }
+    assert!(acknowledged >= 800, "{acknowledged}");
+    let expected = Value::Object(expected);
+    for n in nodes.iter().filter(|n| n.server.is_some()) {
+        assert!(wait_for(DEADLINE, || storage(n.port) == expected), "node {:?}: {}", n.cluster(), storage(n.port));
+    }
+}
+
+#[test]
+fn a_node_cut_off_from_nats_serves_reads_and_refuses_writes_with_503_until_nats_returns() {
+    let mut nats = Nats::start();
+    let (sim, nodes) = cluster(&nats, &["a", "b"]);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    assert_eq!(put(nodes[0].port, &token, "city", "Paris").status, 200);
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || storage(n.port) == json!({"city": "Paris"})));
+    }
+
+    nats.kill();
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || n.cluster()["nats_connected"] == false), "{:?}", n.cluster());
+        let r = put(n.port, &token, "city", "Rome");
+        assert_eq!(
+            (r.status, r.json()),
+            (
+                503,
+                json!({"success": false, "code": "storage_unavailable",
+                    "error": "Storage is unavailable on this node right now; nothing was written. Try again shortly."})
+            )
+        );
+        let r = request(n.port, "PATCH", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token), ("Content-Type", "application/json")], br#"{"hide_kv":true}"#);
+        assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("storage_unavailable")), "{}", r.text());
+        // Reads go on from what the node holds.
+        assert_eq!(storage(n.port), json!({"city": "Paris"}));
+        assert_eq!(request(n.port, "GET", &user_path(), &[], b"").status, 200);
+    }
+
+    nats.restart();
+    assert!(wait_for(DEADLINE * 2, || put(nodes[1].port, &token, "city", "Rome").status == 200), "writes never came back");
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || storage(n.port) == json!({"city": "Rome"})), "node {:?}: {}", n.cluster(), storage(n.port));
+    }
+}
+
+#[test]
+fn a_privacy_setting_made_on_one_node_applies_on_every_node() {
+    let nats = Nats::start();
+    let (sim, nodes) = cluster(&nats, &["a", "b", "c"]);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    assert_eq!(put(nodes[0].port, &token, "city", "Paris").status, 200);
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || request(n.port, "GET", &user_path(), &[], b"").json()["storage"] == json!({"city": "Paris"})));
+    }
+    let r = request(nodes[2].port, "PATCH", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token), ("Content-Type", "application/json")], br#"{"hide_kv":true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["hide_kv"], true, "{}", r.text());
+    for n in &nodes {
+        // The public object hides the map; the public storage routes refuse it.
+        assert!(wait_for(DEADLINE, || request(n.port, "GET", &user_path(), &[], b"").json()["storage"] == json!({})), "node {:?}", n.cluster());
+        assert_eq!(request(n.port, "GET", &format!("/api/v1/users/{ALICE}/storage"), &[], b"").status, 401);
+        let r = request(n.port, "GET", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token)], b"");
+        assert_eq!(r.json()["hide_kv"], true, "node {:?}: {}", n.cluster(), r.text());
+    }
+}
+
+#[test]
+fn a_member_who_leaves_loses_their_storage_on_every_node() {
+    let nats = Nats::start();
+    let (sim, nodes) = cluster(&nats, &["a", "b"]);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    assert_eq!(put(nodes[1].port, &token, "city", "Paris").status, 200);
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || storage(n.port) == json!({"city": "Paris"})));
+    }
+    sim.remove_member(ALICE);
+    sim.add_member(
+        Member { user: User { id: ALICE, username: "alice".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(online(ALICE)),
+    );
+    for n in &nodes {
+        assert!(
+            wait_for(DEADLINE, || request(n.port, "GET", &format!("/api/v1/users/{ALICE}/storage"), &[], b"").json()["code"] == "storage_not_found"),
+            "node {:?}: {}",
+            n.cluster(),
+            storage(n.port)
+        );
+        assert_eq!(put(n.port, &token, "city", "Rome").status, 401);
+    }
+}
