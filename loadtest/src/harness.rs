@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: fanout, churn, storm, deflate, idle, rest, slow.
+    /// Scenarios to run, comma-separated: fanout, churn, storm, deflate, cluster, idle, rest, slow.
     #[arg(long, default_value = "fanout,churn,idle,rest,slow", value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Shard counts to run the server with, comma-separated (e.g. `1,2` compares 1 with 2).
@@ -288,13 +288,18 @@ impl Ctx {
         if let Some(addr) = &self.opts.server_addr {
             return Ok(Target { name: "lantern".into(), addr: addr.clone(), pid: self.opts.server_pid, proc: None });
         }
+        self.start_lantern_with(shards, "")
+    }
+
+    /// A lantern process with `extra` appended to its config (a `[cluster]` table).
+    fn start_lantern_with(&mut self, shards: usize, extra: &str) -> Result<Target, String> {
         let (guild, app, gw, api, token) = self.sim_guild.clone().ok_or("no simulator to point the server at")?;
         self.seq += 1;
         let data = self.dir.join(format!("lantern-data-{}", self.seq));
         let port = free_port()?;
         let toml = format!(
             "base_guild_id = '{guild}'\napplication_id = '{app}'\n[server]\nhost = '127.0.0.1'\nport = {port}\nshards = {shards}\nmax_connections_per_ip = 1000000\n\
-             [server.socket]\nmax_connections_per_ip = 1000000\n[storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{api}/cdn'\n[log]\nformat = 'human'\nlevel = 'warn'\n",
+             [server.socket]\nmax_connections_per_ip = 1000000\n[storage]\ndir = {dir:?}\n[discord]\ngateway_url = '{gw}'\napi_url = '{api}'\ncdn_url = '{api}/cdn'\n[log]\nformat = 'human'\nlevel = 'warn'\n{extra}",
             dir = data.display().to_string(),
         );
         let cfg = self.dir.join(format!("lantern-{}.toml", self.seq));
@@ -327,6 +332,22 @@ impl Ctx {
             return Err(format!("lantern never became healthy on {addr}"));
         }
         Ok(Target { name: format!("lantern ({shards} shard{})", if shards == 1 { "" } else { "s" }), addr, pid: Some(proc.pid()), proc: Some(proc) })
+    }
+
+    /// A `nats-server -js` (found on PATH) on a free port, pinned to the server CPU.
+    fn start_nats(&mut self) -> Result<(Proc, String), String> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let bin = std::env::split_paths(&path).map(|d| d.join("nats-server")).find(|p| p.is_file()).ok_or("nats-server is not on PATH (Debian package nats-server)")?;
+        self.seq += 1;
+        let store = self.dir.join(format!("nats-{}", self.seq));
+        let port = free_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(&store);
+        let proc = Proc::spawn("nats-server", cmd, Some(self.opts.server_cpu))?;
+        if !wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
+            return Err(format!("nats-server never listened on {port}"));
+        }
+        Ok((proc, format!("nats://127.0.0.1:{port}")))
     }
 
     /// The Node 20 + `ws` peer (`loadtest/node-peer`), installed on first use with `npm ci`
@@ -538,7 +559,12 @@ impl FanRun {
 }
 
 fn fan_run(pid: Option<u32>, sender: &mut Sender, procs: &mut [(Proc, usize, String)], subscribers: usize, bursts: usize, gap: Duration, rate_gap: bool) -> Result<FanRun, String> {
-    let cpu = || pid.and_then(cpu_seconds).unwrap_or(f64::NAN);
+    fan_run_on(&pid.into_iter().collect::<Vec<_>>(), sender, procs, subscribers, bursts, gap, rate_gap)
+}
+
+/// [`fan_run`] with the server CPU summed over several processes (the nodes of a cluster).
+fn fan_run_on(pids: &[u32], sender: &mut Sender, procs: &mut [(Proc, usize, String)], subscribers: usize, bursts: usize, gap: Duration, rate_gap: bool) -> Result<FanRun, String> {
+    let cpu = || if pids.is_empty() { f64::NAN } else { pids.iter().map(|&p| cpu_seconds(p).unwrap_or(f64::NAN)).sum::<f64>() };
     let cpu0 = cpu();
     let mut stamps = Vec::with_capacity(bursts);
     let start = Instant::now();
@@ -630,6 +656,7 @@ pub fn run(opts: Opts) -> Result<Report, String> {
             "churn" => scenario_churn(&mut ctx, &users),
             "storm" => scenario_storm(&mut ctx, &users),
             "deflate" => scenario_deflate(&mut ctx, &users),
+            "cluster" => scenario_cluster(&mut ctx, &users),
             "idle" => scenario_idle(&mut ctx, &users),
             "rest" => scenario_rest(&mut ctx, &users),
             "slow" => scenario_slow(&mut ctx, &users),
@@ -785,6 +812,94 @@ fn scenario_fanout(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
             ctx.report.row(Row::ratio("scaling", &format!("deliveries per CPU-second, {sn} shards vs {s1}"), cn * 1e6, c1 * 1e6, "≥ 0.9×", cn / c1 >= 0.9));
         }
     }
+    Ok(())
+}
+
+/// Fan-out with the subscribers spread over a three-node cluster (one NATS server, one gateway
+/// session held by the leader, presence replicated to the followers through JetStream) beside
+/// the same subscribers on one node running alone. Every node runs one shard on the server
+/// CPU, NATS too; the cluster's CPU is the three nodes' (NATS reported apart).
+fn scenario_cluster(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
+    const NODES: usize = 3;
+    // Each side follows its own user: both are connected to the simulator's gateway, and
+    // neither's subscribers may count the other's updates.
+    let (user, alone) = match users {
+        [a, b, ..] => (a.user.id, b.user.id),
+        _ => return Err("the cluster scenario needs two members with a presence".into()),
+    };
+    let k = ctx.opts.subscribers;
+    let gap = Duration::from_millis(ctx.opts.gap_ms);
+    let inits = vec![format!("{{\"user_id\":\"{user}\"}}"); k];
+
+    let single = ctx.start_lantern(1)?;
+    user_template(ctx, &single, alone)?;
+    let (mut sp, sready) = ctx.connect(&single, Role::Ws, vec![format!("{{\"user_id\":\"{alone}\"}}"); k], 0, false)?;
+    if sready.ready != k {
+        return Err(format!("one node: {} of {k} subscribers connected ({:?})", sready.ready, sready.first_error));
+    }
+
+    let (nats, nats_url) = ctx.start_nats()?;
+    let nats_pid = nats.pid();
+    let mut nodes = Vec::with_capacity(NODES);
+    for i in 0..NODES {
+        nodes.push(ctx.start_lantern_with(1, &format!("[cluster]\nnats_url = '{nats_url}'\nnode_id = 'node-{i}'\n"))?);
+    }
+    let body = user_template(ctx, &nodes[0], user)?;
+    // Every node serves the user as the first does before anyone subscribes.
+    for node in &nodes {
+        let base = format!("http://{}", node.addr);
+        if !wait_for(Duration::from_secs(30), || matches!(http_request(&base, "GET", &format!("/api/v1/users/{user}"), b""), Ok((200, b)) if b == body.as_bytes())) {
+            return Err(format!("cluster node {} never served the user as one node does", node.addr));
+        }
+    }
+    let mut cp = Vec::new();
+    let mut cready = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        let (procs, ready) = ctx.connect(node, Role::Ws, inits[i * k / NODES..(i + 1) * k / NODES].to_vec(), 0, false)?;
+        cready += ready.ready;
+        cp.extend(procs);
+    }
+    if cready != k {
+        return Err(format!("cluster: {cready} of {k} subscribers connected"));
+    }
+    collect(&mut sp, 0, Duration::from_millis(10))?;
+    collect(&mut cp, 0, Duration::from_millis(10))?;
+    let pids: Vec<u32> = nodes.iter().filter_map(|n| n.pid).collect();
+    let (mut cruns, mut sruns, mut nats_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ctx.opts.rounds {
+        let n0 = cpu_seconds(nats_pid).unwrap_or(f64::NAN);
+        let r = fan_run_on(&pids, &mut Sender::Gateway(&ctx.sim, user), &mut cp, k, ctx.opts.bursts, gap, false)?;
+        nats_cpu.push((cpu_seconds(nats_pid).unwrap_or(f64::NAN) - n0) * 1e6 / r.received.max(1) as f64);
+        eprintln!("  cluster round {round}: {NODES} nodes {}/{} deliveries, {:.2} µs CPU each, last subscriber {:.1} ms", r.received, r.expected, r.cpu_us_per_delivery(), r.last_median_ms());
+        cruns.push(r);
+        let r = fan_run(single.pid, &mut Sender::Gateway(&ctx.sim, alone), &mut sp, k, ctx.opts.bursts, gap, false)?;
+        eprintln!("  cluster round {round}: one node {}/{} deliveries, {:.2} µs CPU each, last subscriber {:.1} ms", r.received, r.expected, r.cpu_us_per_delivery(), r.last_median_ms());
+        sruns.push(r);
+    }
+    stop_all(cp);
+    stop_all(sp);
+    for node in nodes {
+        node.stop();
+    }
+    nats.stop(Duration::from_secs(5));
+    single.stop();
+
+    let r = &mut ctx.report;
+    r.raw("cluster", json!({
+        "nodes": NODES, "subscribers": k,
+        "cluster": cruns.iter().map(fan_json).collect::<Vec<_>>(),
+        "one_node": sruns.iter().map(fan_json).collect::<Vec<_>>(),
+        "nats_cpu_us_per_delivery": nats_cpu,
+    }));
+    r.section(&format!("cluster: {k} subscribers over {NODES} nodes (one NATS) vs one node"));
+    let sum = |runs: &[FanRun]| runs.iter().map(|x| (x.received, x.expected)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let lost: u64 = cruns.iter().map(|x| x.expected.saturating_sub(x.received)).sum();
+    r.row(Row::counts("deliveries received / expected", sum(&cruns), sum(&sruns), lost == 0 && !cruns.is_empty()));
+    r.row(Row::ab("server CPU µs per delivery, all nodes", &vals(&cruns, FanRun::cpu_us_per_delivery), &vals(&sruns, FanRun::cpu_us_per_delivery), "", |_| true));
+    r.row(Row::ab("NATS CPU µs per delivery (vs one node's lantern)", &nats_cpu, &vals(&sruns, FanRun::cpu_us_per_delivery), "", |_| true));
+    r.row(Row::ab("last-subscriber latency p50 (ms)", &vals(&cruns, FanRun::last_median_ms), &vals(&sruns, FanRun::last_median_ms), "", |_| true));
+    r.row(Row::ab("first-subscriber latency p50 (ms)", &vals(&cruns, FanRun::first_median_ms), &vals(&sruns, FanRun::first_median_ms), "", |_| true));
+    r.row(Row::ab("delivery latency p99 (ms)", &vals(&cruns, |x| x.lat_pct(99.0)), &vals(&sruns, |x| x.lat_pct(99.0)), "", |_| true));
     Ok(())
 }
 

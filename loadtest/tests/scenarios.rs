@@ -185,6 +185,25 @@ fn deflate_fans_out_compressed_and_plain_and_counts_wire_bytes() {
 }
 
 #[test]
+fn cluster_delivers_every_update_to_subscribers_spread_over_three_nodes() {
+    let res = run("cluster");
+    let c = &res.json["raw"]["cluster"];
+    assert_eq!((c["nodes"].as_u64(), c["subscribers"].as_u64()), (Some(3), Some(SUBSCRIBERS)), "{c}");
+    assert_exact(&c["cluster"], 1, "cluster");
+    assert_exact(&c["one_node"], 1, "one node");
+    // The subscribers were spread over the nodes and each got every update, through the
+    // leader's gateway session and JetStream for the two followers' share.
+    assert_eq!(c["cluster"][0]["min_per_connection"], BURSTS, "{c}");
+    let n = format!("{e} / {e}", e = SUBSCRIBERS * BURSTS);
+    assert_counts_row(&res, "deliveries received / expected", &n, &n);
+    for metric in ["server CPU µs per delivery, all nodes", "NATS CPU µs per delivery (vs one node's lantern)", "last-subscriber latency p50 (ms)"] {
+        let row = res.table_row(metric);
+        assert_ne!(row[1], "–", "{row:?}");
+        assert_ne!(row[2], "–", "{row:?}");
+    }
+}
+
+#[test]
 fn idle_measures_memory_per_connection() {
     let res = run("idle");
     let idle = &res.json["raw"]["idle"];
