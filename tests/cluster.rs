@@ -63,24 +63,44 @@ fn exactly_one_node_leads_and_every_node_names_it() {
 }
 
 #[test]
-fn a_stopping_leader_hands_the_gateway_to_another_node() {
+fn a_stopping_leader_hands_its_gateway_session_to_a_node_that_resumes_it() {
     let nats = Nats::start();
     let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let id = Snowflake(1_300_000_000_000_000_002);
+    sim.add_member(
+        Member { user: User { id, username: "bob".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(presence(id, Status::Online, None)),
+    );
     let mut nodes: Vec<Node> = ["a", "b", "c"].iter().map(|id| Node::start(&sim, &nats.url(), id)).collect();
     assert!(wait_for(DEADLINE, || leaders(&nodes.iter().collect::<Vec<_>>()).len() == 1));
+    assert!(wait_for(DEADLINE, || nodes.iter().all(|n| n.health().0 == 200)), "{:?}", nodes.iter().map(|n| n.health()).collect::<Vec<_>>());
     let first = leaders(&nodes.iter().collect::<Vec<_>>())[0].clone();
     let index = nodes.iter().position(|n| n.cluster()["node_id"] == first.as_str()).unwrap();
     let mut old = nodes.remove(index);
+    // A subscriber on a node that stays.
+    let path = format!("/api/v1/users/{id}");
+    assert!(wait_for(DEADLINE, || request(nodes[0].port, "GET", &path, &[], b"").status == 200));
+    let (mut ws, _) = subscribe(nodes[0].port, id);
+    assert_eq!(sim.stats().identifies, 1);
     let started = Instant::now();
     old.stop();
+    // Sent while no node holds the gateway: the resumed session replays it.
+    sim.set_presence(presence(id, Status::Idle, None));
     let rest: Vec<&Node> = nodes.iter().collect();
     assert!(wait_for(DEADLINE, || leaders(&rest).len() == 1), "no new leader: {:?}", rest.iter().map(|n| n.cluster()).collect::<Vec<_>>());
     let second = leaders(&rest)[0].clone();
     assert_ne!(second, first);
-    // The old leader closed its connection; the new one holds the only one.
-    assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1 && sim.stats().identifies + sim.stats().resumes == 2), "{:?}", sim.stats());
-    eprintln!("gateway handed over in {:?}", started.elapsed());
+    // The old leader closed its connection; the new one resumed the session on its own.
+    assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1 && sim.stats().resumes == 1), "{:?}", sim.stats());
+    eprintln!("gateway session resumed {:?} after the leader began to stop", started.elapsed());
+    assert_eq!(sim.stats().identifies, 1, "the new leader identified instead of resuming: {:?}", sim.stats());
+    // Sent after the take-over.
+    sim.set_presence(presence(id, Status::Dnd, Some("Chess")));
+    let statuses: Vec<Value> = (0..2).map(|_| next_frame(&mut ws)["d"]["status"].clone()).collect();
+    assert_eq!(statuses, [json!("idle"), json!("dnd")]);
     assert!(wait_for(DEADLINE, || rest.iter().all(|n| n.cluster()["lease_holder"] == second.as_str())));
+    // The new leader is healthy without a member list of its own: it was replicated.
+    assert!(wait_for(DEADLINE, || rest.iter().all(|n| n.health().0 == 200)), "{:?}", rest.iter().map(|n| n.health()).collect::<Vec<_>>());
 }
 
 #[test]

@@ -31,11 +31,13 @@ impl Cluster {
     }
 }
 
-/// How the cluster thread reaches the shards: the states they publish, and how to apply what
-/// the other nodes replicate.
+/// How the cluster thread reaches the shards and the gateway: the states the shards publish,
+/// how to apply what the other nodes replicate, and the gateway's session (see
+/// [`super::session`]).
 pub struct Links {
     pub replicas: crate::runtime::MailboxReceiver<super::replication::Replica>,
     pub apply: super::replication::Apply,
+    pub session: super::session::SessionCell,
 }
 
 async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links, status: Arc<Status>, mut stop: watch::Receiver<bool>) {
@@ -60,8 +62,8 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
     };
     let (publish_stop, follow_stop) = (stop.clone(), stop.clone());
     tokio::join!(
-        lease::run(&config, &client, gateway.as_mut(), &status, &mut stop),
-        super::replication::publish(&config, &client, links.replicas, publish_stop),
+        lease::run(&config, &client, gateway.as_mut(), &links.session, &status, &mut stop),
+        super::replication::publish(&config, &client, links.replicas, &links.session, publish_stop),
         super::replication::follow(&config, &client, links.apply, &status, follow_stop),
     );
     // Deletes and last puts go out before the connection drops (briefly: NATS may be away).
