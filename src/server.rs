@@ -75,13 +75,15 @@ struct LeaderGateway {
     config: Arc<Config>,
     peers: Peers<Shard>,
     stats: Arc<crate::metrics::GatewayStats>,
+    /// The session to resume on start, kept current while the gateway runs.
+    session: crate::cluster::session::SessionCell,
     ingest: Option<Ingest>,
 }
 
 impl crate::cluster::Gateway for LeaderGateway {
     fn start(&mut self) {
         if self.ingest.is_none() {
-            match Ingest::start(self.config.clone(), self.peers.clone(), self.stats.clone()) {
+            match Ingest::start_in_cluster(self.config.clone(), self.peers.clone(), self.stats.clone(), Some(self.session.clone())) {
                 Ok(i) => self.ingest = Some(i),
                 Err(e) => tracing::error!(error = %e, "cannot start the gateway thread"),
             }
@@ -225,13 +227,15 @@ impl Server {
         let (ingest, cluster) = match (&config.cluster, cluster_status, replicas, remote_requests) {
             // Cluster mode: the gateway runs only while this node holds the lease.
             (Some(cluster), Some(status), Some(replicas), Some(storage)) => {
+                let session = crate::cluster::session::SessionCell::default();
                 let links = crate::cluster::client::Links {
                     replicas,
                     apply: replicated_into(peers.clone()),
                     storage,
                     apply_stored: stored_into(peers.clone()),
+                    session: session.clone(),
                 };
-                let gateway = LeaderGateway { config: config.clone(), peers: peers.clone(), stats: gateway_stats, ingest: None };
+                let gateway = LeaderGateway { config: config.clone(), peers: peers.clone(), stats: gateway_stats, session, ingest: None };
                 let cluster = crate::cluster::Cluster::start(cluster.clone(), status, Box::new(gateway), links).map_err(StartError::Ingest)?;
                 (None, Some(cluster))
             }

@@ -34,12 +34,14 @@ use tokio::sync::watch;
 struct ReplicaBacklog {
     order: std::collections::VecDeque<Snowflake>,
     waiting: std::collections::HashSet<Snowflake>,
+    /// The latest gateway mark, sent once the users before it are.
+    mark: Option<crate::cluster::session::GatewaySession>,
     draining: bool,
 }
 
 impl ReplicaBacklog {
     fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.order.is_empty() && self.mark.is_none()
     }
 }
 
@@ -219,6 +221,20 @@ impl Shard {
         }
     }
 
+    /// Cluster mode: every gateway event of `session` up to its sequence was applied here (the
+    /// ingest thread sends this behind them); the mark follows this shard's queued states to
+    /// the cluster thread, which stores the sequence once JetStream has them all.
+    pub fn mark_applied(self: &Rc<Self>, session: crate::cluster::session::GatewaySession) {
+        let Some(tx) = &self.replicate else { return };
+        if self.replica_backlog.borrow().is_empty() {
+            let mark = crate::cluster::replication::Replica::Applied { shard: self.here.index(), shards: self.here.count(), session: session.clone() };
+            if tx.try_send(mark).is_ok() {
+                return;
+            }
+        }
+        self.defer_mark(session);
+    }
+
     /// The state to replicate for `id` now: its member, presence and last seen, or a deletion
     /// once it is gone. `None` for a user another shard owns.
     fn replica_of(&self, id: Snowflake) -> Option<crate::cluster::replication::Replica> {
@@ -230,17 +246,29 @@ impl Shard {
             }
             None => None,
         };
-        Some(crate::cluster::replication::Replica { user: id.0, state })
+        Some(crate::cluster::replication::Replica::User { user: id.0, state })
     }
 
     fn defer_replica(self: &Rc<Self>, id: Snowflake) {
-        let start = {
+        {
             let mut backlog = self.replica_backlog.borrow_mut();
             if backlog.waiting.insert(id) {
                 backlog.order.push_back(id);
             }
-            !std::mem::replace(&mut backlog.draining, true)
-        };
+        }
+        self.drain_backlog();
+    }
+
+    /// A newer mark replaces a waiting one: it covers the same users and more.
+    fn defer_mark(self: &Rc<Self>, session: crate::cluster::session::GatewaySession) {
+        self.replica_backlog.borrow_mut().mark = Some(session);
+        self.drain_backlog();
+    }
+
+    /// Starts the task that sends the backlog, unless it runs: each waiting user's state, then
+    /// the mark once no user waits before it.
+    fn drain_backlog(self: &Rc<Self>) {
+        let start = !std::mem::replace(&mut self.replica_backlog.borrow_mut().draining, true);
         if start {
             let this = self.clone();
             glommio::spawn_local(async move {
@@ -248,16 +276,25 @@ impl Shard {
                 loop {
                     let next = {
                         let mut backlog = this.replica_backlog.borrow_mut();
-                        let next = backlog.order.pop_front();
-                        if let Some(id) = next {
-                            backlog.waiting.remove(&id);
-                        } else {
-                            backlog.draining = false;
+                        match backlog.order.pop_front() {
+                            Some(id) => {
+                                backlog.waiting.remove(&id);
+                                this.replica_of(id)
+                            }
+                            None => match backlog.mark.take() {
+                                Some(session) => Some(crate::cluster::replication::Replica::Applied {
+                                    shard: this.here.index(),
+                                    shards: this.here.count(),
+                                    session,
+                                }),
+                                None => {
+                                    backlog.draining = false;
+                                    return;
+                                }
+                            },
                         }
-                        next
                     };
-                    let Some(id) = next else { return };
-                    if let Some(replica) = this.replica_of(id) {
+                    if let Some(replica) = next {
                         if tx.send(replica).await.is_err() {
                             return;
                         }

@@ -10,7 +10,7 @@ use lantern::discord::{Activity, ClientStatus, Member, PartialUser, Presence, Sn
 use lantern::sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::cluster::{Nats, Node};
+use support::cluster::{Nats, Node, ProcessNode};
 use support::kv::{next_frame, Ws};
 use support::{request, wait_for, DEADLINE};
 
@@ -63,24 +63,44 @@ fn exactly_one_node_leads_and_every_node_names_it() {
 }
 
 #[test]
-fn a_stopping_leader_hands_the_gateway_to_another_node() {
+fn a_stopping_leader_hands_its_gateway_session_to_a_node_that_resumes_it() {
     let nats = Nats::start();
     let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let id = Snowflake(1_300_000_000_000_000_002);
+    sim.add_member(
+        Member { user: User { id, username: "bob".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(presence(id, Status::Online, None)),
+    );
     let mut nodes: Vec<Node> = ["a", "b", "c"].iter().map(|id| Node::start(&sim, &nats.url(), id)).collect();
     assert!(wait_for(DEADLINE, || leaders(&nodes.iter().collect::<Vec<_>>()).len() == 1));
+    assert!(wait_for(DEADLINE, || nodes.iter().all(|n| n.health().0 == 200)), "{:?}", nodes.iter().map(|n| n.health()).collect::<Vec<_>>());
     let first = leaders(&nodes.iter().collect::<Vec<_>>())[0].clone();
     let index = nodes.iter().position(|n| n.cluster()["node_id"] == first.as_str()).unwrap();
     let mut old = nodes.remove(index);
+    // A subscriber on a node that stays.
+    let path = format!("/api/v1/users/{id}");
+    assert!(wait_for(DEADLINE, || request(nodes[0].port, "GET", &path, &[], b"").status == 200));
+    let (mut ws, _) = subscribe(nodes[0].port, id);
+    assert_eq!(sim.stats().identifies, 1);
     let started = Instant::now();
     old.stop();
+    // Sent while no node holds the gateway: the resumed session replays it.
+    sim.set_presence(presence(id, Status::Idle, None));
     let rest: Vec<&Node> = nodes.iter().collect();
     assert!(wait_for(DEADLINE, || leaders(&rest).len() == 1), "no new leader: {:?}", rest.iter().map(|n| n.cluster()).collect::<Vec<_>>());
     let second = leaders(&rest)[0].clone();
     assert_ne!(second, first);
-    // The old leader closed its connection; the new one holds the only one.
-    assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1 && sim.stats().identifies + sim.stats().resumes == 2), "{:?}", sim.stats());
-    eprintln!("gateway handed over in {:?}", started.elapsed());
+    // The old leader closed its connection; the new one resumed the session on its own.
+    assert!(wait_for(DEADLINE, || sim.stats().live_connections == 1 && sim.stats().resumes == 1), "{:?}", sim.stats());
+    eprintln!("gateway session resumed {:?} after the leader began to stop", started.elapsed());
+    assert_eq!(sim.stats().identifies, 1, "the new leader identified instead of resuming: {:?}", sim.stats());
+    // Sent after the take-over.
+    sim.set_presence(presence(id, Status::Dnd, Some("Chess")));
+    let statuses: Vec<Value> = (0..2).map(|_| next_frame(&mut ws)["d"]["status"].clone()).collect();
+    assert_eq!(statuses, [json!("idle"), json!("dnd")]);
     assert!(wait_for(DEADLINE, || rest.iter().all(|n| n.cluster()["lease_holder"] == second.as_str())));
+    // The new leader is healthy without a member list of its own: it was replicated.
+    assert!(wait_for(DEADLINE, || rest.iter().all(|n| n.health().0 == 200)), "{:?}", rest.iter().map(|n| n.health()).collect::<Vec<_>>());
 }
 
 #[test]
@@ -193,4 +213,80 @@ fn subscribers_on_every_node_receive_every_change_as_one_node_sends_it() {
     for n in &nodes {
         assert!(wait_for(DEADLINE, || request(n.port, "GET", &path, &[], b"").status == 404));
     }
+}
+
+#[test]
+fn after_a_kill_9_of_the_leader_another_node_resumes_subscribers_miss_nothing_and_the_restarted_node_catches_up() {
+    let nats = Nats::start();
+    let sim = Simulator::start(SimConfig { members: 30, seed: 11, ..SimConfig::default() }).unwrap();
+    let id = Snowflake(1_300_000_000_000_000_003);
+    sim.add_member(
+        Member { user: User { id, username: "carol".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(presence(id, Status::Online, None)),
+    );
+    let mut nodes: Vec<ProcessNode> = ["a", "b", "c"].iter().map(|n| ProcessNode::start(&sim, &nats.url(), n)).collect();
+    let lead = |nodes: &[ProcessNode]| -> Vec<usize> { (0..nodes.len()).filter(|&i| nodes[i].cluster()["role"] == "leader").collect() };
+    assert!(wait_for(DEADLINE, || lead(&nodes).len() == 1), "{:?}", nodes.iter().map(|n| n.cluster()).collect::<Vec<_>>());
+    let leader = lead(&nodes)[0];
+    let survivors: Vec<usize> = (0..nodes.len()).filter(|&i| i != leader).collect();
+    let path = format!("/api/v1/users/{id}");
+    for &i in &survivors {
+        assert!(wait_for(DEADLINE, || request(nodes[i].port, "GET", &path, &[], b"").status == 200));
+    }
+    let mut subs: Vec<Ws> = survivors.iter().map(|&i| subscribe(nodes[i].port, id).0).collect();
+    assert_eq!((sim.stats().identifies, sim.stats().resumes), (1, 0));
+
+    nodes[leader].kill();
+    let killed = Instant::now();
+    // Sent while no node holds the gateway (the lease has not aged out yet).
+    sim.set_presence(presence(id, Status::Idle, Some("outage")));
+    let bound = Duration::from_secs(10);
+    assert!(
+        wait_for(bound, || survivors.iter().any(|&i| nodes[i].cluster()["role"] == "leader") && sim.stats().resumes == 1),
+        "no node resumed the gateway within {bound:?}: {:?} {:?}",
+        survivors.iter().map(|&i| nodes[i].cluster()).collect::<Vec<_>>(),
+        sim.stats()
+    );
+    eprintln!("after kill -9 of the leader, another node resumed the gateway in {:?}", killed.elapsed());
+    let stats = sim.stats();
+    assert_eq!((stats.identifies, stats.resumes, stats.live_connections), (1, 1, 1), "{stats:?}");
+
+    // Every change sent after the take-over reaches every subscriber, in order.
+    let changes = [(Status::Dnd, Some("one")), (Status::Online, Some("two")), (Status::Idle, None), (Status::Dnd, Some("three"))];
+    for (status, activity) in changes {
+        sim.set_presence(presence(id, status, activity));
+    }
+    let expected: Vec<(String, Value)> = std::iter::once((Status::Idle, Some("outage")))
+        .chain(changes)
+        .map(|(status, activity)| (json!(status).as_str().unwrap_or_default().to_owned(), activity.map(|a| json!(a)).unwrap_or(Value::Null)))
+        .collect();
+    for ws in &mut subs {
+        let got: Vec<(String, Value)> = (0..expected.len())
+            .map(|_| {
+                let f = next_frame(ws);
+                (f["d"]["status"].as_str().unwrap_or_default().to_owned(), f["d"]["activities"][0]["name"].clone())
+            })
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    // The killed node comes back and catches up: every user as a surviving node serves it.
+    nodes[leader].restart();
+    let ids: Vec<Snowflake> = sim.members().iter().map(|(m, _)| m.user.id).collect();
+    let view = |port: u16| -> Vec<(u16, String)> {
+        ids.iter()
+            .map(|u| {
+                let r = request(port, "GET", &format!("/api/v1/users/{u}"), &[], b"");
+                (r.status, r.text())
+            })
+            .collect()
+    };
+    let survivor = nodes[survivors[0]].port;
+    assert!(view(survivor).iter().all(|(status, _)| *status == 200), "a member unknown to a surviving node");
+    // Both read at the same moment (a Spotify activity's elapsed time is as of the request).
+    let caught_up = wait_for(DEADLINE, || view(nodes[leader].port) == view(survivor));
+    let differ: Vec<((u16, String), (u16, String))> =
+        view(nodes[leader].port).into_iter().zip(view(survivor)).filter(|(a, b)| a != b).collect();
+    assert!(caught_up, "the restarted node never caught up: {} users differ, the first: {:?}", differ.len(), differ.first());
+    assert_eq!(nodes[leader].cluster()["role"], "follower");
 }

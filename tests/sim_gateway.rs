@@ -49,6 +49,25 @@ impl Client {
         }
     }
 
+    /// A client in another process resuming `session` (at `sequence`) rather than identifying.
+    fn resuming(sim: &Simulator, session: &str, sequence: u64) -> Client {
+        let config = ConfigBuilder::new(
+            sim.token(),
+            Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES,
+        )
+        .proxy_url(sim.gateway_url())
+        .queue(InMemoryQueue::new(0, 0, Duration::ZERO, 0))
+        .session(twilight_gateway::Session::new(sequence, session.to_owned()))
+        .resume_url(sim.gateway_url())
+        .build();
+        Client {
+            shard: Shard::with_config(ShardId::ONE, config),
+            frames: Vec::new(),
+            closes: Vec::new(),
+            ended: false,
+        }
+    }
+
     /// Reads frames until `pred` holds; false at the deadline or when the stream ends.
     async fn until(&mut self, pred: impl Fn(&Client) -> bool) -> bool {
         let end = Instant::now() + DEADLINE;
@@ -639,4 +658,50 @@ async fn churn_dispatches_presence_updates() {
     for p in c.dispatches("PRESENCE_UPDATE") {
         assert_eq!(p["d"]["guild_id"], sim.guild_id().to_string());
     }
+}
+
+/// Closes the client's connection with `frame` and reads until the close handshake is done.
+async fn close_with(c: &mut Client, frame: twilight_gateway::CloseFrame<'static>) {
+    c.shard.close(frame);
+    assert!(c.until(|c| !c.closes.is_empty()).await);
+}
+
+#[tokio::test]
+async fn a_session_closed_with_4000_is_resumed_from_another_client_which_gets_what_it_missed() {
+    let sim = sim(20, 41250);
+    let mut first = Client::new(&sim, &sim.token());
+    assert!(first.until(|c| c.count("GUILD_CREATE") == 1).await);
+    let (session, sequence) = {
+        let s = first.shard.session().unwrap();
+        (s.id().to_owned(), s.sequence())
+    };
+    close_with(&mut first, twilight_gateway::CloseFrame::RESUME).await;
+    let user = some_member(&sim).user.id;
+    sim.set_presence(presence_of(user, Status::Idle, "away"));
+    let mut second = Client::resuming(&sim, &session, sequence);
+    assert!(second.until(|c| c.count("RESUMED") == 1).await);
+    let p = second.dispatches("PRESENCE_UPDATE");
+    assert_eq!(p.len(), 1, "{:?}", second.frames);
+    assert_eq!(p[0]["d"]["status"], "idle");
+    assert_eq!(second.count("READY"), 0);
+    let s = sim.stats();
+    assert_eq!((s.identifies, s.resumes), (1, 1));
+}
+
+#[tokio::test]
+async fn a_session_closed_with_1000_cannot_be_resumed() {
+    let sim = sim(20, 41250);
+    let mut first = Client::new(&sim, &sim.token());
+    assert!(first.until(|c| c.count("GUILD_CREATE") == 1).await);
+    let (session, sequence) = {
+        let s = first.shard.session().unwrap();
+        (s.id().to_owned(), s.sequence())
+    };
+    close_with(&mut first, twilight_gateway::CloseFrame::NORMAL).await;
+    let mut second = Client::resuming(&sim, &session, sequence);
+    // Refused with op 9 `false`; the client identifies anew.
+    assert!(second.until(|c| c.count("READY") == 1).await);
+    assert_eq!(second.frames.iter().filter(|f| f["op"] == 9).count(), 1);
+    let s = sim.stats();
+    assert_eq!((s.identifies, s.resumes), (2, 0));
 }

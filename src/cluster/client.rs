@@ -31,8 +31,9 @@ impl Cluster {
     }
 }
 
-/// How the cluster thread reaches the shards: the states they publish, and how to apply what
-/// the other nodes replicate.
+/// How the cluster thread reaches the shards and the gateway: the states the shards publish,
+/// how to apply what the other nodes replicate, and the gateway's session (see
+/// [`super::session`]).
 pub struct Links {
     pub replicas: crate::runtime::MailboxReceiver<super::replication::Replica>,
     pub apply: super::replication::Apply,
@@ -40,6 +41,7 @@ pub struct Links {
     pub storage: crate::storage::remote::RemoteRequests,
     /// Hands each document of that store to its owner shard.
     pub apply_stored: super::storage::ApplyStored,
+    pub session: super::session::SessionCell,
 }
 
 async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links, status: Arc<Status>, mut stop: watch::Receiver<bool>) {
@@ -64,8 +66,8 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
     };
     let (publish_stop, follow_stop, serve_stop, stored_stop) = (stop.clone(), stop.clone(), stop.clone(), stop.clone());
     tokio::join!(
-        lease::run(&config, &client, gateway.as_mut(), &status, &mut stop),
-        super::replication::publish(&config, &client, links.replicas, publish_stop),
+        lease::run(&config, &client, gateway.as_mut(), &links.session, &status, &mut stop),
+        super::replication::publish(&config, &client, links.replicas, &links.session, publish_stop),
         super::replication::follow(&config, &client, links.apply, &status, follow_stop),
         super::storage::serve(&config, &client, links.storage, serve_stop),
         super::storage::follow(&config, &client, links.apply_stored, stored_stop),

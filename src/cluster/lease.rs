@@ -6,8 +6,13 @@
 //! without one being acknowledged, it stops its gateway before the key can expire and another
 //! node can take it. A node that stops deletes the key (on its revision) so the next leader
 //! need not wait for the TTL.
+//!
+//! The value carries the leader's gateway session as of the refresh, and every refresh (and
+//! the release) also writes it to the session bucket ([`super::session`]), which outlives the
+//! key: the next leader resumes that session.
 
 use crate::config::ClusterConfig;
+use super::session::{self, GatewaySession, SessionCell};
 use super::{Gateway, Role, Status};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
@@ -19,25 +24,53 @@ use tokio::time::{timeout, Instant};
 /// The lease's key in its bucket.
 pub const KEY: &str = "gateway";
 
-/// What the lease holds.
+/// What the lease holds: its holder and, once its gateway has a session, the session's
+/// resume data as of the last refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseValue {
     pub node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_gateway_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
 }
 
 impl LeaseValue {
+    pub fn new(node_id: &str, session: Option<&GatewaySession>) -> LeaseValue {
+        LeaseValue {
+            node_id: node_id.to_owned(),
+            session_id: session.map(|s| s.session_id.clone()),
+            resume_gateway_url: session.and_then(|s| s.resume_gateway_url.clone()),
+            sequence: session.map(|s| s.sequence),
+        }
+    }
+
+    /// The session it carries, if any.
+    pub fn session(&self) -> Option<GatewaySession> {
+        Some(GatewaySession { session_id: self.session_id.clone()?, resume_gateway_url: self.resume_gateway_url.clone(), sequence: self.sequence.unwrap_or(0) })
+    }
+
     fn bytes(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
 }
 
-/// Opens (or creates) the lease bucket, retrying until NATS answers or the node stops.
+/// The lease bucket and the session bucket beside it.
+struct Stores {
+    lease: kv::Store,
+    session: kv::Store,
+}
+
+/// Opens (or creates) the lease and session buckets, retrying until NATS answers or the node
+/// stops.
 async fn open_bucket(
     config: &ClusterConfig,
     client: &async_nats::Client,
     status: &Status,
     stop: &mut watch::Receiver<bool>,
-) -> Option<kv::Store> {
+) -> Option<Stores> {
     let js = async_nats::jetstream::new(client.clone());
     let bucket = super::client::Bucket {
         name: &config.lease_bucket,
@@ -47,11 +80,14 @@ async fn open_bucket(
         memory: true,
         replicas: config.replicas,
     };
+    let session_name = session::bucket_name(config);
+    let session_bucket = session::bucket(config, &session_name);
     let mut logged = false;
     loop {
         status.update(|s| s.nats_connected = client.connection_state() == async_nats::connection::State::Connected);
-        match timeout(config.lease_ttl, bucket.open(&js)).await {
-            Ok(Ok(store)) => return Some(store),
+        let both = async { Ok::<_, async_nats::Error>(Stores { lease: bucket.open(&js).await?, session: session_bucket.open(&js).await? }) };
+        match timeout(config.lease_ttl, both).await {
+            Ok(Ok(stores)) => return Some(stores),
             Ok(Err(e)) if !logged => {
                 tracing::warn!(error = %e, bucket = %config.lease_bucket, "cannot open the lease bucket yet; retrying");
                 logged = true;
@@ -73,25 +109,68 @@ pub(crate) async fn stopped_within(stop: &mut watch::Receiver<bool>, d: Duration
     told || *stop.borrow()
 }
 
-/// Runs the lease until the node stops. `gateway` runs exactly while this node holds it.
-pub async fn run(config: &ClusterConfig, client: &async_nats::Client, gateway: &mut dyn Gateway, status: &Status, stop: &mut watch::Receiver<bool>) {
+/// The session to resume on taking the lease: the session bucket's (written at every refresh
+/// and at a release, so the freshest), else the one last read from the lease while following.
+async fn session_to_resume(stores: &Stores, seen: Option<GatewaySession>, call: Duration) -> Option<GatewaySession> {
+    let stored = match timeout(call, stores.session.get(session::KEY)).await {
+        Ok(Ok(Some(bytes))) => GatewaySession::parse(&bytes),
+        _ => None,
+    };
+    match (stored, seen) {
+        (Some(s), Some(l)) if s.session_id == l.session_id => Some(if l.sequence > s.sequence { l } else { s }),
+        (stored, seen) => stored.or(seen),
+    }
+}
+
+/// Writes the gateway's current session to the session bucket (skipped when unchanged).
+async fn store_session(stores: &Stores, session: Option<GatewaySession>, stored: &mut Option<GatewaySession>, call: Duration) {
+    let Some(session) = session else { return };
+    if stored.as_ref() == Some(&session) {
+        return;
+    }
+    if let Ok(Ok(_)) = timeout(call, stores.session.put(session::KEY, session.bytes())).await {
+        *stored = Some(session);
+    }
+}
+
+/// Runs the lease until the node stops. `gateway` runs exactly while this node holds it,
+/// resuming the session that `session` holds when it starts.
+pub async fn run(
+    config: &ClusterConfig,
+    client: &async_nats::Client,
+    gateway: &mut dyn Gateway,
+    session: &SessionCell,
+    status: &Status,
+    stop: &mut watch::Receiver<bool>,
+) {
     let connected = || client.connection_state() == async_nats::connection::State::Connected;
-    let Some(mut store) = open_bucket(config, client, status, stop).await else { return };
+    let Some(mut stores) = open_bucket(config, client, status, stop).await else { return };
     let ttl = config.lease_ttl;
     let call = ttl / 3;
-    let value = LeaseValue { node_id: config.node_id.clone() };
     // While leading: the revision last written and when the refresh that wrote it was sent.
     let mut held: Option<(u64, Instant)> = None;
+    // The session as last read from the lease while another node held it.
+    let mut seen: Option<GatewaySession> = None;
+    // The session as last written to the session bucket.
+    let mut stored: Option<GatewaySession> = None;
     loop {
         status.update(|s| s.nats_connected = connected());
         match held {
             None => {
                 // The lease's life starts no earlier than the request is sent.
                 let sent = Instant::now();
-                match timeout(call, store.create(KEY, value.bytes())).await {
+                let value = LeaseValue::new(&config.node_id, None);
+                match timeout(call, stores.lease.create(KEY, value.bytes())).await {
                     Ok(Ok(revision)) => {
-                        tracing::info!(node = %config.node_id, revision, "took the gateway lease; starting the gateway");
+                        let resume = session_to_resume(&stores, seen.take(), call).await;
+                        match &resume {
+                            Some(s) => tracing::info!(node = %config.node_id, revision, sequence = s.sequence,
+                                "took the gateway lease; resuming the gateway session"),
+                            None => tracing::info!(node = %config.node_id, revision, "took the gateway lease; starting the gateway"),
+                        }
                         held = Some((revision, sent));
+                        stored = resume.clone();
+                        session.set(resume);
                         status.update(|s| {
                             s.role = Role::Leader;
                             s.lease_holder = Some(config.node_id.clone());
@@ -100,10 +179,13 @@ pub async fn run(config: &ClusterConfig, client: &async_nats::Client, gateway: &
                         continue;
                     }
                     Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        // Held by another node: note which.
-                        if let Ok(Ok(entry)) = timeout(call, store.get(KEY)).await {
-                            let holder = entry.and_then(|b| serde_json::from_slice::<LeaseValue>(&b).ok()).map(|v| v.node_id);
-                            status.update(|s| s.lease_holder = holder);
+                        // Held by another node: note which, and its session.
+                        if let Ok(Ok(entry)) = timeout(call, stores.lease.get(KEY)).await {
+                            let value = entry.and_then(|b| serde_json::from_slice::<LeaseValue>(&b).ok());
+                            if let Some(s) = value.as_ref().and_then(LeaseValue::session) {
+                                seen = Some(s);
+                            }
+                            status.update(|s| s.lease_holder = value.map(|v| v.node_id));
                         }
                     }
                     // No answer, or not the answer that the key exists: the bucket may be gone (a
@@ -112,7 +194,7 @@ pub async fn run(config: &ClusterConfig, client: &async_nats::Client, gateway: &
                     _ => {
                         tracing::debug!("cannot create the lease; reopening its bucket");
                         match open_bucket(config, client, status, stop).await {
-                            Some(s) => store = s,
+                            Some(s) => stores = s,
                             None => return,
                         }
                         continue;
@@ -127,17 +209,24 @@ pub async fn run(config: &ClusterConfig, client: &async_nats::Client, gateway: &
                 let next = last + ttl / 3;
                 let wait = next.saturating_duration_since(Instant::now());
                 if stopped_within(stop, wait).await {
+                    // The gateway closes keeping its session open; the next leader resumes it.
                     gateway.stop();
                     status.update(|s| s.role = Role::Follower);
-                    let _ = timeout(call, store.delete_expect_revision(KEY, Some(revision))).await;
+                    store_session(&stores, session.get(), &mut stored, call).await;
+                    let _ = timeout(call, stores.lease.delete_expect_revision(KEY, Some(revision))).await;
                     tracing::info!(node = %config.node_id, "released the gateway lease");
                     return;
                 }
                 let deadline = last + ttl * 2 / 3;
                 let sent = Instant::now();
                 let budget = deadline.saturating_duration_since(sent);
-                match timeout(budget, store.update(KEY, value.bytes(), revision)).await {
-                    Ok(Ok(revision)) => held = Some((revision, sent)),
+                let current = session.get();
+                let value = LeaseValue::new(&config.node_id, current.as_ref());
+                match timeout(budget, stores.lease.update(KEY, value.bytes(), revision)).await {
+                    Ok(Ok(revision)) => {
+                        held = Some((revision, sent));
+                        store_session(&stores, current, &mut stored, call).await;
+                    }
                     outcome => {
                         if Instant::now() < deadline {
                             // A refused update means another node holds the key: give up now.

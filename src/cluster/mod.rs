@@ -9,6 +9,7 @@
 pub mod client;
 pub mod lease;
 pub mod replication;
+pub mod session;
 pub mod storage;
 
 pub use client::Cluster;

@@ -1,9 +1,16 @@
 //! Presence replication: the leader puts each user's state under one key per user (deleted
 //! when the member leaves); every follower watches the bucket, current values first and then
 //! the changes, and applies them to its own shards through the normal ingest path.
+//!
+//! Each shard also sends, behind the states it queued, a mark of the gateway sequence its
+//! events reached ([`Replica::Applied`]); once every shard's mark is written past, the
+//! publisher moves the gateway session's sequence ([`SessionCell`]) to the lowest of them.
+//! That is the sequence stored for the next leader, so a session resumed there replays every
+//! event whose state was not yet acknowledged by JetStream, whatever became of this node.
 
 use super::client::Bucket;
 use crate::config::ClusterConfig;
+use super::session::{GatewaySession, SessionCell};
 use super::{Role, Status};
 use crate::runtime::MailboxReceiver;
 use async_nats::jetstream::kv;
@@ -15,11 +22,39 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-/// One user's state for the cluster: `None` when the member left.
+/// What a shard hands the cluster thread.
 #[derive(Debug)]
-pub struct Replica {
-    pub user: u64,
-    pub state: Option<Bytes>,
+pub enum Replica {
+    /// One user's state: `None` when the member left.
+    User { user: u64, state: Option<Bytes> },
+    /// Shard `shard` (of `shards`) applied every gateway event of `session` up to its
+    /// sequence, and queued their states before this.
+    Applied { shard: usize, shards: usize, session: GatewaySession },
+}
+
+/// The latest mark of each shard; the session whose every event is acknowledged.
+#[derive(Debug, Default)]
+pub struct Marks(Vec<Option<GatewaySession>>);
+
+impl Marks {
+    /// Notes a shard's mark; returns the session acknowledged on every shard, once all of them
+    /// marked the same session.
+    pub fn note(&mut self, shard: usize, shards: usize, session: GatewaySession) -> Option<GatewaySession> {
+        if self.0.len() != shards {
+            self.0 = vec![None; shards];
+        }
+        *self.0.get_mut(shard)? = Some(session);
+        let first = self.0.first()?.as_ref()?;
+        let mut low = first.clone();
+        for mark in &self.0 {
+            let mark = mark.as_ref()?;
+            if mark.session_id != low.session_id {
+                return None;
+            }
+            low.sequence = low.sequence.min(mark.sequence);
+        }
+        Some(low)
+    }
 }
 
 /// Applies a user's replicated state (or its removal) to this node's shards.
@@ -48,18 +83,35 @@ async fn open(config: &ClusterConfig, js: &async_nats::jetstream::Context, stop:
 }
 
 /// The leader's side: writes every state the shards hand over, in order, each acknowledged
-/// before the next (retried until JetStream takes it).
-pub async fn publish(config: &ClusterConfig, client: &async_nats::Client, rx: MailboxReceiver<Replica>, mut stop: watch::Receiver<bool>) {
+/// before the next (retried until JetStream takes it), and moves `session` to the sequence
+/// acknowledged on every shard.
+pub async fn publish(
+    config: &ClusterConfig,
+    client: &async_nats::Client,
+    rx: MailboxReceiver<Replica>,
+    session: &SessionCell,
+    mut stop: watch::Receiver<bool>,
+) {
     let js = async_nats::jetstream::new(client.clone());
     let Some(mut store) = open(config, &js, &mut stop).await else { return };
+    let mut marks = Marks::default();
     loop {
         let replica = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             r = rx.recv() => match r { Some(r) => r, None => return },
         };
-        let key = replica.user.to_string();
+        let (user, state) = match replica {
+            Replica::User { user, state } => (user, state),
+            Replica::Applied { shard, shards, session: mark } => {
+                if let Some(acknowledged) = marks.note(shard, shards, mark) {
+                    session.set(Some(acknowledged));
+                }
+                continue;
+            }
+        };
+        let key = user.to_string();
         loop {
-            let done = match &replica.state {
+            let done = match &state {
                 Some(value) => timeout(config.lease_ttl, store.put(&key, value.clone())).await.map(|r| r.is_ok()),
                 None => timeout(config.lease_ttl, store.delete(&key)).await.map(|r| r.is_ok()),
             };
@@ -121,5 +173,26 @@ pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: 
         if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GatewaySession, Marks};
+
+    fn at(id: &str, sequence: u64) -> GatewaySession {
+        GatewaySession { session_id: id.into(), resume_gateway_url: None, sequence }
+    }
+
+    #[test]
+    fn the_acknowledged_sequence_is_the_lowest_once_every_shard_marked_the_session() {
+        let mut marks = Marks::default();
+        assert_eq!(marks.note(0, 2, at("s", 10)), None);
+        assert_eq!(marks.note(1, 2, at("s", 7)), Some(at("s", 7)));
+        assert_eq!(marks.note(1, 2, at("s", 12)), Some(at("s", 10)));
+        // A new session counts once every shard reached it.
+        assert_eq!(marks.note(0, 2, at("t", 3)), None);
+        assert_eq!(marks.note(1, 2, at("t", 2)), Some(at("t", 2)));
+        assert_eq!(marks.note(5, 2, at("t", 9)), None);
     }
 }

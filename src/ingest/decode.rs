@@ -167,6 +167,13 @@ impl Dispatcher {
         self
     }
 
+    /// For a session resumed from another process: its member list was loaded there (and
+    /// reached this node by replication), so none is requested and none is awaited.
+    pub fn with_members_loaded(mut self) -> Dispatcher {
+        self.status.members_loaded = true;
+        self
+    }
+
     pub fn status(&self) -> GatewayStatus {
         self.status
     }

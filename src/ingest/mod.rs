@@ -6,6 +6,7 @@
 
 pub mod decode;
 
+use crate::cluster::session::{GatewaySession, SessionCell};
 use crate::config::Config;
 use crate::runtime::Peers;
 use decode::{Dispatcher, Outbound};
@@ -13,7 +14,7 @@ use crate::discord::gateway_status::GatewayState;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use twilight_gateway::{queue::InMemoryQueue, CloseFrame, ConfigBuilder, Intents, Message, Shard, ShardId};
+use twilight_gateway::{queue::InMemoryQueue, CloseFrame, ConfigBuilder, Intents, Message, Session, Shard, ShardId};
 use futures_util::StreamExt as _;
 use twilight_model::gateway::payload::outgoing::RequestGuildMembers;
 use twilight_model::gateway::CloseCode;
@@ -27,7 +28,20 @@ pub struct Ingest {
 impl Ingest {
     /// Connects to the gateway and routes events to `shards` until [`Ingest::stop`].
     pub fn start(config: Arc<Config>, shards: Peers<crate::shard::Shard>, stats: Arc<crate::metrics::GatewayStats>) -> std::io::Result<Ingest> {
-        let thread = crate::runtime::thread::StoppableThread::spawn("lantern-ingest", move |stop| run(config, shards, stop, stats))?;
+        Self::start_in_cluster(config, shards, stats, None)
+    }
+
+    /// [`Ingest::start`] for a cluster's leader: with a `session`, it resumes the session the
+    /// cell holds (if any) instead of identifying, keeps the cell at the last sequence whose
+    /// events reached the shards, and closes its connection keeping the session open for the
+    /// next leader.
+    pub fn start_in_cluster(
+        config: Arc<Config>,
+        shards: Peers<crate::shard::Shard>,
+        stats: Arc<crate::metrics::GatewayStats>,
+        session: Option<SessionCell>,
+    ) -> std::io::Result<Ingest> {
+        let thread = crate::runtime::thread::StoppableThread::spawn("lantern-ingest", move |stop| run(config, shards, stop, stats, session))?;
         Ok(Ingest { thread })
     }
 
@@ -90,7 +104,37 @@ async fn deliver(shards: &Peers<crate::shard::Shard>, shard: &Shard, bot: &crate
     }
 }
 
-async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: watch::Receiver<bool>, stats: Arc<crate::metrics::GatewayStats>) {
+/// How often at most a cluster's leader marks the sequence its delivered events reached.
+const MARK_EVERY: Duration = Duration::from_millis(50);
+
+/// Whether the shard's session moved past the last mark.
+fn unmarked(shard: &Shard, marked: &Option<GatewaySession>) -> bool {
+    match (shard.session(), marked) {
+        (Some(s), Some(m)) => s.sequence() != m.sequence || s.id() != m.session_id,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// Sends every shard, behind the events delivered so far, the session's sequence: each passes
+/// it on behind the states those events produced (see `Shard::mark_applied`).
+async fn mark(shards: &Peers<crate::shard::Shard>, shard: &Shard, marked: &mut Option<GatewaySession>) {
+    let Some(s) = shard.session() else { return };
+    let session = GatewaySession { session_id: s.id().to_owned(), resume_gateway_url: shard.resume_url().map(str::to_owned), sequence: s.sequence() };
+    for i in 0..shards.count() {
+        let session = session.clone();
+        let _ = shards.submit(i, move |s| s.mark_applied(session)).await;
+    }
+    *marked = Some(session);
+}
+
+async fn run(
+    config: Arc<Config>,
+    shards: Peers<crate::shard::Shard>,
+    mut stop: watch::Receiver<bool>,
+    stats: Arc<crate::metrics::GatewayStats>,
+    session: Option<SessionCell>,
+) {
     // rustls needs a process-wide crypto provider for wss://; installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let intents = Intents::GUILDS | Intents::GUILD_MEMBERS | Intents::GUILD_PRESENCES;
@@ -102,16 +146,34 @@ async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: 
         // A loopback gateway (simulator, proxy) has no identify rate limit to respect.
         builder = builder.queue(InMemoryQueue::new(0, 0, Duration::ZERO, 0));
     }
-    let mut shard = Shard::with_config(ShardId::ONE, builder.build());
     let mut dispatcher = Dispatcher::new(config.base_guild_id, shards.count(), config.discord.request_members).with_stats(stats.clone());
+    // Cluster mode: the session last acknowledged, which is where the next leader resumes.
+    let mut marked = session.as_ref().and_then(SessionCell::get);
+    if let Some(resume) = marked.clone() {
+        tracing::info!(sequence = resume.sequence, "resuming the cluster's gateway session");
+        builder = builder.session(Session::new(resume.sequence, resume.session_id));
+        if let Some(url) = resume.resume_gateway_url {
+            builder = builder.resume_url(url);
+        }
+        // The session's member list was loaded by the node that identified, and replicated here.
+        dispatcher = dispatcher.with_members_loaded();
+    }
+    let mut shard = Shard::with_config(ShardId::ONE, builder.build());
+    let mut marked_at = tokio::time::Instant::now();
     let bot = crate::bot::Bot::new(&config, shards.clone());
     let mut actions = Vec::new();
     // A fatal close was seen (and logged): the stream ends next, without a retry.
     let mut fatal = false;
     tracing::info!(url = %config.discord.gateway_url, "connecting to the gateway");
     loop {
+        let due = session.is_some() && unmarked(&shard, &marked);
         let item = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep_until(marked_at + MARK_EVERY), if due => {
+                mark(&shards, &shard, &mut marked).await;
+                marked_at = tokio::time::Instant::now();
+                continue;
+            }
             item = shard.next() => item,
         };
         match item {
@@ -152,8 +214,14 @@ async fn run(config: Arc<Config>, shards: Peers<crate::shard::Shard>, mut stop: 
             }
         }
         deliver(&shards, &shard, &bot, &mut actions).await;
+        if session.is_some() && marked_at.elapsed() >= MARK_EVERY && unmarked(&shard, &marked) {
+            mark(&shards, &shard, &mut marked).await;
+            marked_at = tokio::time::Instant::now();
+        }
     }
-    shard.close(CloseFrame::NORMAL);
+    // A cluster's leader leaves the session open for the next one to resume (from the last
+    // sequence acknowledged, so frames read while closing are replayed there).
+    shard.close(if session.is_some() { CloseFrame::RESUME } else { CloseFrame::NORMAL });
     // Let the close handshake go out, briefly.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Some(item) = shard.next().await {

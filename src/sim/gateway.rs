@@ -142,6 +142,15 @@ impl Conn {
                     }
                     // Discord's JSON encoding accepts text frames only.
                     Some(Ok(Message::Binary(_))) => break End::Close(4002),
+                    // A client closing with 1000 or 1001 ends its session, as on Discord; any
+                    // other code leaves it to be resumed.
+                    Some(Ok(Message::Close(frame))) => {
+                        if frame.is_some_and(|f| matches!(u16::from(f.code), 1000 | 1001)) {
+                            if let Some(id) = self.session.take() {
+                                self.shared.world().end_session(&id);
+                            }
+                        }
+                    }
                     // A close from the client: keep polling so tungstenite flushes its reply.
                     Some(Ok(_)) => {}
                 },

@@ -128,3 +128,57 @@ impl Node {
     }
 }
 
+
+/// A node as its own process: the real binary, with a config file in its own directory (kept
+/// across a restart, with its data).
+pub struct ProcessNode {
+    child: Option<Child>,
+    pub port: u16,
+    pub node_id: String,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessNode {
+    /// Starts `lantern serve` in cluster mode and returns once it is healthy.
+    pub fn start(sim: &Simulator, nats: &str, node: &str) -> ProcessNode {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = format!("[cluster]\nnats_url = '{nats}'\nnode_id = '{node}'\n");
+        let config = super::binary::write_config_sharded(sim, dir.path(), 2, &extra);
+        let (child, port) = super::binary::start(&config);
+        ProcessNode { child: Some(child), port, node_id: node.to_owned(), config, _dir: dir }
+    }
+
+    /// SIGKILL: no gateway close, no lease release, nothing flushed.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on its config and data, once healthy.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, port) = super::binary::start(&self.config);
+        self.child = Some(child);
+        self.port = port;
+    }
+
+    pub fn health(&self) -> (u16, Value) {
+        match super::kv::try_request(self.port, "GET", "/health", &[], b"") {
+            Some(r) => (r.status, r.json()),
+            None => (0, Value::Null),
+        }
+    }
+
+    pub fn cluster(&self) -> Value {
+        self.health().1["cluster"].clone()
+    }
+}
+
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
