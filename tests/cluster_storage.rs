@@ -278,3 +278,24 @@ fn a_member_who_leaves_loses_their_storage_on_every_node() {
         assert_eq!(put(n.port, &token, "city", "Rome").status, 401);
     }
 }
+
+#[test]
+fn a_document_larger_than_the_nats_servers_largest_message_is_refused_as_too_large() {
+    // The node's own bound (storage.max_user_bytes, 16 MiB by default) is far above this.
+    let nats = Nats::start_with_config("max_payload: 16384\n");
+    let (sim, nodes) = cluster(&nats, &["a", "b"]);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    assert_eq!(put(nodes[0].port, &token, "small", "x").status, 200);
+    let r = put(nodes[0].port, &token, "big", &"y".repeat(20_000));
+    let bound = 16_384 - 1_024;
+    assert_eq!(
+        (r.status, r.json()),
+        (400, json!({"success": false, "code": "storage_too_large", "error": format!("A storage can hold at most {bound} bytes of JSON.")}))
+    );
+    // Nothing of the refused write is anywhere; the storage takes writes that fit.
+    for n in &nodes {
+        assert!(wait_for(DEADLINE, || storage(n.port) == json!({"small": "x"})), "node {:?}: {}", n.cluster(), storage(n.port));
+    }
+    assert_eq!(put(nodes[1].port, &token, "big", &"y".repeat(10_000)).status, 200);
+}

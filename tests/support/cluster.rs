@@ -16,6 +16,8 @@ pub struct Nats {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    /// A configuration file passed with `-c`, if any.
+    config: Option<PathBuf>,
 }
 
 pub fn nats_binary() -> Option<PathBuf> {
@@ -27,12 +29,41 @@ impl Nats {
     /// Starts a NATS server; fails the test, saying what to install, where the binary is
     /// missing.
     pub fn start() -> Nats {
+        Nats::start_configured(None)
+    }
+
+    /// Starts a NATS server with `config` (nats-server's configuration syntax) beside the
+    /// command-line settings, e.g. `max_payload: 4096`.
+    pub fn start_with_config(config: &str) -> Nats {
+        Nats::start_configured(Some(config))
+    }
+
+    fn start_configured(config: Option<&str>) -> Nats {
         let bin = nats_binary().expect("nats-server is not on PATH: install the nats-server package (Debian) to run the cluster tests");
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut nats = Nats { child: None, port, store: tempfile::tempdir().unwrap() };
-        nats.child = Some(spawn_nats(&bin, port, &nats.store.path().to_path_buf()));
+        let store = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = store.path().join("nats.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let mut nats = Nats { child: None, port, store, config };
+        nats.child = Some(nats.spawn(&bin));
         nats.wait_up();
         nats
+    }
+
+    fn spawn(&self, bin: &PathBuf) -> Child {
+        let mut cmd = Command::new(bin);
+        if let Some(config) = &self.config {
+            cmd.arg("-c").arg(config);
+        }
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts")
     }
 
     pub fn url(&self) -> String {
@@ -58,19 +89,9 @@ impl Nats {
     pub fn restart(&mut self) {
         self.kill();
         let bin = nats_binary().unwrap();
-        self.child = Some(spawn_nats(&bin, self.port, &self.store.path().to_path_buf()));
+        self.child = Some(self.spawn(&bin));
         self.wait_up();
     }
-}
-
-fn spawn_nats(bin: &PathBuf, port: u16, store: &PathBuf) -> Child {
-    Command::new(bin)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts")
 }
 
 impl Drop for Nats {
