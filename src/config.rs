@@ -170,6 +170,10 @@ pub struct SocketConfig {
     /// slow consumer. A frame larger than this is never queued, so it must exceed the largest
     /// user object (the storage bound plus the presence).
     pub max_queued_bytes: usize,
+    /// The kernel's send buffer of each WebSocket (`SO_SNDBUF`; 0: the kernel's own sizing).
+    /// Bounds what a consumer that stopped reading costs: once the buffer is full its frames
+    /// wait in its queue (references, no writes) until it reads or is cut off.
+    pub send_buffer_bytes: usize,
     /// Whether permessage-deflate (RFC 7692) is negotiated with clients that offer it.
     pub permessage_deflate: bool,
     /// A Lanyard-dialect connection silent for this long is closed (Lanyard's 60 s).
@@ -331,6 +335,7 @@ struct FileSocket {
     max_subscriptions: Option<usize>,
     max_connections_per_ip: Option<usize>,
     max_queued_bytes: Option<usize>,
+    send_buffer_bytes: Option<usize>,
     permessage_deflate: Option<bool>,
     lanyard_idle_timeout: Option<u64>,
 }
@@ -537,6 +542,11 @@ fn socket_config(f: &FileSocket) -> Result<SocketConfig, ConfigError> {
         max_subscriptions: at_least("server.socket.max_subscriptions", f.max_subscriptions, 1_000, 1)?,
         max_connections_per_ip: at_least("server.socket.max_connections_per_ip", f.max_connections_per_ip, 256, 1)?,
         max_queued_bytes: at_least("server.socket.max_queued_bytes", f.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, 1024)?,
+        send_buffer_bytes: match f.send_buffer_bytes.unwrap_or(DEFAULT_SEND_BUFFER_BYTES) {
+            0 => 0,
+            n if n < 4096 => return Err(invalid("server.socket.send_buffer_bytes", format!("{n} must be 0 (the kernel's sizing) or at least 4096"))),
+            n => n,
+        },
         permessage_deflate: f.permessage_deflate.unwrap_or(true),
         lanyard_idle_timeout: ms(positive("server.socket.lanyard_idle_timeout", f.lanyard_idle_timeout, 60_000)?),
     })
@@ -557,6 +567,9 @@ pub const DEFAULT_MAX_USER_BYTES: usize = 16 << 20;
 /// 17 MiB: the largest user object (16 MiB of storage plus its presence) fits, so every
 /// subscriber can be sent every user.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 17 << 20;
+/// `[server.socket] send_buffer_bytes`: 64 KiB (the kernel doubles it for its bookkeeping),
+/// over 600 KB/s to a client 100 ms away, far above what presence needs.
+pub const DEFAULT_SEND_BUFFER_BYTES: usize = 64 << 10;
 
 /// The name of the environment variable that holds the key for storage tokens.
 pub const SECRET_ENV: &str = "KV_TOKEN_ENCRYPTION_SECRET";
@@ -708,6 +721,16 @@ mod tests {
         assert!(e.contains("unknown field `prot`"), "{e}");
         let e = load("base_guild_id = '1378135304107458560'\n[storage]\nmax_user_bytes = 10").unwrap_err().to_string();
         assert_eq!(e, "invalid setting `storage.max_user_bytes`: must be at least 1024");
+    }
+
+    #[test]
+    fn a_websocket_send_buffer_is_the_kernels_sizing_or_at_least_4096_bytes() {
+        let socket = |line: &str| load(&format!("base_guild_id = '1378135304107458560'\n[server.socket]\n{line}"));
+        assert_eq!(socket("").unwrap().server.socket.send_buffer_bytes, 65_536);
+        assert_eq!(socket("send_buffer_bytes = 0").unwrap().server.socket.send_buffer_bytes, 0);
+        assert_eq!(socket("send_buffer_bytes = 4096").unwrap().server.socket.send_buffer_bytes, 4096);
+        let e = socket("send_buffer_bytes = 100").unwrap_err().to_string();
+        assert_eq!(e, "invalid setting `server.socket.send_buffer_bytes`: 100 must be 0 (the kernel's sizing) or at least 4096");
     }
 
     #[test]

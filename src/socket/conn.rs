@@ -159,6 +159,22 @@ async fn flush(ctx: Weak<Shard>) {
     }
 }
 
+/// Caps the kernel's send buffer of a connection (`SO_SNDBUF`): a consumer that stops reading
+/// then costs as many writes as fit in it, and its later frames wait in its queue, shared and
+/// unwritten, until it reads again or passes the queue's cap. Without the cap the kernel grows
+/// the buffer to megabytes, about a thousand writes of presence per stalled consumer.
+fn limit_send_buffer(fd: std::os::unix::io::RawFd, bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fd` is this connection's open socket; the option value is a c_int that lives
+    // for the call.
+    let rc = unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot set a WebSocket's send buffer; the kernel's sizing stays");
+    }
+}
+
 /// Serves an upgraded connection until it closes. `read_buf` holds bytes hyper read past the
 /// upgrade request; `encoding` is what the upgrade negotiated; `_keep` (the HTTP connection's
 /// slot, its entry among the shard's connections) is dropped when the connection ends.
@@ -169,6 +185,9 @@ pub async fn run<K>(ctx: Rc<Shard>, mut tcp: Stream, read_buf: Vec<u8>, ip: IpAd
     if ctx.fanout().claim_sweeper() {
         glommio::spawn_local(sweep(Rc::downgrade(&ctx))).detach();
         glommio::spawn_local(flush(Rc::downgrade(&ctx))).detach();
+    }
+    if cfg.send_buffer_bytes > 0 {
+        limit_send_buffer(tcp.as_raw_fd(), cfg.send_buffer_bytes);
     }
     let out = Rc::new(Outbox::new(tcp.as_raw_fd(), Instant::now() + cfg.init_timeout));
     let (id, session) = ctx.fanout().register(out.clone(), encoding);
