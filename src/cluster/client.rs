@@ -52,9 +52,19 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
         // Reconnect quickly: a node away from NATS refuses writes until it is back.
         .reconnect_delay_callback(|attempts| std::time::Duration::from_millis((100 * attempts as u64).min(1_000)));
     tracing::info!(url = %config.nats_url, node = %config.node_id, "connecting to NATS");
+    // Several servers, comma-separated: the client picks one and moves on when it fails.
+    let servers: Result<Vec<async_nats::ServerAddr>, _> = config.nats_url.split(',').map(|url| url.trim().parse::<async_nats::ServerAddr>()).collect();
+    let servers = match servers {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, url = %config.nats_url, "cannot use the NATS address; this node never leads");
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        }
+    };
     let client = tokio::select! {
         _ = stop.wait_for(|s| *s) => return,
-        c = options.connect(config.nats_url.as_str()) => c,
+        c = options.connect(servers) => c,
     };
     let client = match client {
         Ok(c) => c,

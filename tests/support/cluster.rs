@@ -38,7 +38,7 @@ impl Nats {
         Nats::start_configured(Some(config))
     }
 
-    fn start_configured(config: Option<&str>) -> Nats {
+    pub fn start_configured(config: Option<&str>) -> Nats {
         let bin = nats_binary().expect("nats-server is not on PATH: install the nats-server package (Debian) to run the cluster tests");
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let store = tempfile::tempdir().unwrap();
@@ -112,6 +112,35 @@ pub fn cluster_config(nats: &str, node: &str) -> ClusterConfig {
     }
 }
 
+/// Three `nats-server`s clustered over routes, JetStream on each (buckets with three replicas
+/// survive the loss of any one server); each killed and reaped when dropped.
+pub struct NatsCluster {
+    pub servers: Vec<Nats>,
+}
+
+impl NatsCluster {
+    pub fn start() -> NatsCluster {
+        let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let routes: Vec<u16> = (0..3).map(|_| free()).collect();
+        let all_routes = routes.iter().map(|r| format!("nats-route://127.0.0.1:{r}")).collect::<Vec<_>>().join(", ");
+        let servers = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                Nats::start_configured(Some(&format!(
+                    "server_name: n{i}\ncluster {{\n  name: lantern\n  listen: 127.0.0.1:{route}\n  routes: [{all_routes}]\n}}\n"
+                )))
+            })
+            .collect();
+        NatsCluster { servers }
+    }
+
+    /// Every server's URL, comma-separated (how a node is given several).
+    pub fn urls(&self) -> String {
+        self.servers.iter().map(Nats::url).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// The token secret every node of a test cluster shares.
 pub const CLUSTER_KV_SECRET: &str = "5f0c1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
 
@@ -124,9 +153,14 @@ pub struct Node {
 
 impl Node {
     pub fn start(sim: &Simulator, nats: &str, node: &str) -> Node {
+        Node::start_with(sim, cluster_config(nats, node))
+    }
+
+    /// A node with its own cluster settings (several NATS servers, replicas).
+    pub fn start_with(sim: &Simulator, cluster: ClusterConfig) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let mut config = lantern::demo::config_for(sim, dir.path(), 0, 1).unwrap();
-        config.cluster = Some(cluster_config(nats, node));
+        config.cluster = Some(cluster);
         // Every node of a cluster opens the tokens the others sealed.
         config.kv_secret = lantern::config::parse_kv_secret(CLUSTER_KV_SECRET).unwrap();
         let server = Server::start(config).expect("node starts");
