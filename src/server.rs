@@ -211,7 +211,12 @@ impl Server {
             // Cluster mode: the gateway runs only while this node holds the lease.
             (Some(cluster), Some(status), Some(replicas)) => {
                 let session = crate::cluster::session::SessionCell::default();
-                let links = crate::cluster::client::Links { replicas, apply: replicated_into(peers.clone()), session: session.clone() };
+                let links = crate::cluster::client::Links {
+                    replicas,
+                    apply: replicated_into(peers.clone()),
+                    applied: replicas_applied(peers.clone()),
+                    session: session.clone(),
+                };
                 let gateway = LeaderGateway { config: config.clone(), peers: peers.clone(), stats: gateway_stats, session, ingest: None };
                 let cluster = crate::cluster::Cluster::start(cluster.clone(), status, Box::new(gateway), links).map_err(StartError::Ingest)?;
                 (None, Some(cluster))
@@ -278,6 +283,19 @@ fn replicated_into(peers: Peers<Shard>) -> crate::cluster::replication::Apply {
                 },
             };
             let _ = peers.submit(peers.owner_of(user), move |s| s.apply_ingest(event)).await;
+        })
+    })
+}
+
+/// Cluster mode: answers once every shard ran what was queued before (each mailbox runs in
+/// order), so every replica handed over before is applied.
+fn replicas_applied(peers: Peers<Shard>) -> crate::cluster::replication::Applied {
+    Box::new(move || {
+        let peers = peers.clone();
+        Box::pin(async move {
+            for shard in 0..peers.count() {
+                let _ = peers.ask(shard, |_| ()).await;
+            }
         })
     })
 }

@@ -50,7 +50,7 @@ fn exactly_one_node_leads_and_every_node_names_it() {
         assert_eq!(
             body["cluster"],
             json!({"node_id": body["cluster"]["node_id"], "role": role, "lease_holder": leader, "nats_connected": true,
-                "replication_lag_ms": body["cluster"]["replication_lag_ms"]})
+                "replication_lag_ms": body["cluster"]["replication_lag_ms"], "synced": true})
         );
     }
     // Stays that way over several lease periods.
@@ -112,14 +112,14 @@ fn a_node_without_nats_is_unavailable_then_leads_once_nats_is_up() {
     let (status, body) = node.health();
     assert_eq!(status, 503);
     assert_eq!(body["status"], "unavailable");
-    assert_eq!(body["cluster"], json!({"node_id": "solo", "role": "follower", "lease_holder": null, "nats_connected": false, "replication_lag_ms": null}));
+    assert_eq!(body["cluster"], json!({"node_id": "solo", "role": "follower", "lease_holder": null, "nats_connected": false, "replication_lag_ms": null, "synced": false}));
     assert_eq!(sim.stats().connections, 0, "a node that cannot reach NATS must not connect to the gateway");
     nats.restart();
     assert!(wait_for(DEADLINE, || node.health().0 == 200 && node.cluster()["role"] == "leader"), "{:?}", node.health());
     let view = node.cluster();
     assert_eq!(
         view,
-        json!({"node_id": "solo", "role": "leader", "lease_holder": "solo", "nats_connected": true, "replication_lag_ms": view["replication_lag_ms"]})
+        json!({"node_id": "solo", "role": "leader", "lease_holder": "solo", "nats_connected": true, "replication_lag_ms": view["replication_lag_ms"], "synced": true})
     );
     assert!(wait_for(DEADLINE, || sim.stats().identifies == 1), "{:?}", sim.stats());
 }
@@ -289,4 +289,33 @@ fn after_a_kill_9_of_the_leader_another_node_resumes_subscribers_miss_nothing_an
         view(nodes[leader].port).into_iter().zip(view(survivor)).filter(|(a, b)| a != b).collect();
     assert!(caught_up, "the restarted node never caught up: {} users differ, the first: {:?}", differ.len(), differ.first());
     assert_eq!(nodes[leader].cluster()["role"], "follower");
+}
+
+#[test]
+fn a_follower_reports_healthy_only_once_it_has_applied_every_replicated_user() {
+    let nats = Nats::start();
+    let sim = Simulator::start(SimConfig { members: 3000, seed: 5, ..SimConfig::default() }).unwrap();
+    let leader = Node::start(&sim, &nats.url(), "a");
+    let users = sim.members().len() as u64;
+    assert!(wait_for(DEADLINE, || leader.health().0 == 200 && leader.health().1["monitored_users"] == users), "{:?}", leader.health());
+    // A first follower shows when the bucket holds every user.
+    let first = Node::start(&sim, &nats.url(), "b");
+    assert!(wait_for(DEADLINE * 2, || first.health().1["monitored_users"] == users), "{:?}", first.health());
+    // A second one, polled from its start: at its first 200 it already serves every user.
+    let second = Node::start(&sim, &nats.url(), "c");
+    let mut before = Vec::new();
+    let deadline = Instant::now() + DEADLINE * 2;
+    let body = loop {
+        let (status, body) = second.health();
+        if status == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {body}");
+        before.push((body["cluster"]["synced"].clone(), body["monitored_users"].clone()));
+    };
+    assert_eq!(body["monitored_users"], users, "healthy before every user was applied");
+    assert_eq!((body["cluster"]["role"].as_str(), body["cluster"]["synced"].as_bool()), (Some("follower"), Some(true)));
+    // Whatever it said before, it said it was not synced.
+    assert!(before.iter().all(|(synced, _)| synced == &json!(false)), "{before:?}");
+    eprintln!("{} health checks answered 503 while the follower applied {users} users", before.len());
 }

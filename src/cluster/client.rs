@@ -37,6 +37,7 @@ impl Cluster {
 pub struct Links {
     pub replicas: crate::runtime::MailboxReceiver<super::replication::Replica>,
     pub apply: super::replication::Apply,
+    pub applied: super::replication::Applied,
     pub session: super::session::SessionCell,
 }
 
@@ -64,7 +65,7 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
     tokio::join!(
         lease::run(&config, &client, gateway.as_mut(), &links.session, &status, &mut stop),
         super::replication::publish(&config, &client, links.replicas, &links.session, publish_stop),
-        super::replication::follow(&config, &client, links.apply, &status, follow_stop),
+        super::replication::follow(&config, &client, links.apply, links.applied, &status, follow_stop),
     );
     // Deletes and last puts go out before the connection drops (briefly: NATS may be away).
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.flush()).await;

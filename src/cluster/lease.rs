@@ -122,6 +122,17 @@ async fn session_to_resume(stores: &Stores, seen: Option<GatewaySession>, call: 
     }
 }
 
+/// Reads the lease held by another node: notes the holder, and its session in `seen`.
+async fn note_holder(stores: &Stores, status: &Status, seen: &mut Option<GatewaySession>, call: Duration) {
+    if let Ok(Ok(entry)) = timeout(call, stores.lease.get(KEY)).await {
+        let value = entry.and_then(|b| serde_json::from_slice::<LeaseValue>(&b).ok());
+        if let Some(s) = value.as_ref().and_then(LeaseValue::session) {
+            *seen = Some(s);
+        }
+        status.update(|s| s.lease_holder = value.map(|v| v.node_id));
+    }
+}
+
 /// Writes the gateway's current session to the session bucket (skipped when unchanged).
 async fn store_session(stores: &Stores, session: Option<GatewaySession>, stored: &mut Option<GatewaySession>, call: Duration) {
     let Some(session) = session else { return };
@@ -156,6 +167,13 @@ pub async fn run(
     loop {
         status.update(|s| s.nats_connected = connected());
         match held {
+            None if !status.snapshot().synced => {
+                // A node leads only with every replicated user applied: a leader applies none.
+                note_holder(&stores, status, &mut seen, call).await;
+                if stopped_within(stop, ttl / 6).await {
+                    return;
+                }
+            }
             None => {
                 // The lease's life starts no earlier than the request is sent.
                 let sent = Instant::now();
@@ -178,16 +196,7 @@ pub async fn run(
                         gateway.start();
                         continue;
                     }
-                    Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        // Held by another node: note which, and its session.
-                        if let Ok(Ok(entry)) = timeout(call, stores.lease.get(KEY)).await {
-                            let value = entry.and_then(|b| serde_json::from_slice::<LeaseValue>(&b).ok());
-                            if let Some(s) = value.as_ref().and_then(LeaseValue::session) {
-                                seen = Some(s);
-                            }
-                            status.update(|s| s.lease_holder = value.map(|v| v.node_id));
-                        }
-                    }
+                    Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => note_holder(&stores, status, &mut seen, call).await,
                     // No answer, or not the answer that the key exists: the bucket may be gone (a
                     // NATS server restarted without it, and a publish to no stream is never
                     // acknowledged), so open it again; that is idempotent.

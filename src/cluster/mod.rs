@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub nats_connected: bool,
     /// How old the last replicated presence change was when this node read it.
     pub replication_lag_ms: Option<u64>,
+    /// Whether this node has applied the presence bucket as it was when it began watching it
+    /// (until then it neither reports healthy nor tries to lead).
+    pub synced: bool,
 }
 
 /// Shared between the cluster thread (writes) and the shards (read on `/health`).
@@ -49,7 +52,7 @@ pub struct Status(Mutex<Snapshot>);
 
 impl Status {
     pub fn new(node_id: &str) -> Status {
-        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false, replication_lag_ms: None }))
+        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false, replication_lag_ms: None, synced: false }))
     }
 
     pub fn snapshot(&self) -> Snapshot {
