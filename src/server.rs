@@ -226,6 +226,11 @@ impl Server {
         Ok(Server { port, peers, executors, writers, ingest, cluster, drained, control: Some(control) })
     }
 
+    /// Whether this node holds the cluster's gateway lease (never without `[cluster]`).
+    pub fn is_leader(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.status().snapshot().role == crate::cluster::Role::Leader)
+    }
+
     /// The HTTP/WebSocket port every shard listens on.
     pub fn port(&self) -> u16 {
         self.port

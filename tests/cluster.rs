@@ -319,3 +319,71 @@ fn a_follower_reports_healthy_only_once_it_has_applied_every_replicated_user() {
     assert!(before.iter().all(|(synced, _)| synced == &json!(false)), "{before:?}");
     eprintln!("{} health checks answered 503 while the follower applied {users} users", before.len());
 }
+
+#[test]
+fn demo_cluster_3_prints_three_nodes_with_one_leader_and_stops_everything_on_ctrl_c() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_lantern"))
+        .args(["demo", "--cluster", "3", "--port", "0", "--shards", "1", "--members", "50", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lantern demo starts");
+    // Killed if the test fails before it stops.
+    let mut demo = support::binary::Running(demo);
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut nodes, mut nats) = (Vec::new(), None);
+    let deadline = Instant::now() + DEADLINE;
+    while nodes.len() < 3 || nats.is_none() {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the demo prints three nodes and NATS");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [name, url, ..] if name.starts_with("node-") => {
+                let port: u16 = url.trim_start_matches("http://127.0.0.1:").trim_end_matches('/').parse().expect("a node URL");
+                nodes.push(port);
+            }
+            ["nats", url] => nats = Some(url.trim_start_matches("nats://127.0.0.1:").parse::<u16>().expect("a NATS URL")),
+            _ => {}
+        }
+    }
+    let nats = nats.unwrap();
+    std::thread::spawn(move || rx.iter().for_each(drop));
+    let views = || -> Vec<(u16, Value)> {
+        nodes
+            .iter()
+            .map(|&p| {
+                let r = request(p, "GET", "/health", &[], b"");
+                (r.status, r.json())
+            })
+            .collect()
+    };
+    assert!(
+        wait_for(DEADLINE, || {
+            let v = views();
+            v.iter().all(|(status, _)| *status == 200) && v.iter().filter(|(_, b)| b["cluster"]["role"] == "leader").count() == 1
+        }),
+        "{:?}",
+        views()
+    );
+    let names: std::collections::BTreeSet<String> = views().iter().map(|(_, b)| b["cluster"]["node_id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(names, ["node-1", "node-2", "node-3"].iter().map(|s| s.to_string()).collect());
+    // Ctrl-C: every node and the NATS server stop, and the demo exits cleanly.
+    // SAFETY: a signal to the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(demo.0.id() as i32, libc::SIGINT) }, 0);
+    let mut exited = None;
+    assert!(wait_for(DEADLINE, || { exited = demo.0.try_wait().unwrap(); exited.is_some() }), "the demo did not stop on SIGINT");
+    assert!(exited.unwrap().success(), "{exited:?}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", nats)).is_err(), "nats-server still runs");
+    for port in nodes {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "node on {port} still runs");
+    }
+}
