@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::cluster::{Nats, Node, ProcessNode};
 use support::kv::{next_frame, Ws};
-use support::{request, wait_for, DEADLINE};
+use support::{promtool_check, request, wait_for, DEADLINE};
 
 fn leaders(nodes: &[&Node]) -> Vec<String> {
     nodes
@@ -152,6 +152,23 @@ fn subscribe(port: u16, id: Snowflake) -> (Ws, Value) {
     (ws, ack)
 }
 
+/// Up to `n` text frames, as many as arrive within the deadline.
+fn frames(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))).unwrap();
+        }
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => out.push(serde_json::from_str(&t).unwrap()),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 fn presence(id: Snowflake, status: Status, activity: Option<&str>) -> Presence {
     Presence {
         user: PartialUser { id, ..Default::default() },
@@ -243,9 +260,10 @@ fn after_a_kill_9_of_the_leader_another_node_resumes_subscribers_miss_nothing_an
     let bound = Duration::from_secs(10);
     assert!(
         wait_for(bound, || survivors.iter().any(|&i| nodes[i].cluster()["role"] == "leader") && sim.stats().resumes == 1),
-        "no node resumed the gateway within {bound:?}: {:?} {:?}",
+        "no node resumed the gateway within {bound:?}: {:?} {:?}\n{}",
         survivors.iter().map(|&i| nodes[i].cluster()).collect::<Vec<_>>(),
-        sim.stats()
+        sim.stats(),
+        nodes.iter().map(|n| n.log_tail(30)).collect::<Vec<_>>().join("\n")
     );
     eprintln!("after kill -9 of the leader, another node resumed the gateway in {:?}", killed.elapsed());
     let stats = sim.stats();
@@ -261,13 +279,11 @@ fn after_a_kill_9_of_the_leader_another_node_resumes_subscribers_miss_nothing_an
         .map(|(status, activity)| (json!(status).as_str().unwrap_or_default().to_owned(), activity.map(|a| json!(a)).unwrap_or(Value::Null)))
         .collect();
     for ws in &mut subs {
-        let got: Vec<(String, Value)> = (0..expected.len())
-            .map(|_| {
-                let f = next_frame(ws);
-                (f["d"]["status"].as_str().unwrap_or_default().to_owned(), f["d"]["activities"][0]["name"].clone())
-            })
+        let got: Vec<(String, Value)> = frames(ws, expected.len())
+            .iter()
+            .map(|f| (f["d"]["status"].as_str().unwrap_or_default().to_owned(), f["d"]["activities"][0]["name"].clone()))
             .collect();
-        assert_eq!(got, expected);
+        assert_eq!(got, expected, "{:?}\n{}", sim.stats(), nodes.iter().map(|n| n.log_tail(40)).collect::<Vec<_>>().join("\n"));
     }
 
     // The killed node comes back and catches up: every user as a surviving node serves it.
@@ -386,4 +402,74 @@ fn demo_cluster_3_prints_three_nodes_with_one_leader_and_stops_everything_on_ctr
     for port in nodes {
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "node on {port} still runs");
     }
+}
+
+/// `name{labels} value` lines of a node's `/metrics`, keyed by `name{labels}`.
+fn metrics_of(port: u16) -> (String, std::collections::BTreeMap<String, f64>) {
+    let text = request(port, "GET", "/metrics", &[], b"").text();
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect();
+    (text, samples)
+}
+
+#[test]
+fn metrics_show_each_nodes_role_lease_changes_nats_sync_and_replication_lag() {
+    let nats = Nats::start();
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let id = Snowflake(1_300_000_000_000_000_004);
+    sim.add_member(
+        Member { user: User { id, username: "dave".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(presence(id, Status::Online, None)),
+    );
+    let mut a = Node::start(&sim, &nats.url(), "a");
+    assert!(wait_for(DEADLINE, || a.health().0 == 200 && a.cluster()["role"] == "leader"), "{:?}", a.health());
+    let b = Node::start(&sim, &nats.url(), "b");
+    assert!(wait_for(DEADLINE, || b.health().0 == 200 && b.cluster()["lease_holder"] == "a"), "{:?}", b.health());
+    // A change replicated after b started: b reports how old it was when read.
+    sim.set_presence(presence(id, Status::Dnd, Some("metrics")));
+    let lag = "lantern_cluster_replication_lag_seconds";
+    assert!(wait_for(DEADLINE, || metrics_of(b.port).1.contains_key(lag)), "{}", metrics_of(b.port).0);
+    let (text, ma) = metrics_of(a.port);
+    let (_, mb) = metrics_of(b.port);
+    let get = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied();
+    for (m, leader) in [(&ma, 1.0), (&mb, 0.0)] {
+        assert_eq!(get(m, "lantern_cluster_leader"), Some(leader));
+        assert_eq!(get(m, "lantern_cluster_nats_connected"), Some(1.0));
+        assert_eq!(get(m, "lantern_cluster_synced"), Some(1.0));
+        // Each saw one holder so far: a itself, b the node a.
+        assert_eq!(get(m, "lantern_cluster_lease_holder_changes_total"), Some(1.0));
+    }
+    assert!(get(&mb, lag).is_some_and(|s| (0.0..60.0).contains(&s)), "{mb:?}");
+    promtool_check(&text);
+    // a stops: b takes the lease, one more change of holder.
+    a.stop();
+    assert!(wait_for(DEADLINE, || get(&metrics_of(b.port).1, "lantern_cluster_leader") == Some(1.0)), "{}", metrics_of(b.port).0);
+    assert_eq!(get(&metrics_of(b.port).1, "lantern_cluster_lease_holder_changes_total"), Some(2.0));
+    promtool_check(&metrics_of(b.port).0);
+}
+
+#[test]
+fn a_lease_that_is_never_refreshed_is_taken_after_its_ttl_even_while_the_server_keeps_it() {
+    let nats = Nats::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        // The lease bucket as the nodes make it, but keeping values for ever: only the nodes'
+        // own clocks can end this holder's lease.
+        let bucket = lantern::cluster::client::Bucket { name: "lantern_lease", description: "lease", history: 1, max_age: Duration::ZERO, memory: true, replicas: 1 };
+        bucket.open(&js).await.unwrap().create("gateway", r#"{"node_id":"gone"}"#.into()).await.unwrap();
+    });
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let started = Instant::now();
+    let node = Node::start(&sim, &nats.url(), "a");
+    assert!(wait_for(DEADLINE, || node.cluster()["role"] == "leader"), "{:?}", node.cluster());
+    let took = started.elapsed();
+    eprintln!("a lease left unrefreshed was taken {took:?} after the node started");
+    // Never before the TTL (900 ms in these tests) has passed since the node first read it.
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(wait_for(DEADLINE, || sim.stats().identifies == 1 && node.health().0 == 200), "{:?} {:?}", sim.stats(), node.health());
 }

@@ -57,6 +57,14 @@ impl LeaseValue {
     }
 }
 
+/// Why an attempt to take the lease failed.
+enum Refused {
+    /// Another node holds it.
+    Held,
+    /// No answer, or not one that says who holds it.
+    NoAnswer,
+}
+
 /// The lease bucket and the session bucket beside it.
 struct Stores {
     lease: kv::Store,
@@ -122,14 +130,54 @@ async fn session_to_resume(stores: &Stores, seen: Option<GatewaySession>, call: 
     }
 }
 
-/// Reads the lease held by another node: notes the holder, and its session in `seen`.
-async fn note_holder(stores: &Stores, status: &Status, seen: &mut Option<GatewaySession>, call: Duration) {
-    if let Ok(Ok(entry)) = timeout(call, stores.lease.get(KEY)).await {
-        let value = entry.and_then(|b| serde_json::from_slice::<LeaseValue>(&b).ok());
+/// Reads the lease held by another node: notes the holder, its session in `seen`, and since
+/// when its revision has not moved.
+async fn note_holder(stores: &Stores, status: &Status, holders: &mut Holders, seen: &mut Option<GatewaySession>, call: Duration) {
+    if let Ok(Ok(entry)) = timeout(call, stores.lease.entry(KEY)).await {
+        let entry = entry.filter(|e| e.operation == kv::Operation::Put);
+        let value = entry.as_ref().and_then(|e| serde_json::from_slice::<LeaseValue>(&e.value).ok());
         if let Some(s) = value.as_ref().and_then(LeaseValue::session) {
             *seen = Some(s);
         }
-        status.update(|s| s.lease_holder = value.map(|v| v.node_id));
+        holders.still = match (entry.map(|e| e.revision), holders.still.take()) {
+            (Some(r), Some((was, since))) if r == was => Some((r, since)),
+            (Some(r), _) => Some((r, Instant::now())),
+            (None, _) => None,
+        };
+        holders.note(status, value.map(|v| v.node_id));
+    }
+}
+
+/// Whether this node has read every presence change in the bucket, so that it may lead (a
+/// leader applies nothing from the bucket: it must have what the last leader wrote).
+async fn caught_up(config: &ClusterConfig, client: &async_nats::Client, status: &Status, call: Duration) -> bool {
+    let js = async_nats::jetstream::new(client.clone());
+    match super::replication::bucket_state(config, &js, call).await {
+        Some((_, last)) => status.snapshot().presence_revision >= last,
+        None => false,
+    }
+}
+
+/// The holder this node sees, and the last one it saw (`None` says nothing about who holds it
+/// next).
+#[derive(Default)]
+struct Holders {
+    last: Option<String>,
+    /// The lease's revision as last read, and since when it has been that.
+    still: Option<(u64, Instant)>,
+}
+
+impl Holders {
+    /// Sets the holder `status` reports, counting a change to a node other than the last seen.
+    fn note(&mut self, status: &Status, holder: Option<String>) {
+        let changed = holder.is_some() && holder != self.last;
+        if holder.is_some() {
+            self.last = holder.clone();
+        }
+        status.update(|s| {
+            s.lease_changes += u64::from(changed);
+            s.lease_holder = holder;
+        })
     }
 }
 
@@ -164,12 +212,19 @@ pub async fn run(
     let mut seen: Option<GatewaySession> = None;
     // The session as last written to the session bucket.
     let mut stored: Option<GatewaySession> = None;
+    let mut holders = Holders::default();
     loop {
         status.update(|s| s.nats_connected = connected());
         match held {
             None if !status.snapshot().synced => {
                 // A node leads only with every replicated user applied: a leader applies none.
-                note_holder(&stores, status, &mut seen, call).await;
+                note_holder(&stores, status, &mut holders, &mut seen, call).await;
+                if stopped_within(stop, ttl / 6).await {
+                    return;
+                }
+            }
+            None if !caught_up(config, client, status, call).await => {
+                note_holder(&stores, status, &mut holders, &mut seen, call).await;
                 if stopped_within(stop, ttl / 6).await {
                     return;
                 }
@@ -178,8 +233,28 @@ pub async fn run(
                 // The lease's life starts no earlier than the request is sent.
                 let sent = Instant::now();
                 let value = LeaseValue::new(&config.node_id, None);
-                match timeout(call, stores.lease.create(KEY, value.bytes())).await {
-                    Ok(Ok(revision)) => {
+                // A holder refreshes every third of the TTL and gives up its gateway two thirds
+                // after its last refresh: a revision that has not moved for longer than the TTL
+                // (as this node measured it, from after it was written) is a dead holder's, even
+                // if the server has not aged the key out yet.
+                let stale = holders.still.filter(|(_, since)| since.elapsed() > ttl + ttl / 6).map(|(r, _)| r);
+                let outcome = match stale {
+                    Some(r) => {
+                        tracing::warn!(node = %config.node_id, revision = r, "the gateway lease was not refreshed for longer than its TTL; taking it");
+                        match timeout(call, stores.lease.update(KEY, value.bytes(), r)).await {
+                            Ok(Ok(revision)) => Ok(revision),
+                            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(Refused::Held),
+                            _ => Err(Refused::NoAnswer),
+                        }
+                    }
+                    None => match timeout(call, stores.lease.create(KEY, value.bytes())).await {
+                        Ok(Ok(revision)) => Ok(revision),
+                        Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(Refused::Held),
+                        _ => Err(Refused::NoAnswer),
+                    },
+                };
+                match outcome {
+                    Ok(revision) => {
                         let resume = session_to_resume(&stores, seen.take(), call).await;
                         match &resume {
                             Some(s) => tracing::info!(node = %config.node_id, revision, sequence = s.sequence,
@@ -189,18 +264,17 @@ pub async fn run(
                         held = Some((revision, sent));
                         stored = resume.clone();
                         session.set(resume);
-                        status.update(|s| {
-                            s.role = Role::Leader;
-                            s.lease_holder = Some(config.node_id.clone());
-                        });
+                        status.update(|s| s.role = Role::Leader);
+                        holders.still = None;
+                        holders.note(status, Some(config.node_id.clone()));
                         gateway.start();
                         continue;
                     }
-                    Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => note_holder(&stores, status, &mut seen, call).await,
+                    Err(Refused::Held) => note_holder(&stores, status, &mut holders, &mut seen, call).await,
                     // No answer, or not the answer that the key exists: the bucket may be gone (a
                     // NATS server restarted without it, and a publish to no stream is never
                     // acknowledged), so open it again; that is idempotent.
-                    _ => {
+                    Err(Refused::NoAnswer) => {
                         tracing::debug!("cannot create the lease; reopening its bucket");
                         match open_bucket(config, client, status, stop).await {
                             Some(s) => stores = s,
@@ -250,10 +324,8 @@ pub async fn run(
                         }
                         gateway.stop();
                         held = None;
-                        status.update(|s| {
-                            s.role = Role::Follower;
-                            s.lease_holder = None;
-                        });
+                        status.update(|s| s.role = Role::Follower);
+                        holders.note(status, None);
                     }
                 }
             }

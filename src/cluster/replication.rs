@@ -63,11 +63,12 @@ pub type Apply = Box<dyn Fn(u64, Option<Bytes>) -> Pin<Box<dyn Future<Output = (
 /// Returns once every state handed to [`Apply`] before it was applied.
 pub type Applied = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// How many messages the presence bucket holds now (`None`: no answer).
-async fn bucket_messages(config: &ClusterConfig, js: &async_nats::jetstream::Context) -> Option<u64> {
-    let mut stream = timeout(config.lease_ttl, js.get_stream(format!("KV_{}", config.presence_bucket))).await.ok()?.ok()?;
-    let info = timeout(config.lease_ttl, stream.info()).await.ok()?.ok()?;
-    Some(info.state.messages)
+/// How many messages the presence bucket holds now and its last revision (`None`: no
+/// answer within `within`).
+pub(crate) async fn bucket_state(config: &ClusterConfig, js: &async_nats::jetstream::Context, within: Duration) -> Option<(u64, u64)> {
+    let mut stream = timeout(within, js.get_stream(format!("KV_{}", config.presence_bucket))).await.ok()?.ok()?;
+    let info = timeout(within, stream.info()).await.ok()?.ok()?;
+    Some((info.state.messages, info.state.last_sequence))
 }
 
 fn bucket(config: &ClusterConfig) -> Bucket<'_> {
@@ -149,7 +150,7 @@ pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: 
     loop {
         let Some(store) = open(config, &js, &mut stop).await else { return };
         if !status.snapshot().synced {
-            match bucket_messages(config, &js).await {
+            match bucket_state(config, &js, config.lease_ttl).await.map(|(messages, _)| messages) {
                 // A put after this is read by the watch like any change.
                 Some(0) => status.update(|s| s.synced = true),
                 Some(_) => {}
@@ -183,7 +184,6 @@ pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: 
             let Some(Ok(entry)) = entry else { break };
             from = Some(entry.revision);
             let lag = (time::OffsetDateTime::now_utc() - entry.created).whole_milliseconds().max(0) as u64;
-            status.update(|s| s.replication_lag_ms = Some(lag));
             // The last value the bucket held when the watch began (or any after it).
             let current = entry.delta == 0 || entry.seen_current;
             if status.snapshot().role != Role::Leader {
@@ -194,6 +194,10 @@ pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: 
                     }
                 }
             }
+            status.update(|s| {
+                s.replication_lag_ms = Some(lag);
+                s.presence_revision = entry.revision;
+            });
             if current && !status.snapshot().synced {
                 applied().await;
                 tracing::info!(revision = entry.revision, "applied every replicated user");
