@@ -5,7 +5,10 @@
 //! it last wrote every third of the TTL; if two thirds pass since the last refresh was sent
 //! without one being acknowledged, it stops its gateway before the key can expire and another
 //! node can take it. A node that stops deletes the key (on its revision) so the next leader
-//! need not wait for the TTL.
+//! need not wait for the TTL. A revision that a follower has seen unchanged for longer than
+//! the TTL is a dead holder's: the follower takes the key with an `update` on it, in case the
+//! server keeps the value past its age. A node tries to lead only once it is synced and has
+//! read the presence bucket to its last revision.
 //!
 //! The value carries the leader's gateway session as of the refresh, and every refresh (and
 //! the release) also writes it to the session bucket ([`super::session`]), which outlives the
