@@ -336,3 +336,31 @@ pub async fn run(
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::{GatewaySession, Holders, LeaseValue, Status};
+
+    #[test]
+    fn the_lease_value_carries_the_session_and_reads_a_value_without_one() {
+        let session = GatewaySession { session_id: "abc".into(), resume_gateway_url: Some("wss://g".into()), sequence: 7 };
+        let value = LeaseValue::new("a", Some(&session));
+        let json: serde_json::Value = serde_json::from_slice(&value.bytes()).unwrap();
+        assert_eq!(json, serde_json::json!({"node_id": "a", "session_id": "abc", "resume_gateway_url": "wss://g", "sequence": 7}));
+        assert_eq!(value.session(), Some(session));
+        let bare: LeaseValue = serde_json::from_str(r#"{"node_id":"b"}"#).unwrap();
+        assert_eq!((bare.node_id.as_str(), bare.session()), ("b", None));
+        assert_eq!(serde_json::to_string(&LeaseValue::new("b", None)).unwrap(), r#"{"node_id":"b"}"#);
+    }
+
+    #[test]
+    fn a_change_of_holder_counts_once_and_nobody_in_between_does_not() {
+        let status = Status::new("a");
+        let mut holders = Holders::default();
+        for holder in [Some("b"), Some("b"), None, Some("b"), Some("a"), None, Some("c")] {
+            holders.note(&status, holder.map(str::to_owned));
+        }
+        assert_eq!(status.snapshot().lease_changes, 3);
+        assert_eq!(status.snapshot().lease_holder.as_deref(), Some("c"));
+    }
+}
