@@ -233,6 +233,7 @@ impl Server {
                     apply: replicated_into(peers.clone()),
                     storage,
                     apply_stored: stored_into(peers.clone()),
+                    applied: replicas_applied(peers.clone()),
                     session: session.clone(),
                 };
                 let gateway = LeaderGateway { config: config.clone(), peers: peers.clone(), stats: gateway_stats, session, ingest: None };
@@ -242,6 +243,11 @@ impl Server {
             _ => (Some(Ingest::start(config.clone(), peers.clone(), gateway_stats).map_err(StartError::Ingest)?), None),
         };
         Ok(Server { port, peers, executors, writers, ingest, cluster, drained, control: Some(control) })
+    }
+
+    /// Whether this node holds the cluster's gateway lease (never without `[cluster]`).
+    pub fn is_leader(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.status().snapshot().role == crate::cluster::Role::Leader)
     }
 
     /// The HTTP/WebSocket port every shard listens on.
@@ -311,6 +317,19 @@ fn stored_into(peers: Peers<Shard>) -> crate::cluster::storage::ApplyStored {
         let peers = peers.clone();
         Box::pin(async move {
             let _ = peers.submit(peers.owner_of(entry.user.0), move |s| s.apply_stored(entry)).await;
+        })
+    })
+}
+
+/// Cluster mode: answers once every shard ran what was queued before (each mailbox runs in
+/// order), so every replica handed over before is applied.
+fn replicas_applied(peers: Peers<Shard>) -> crate::cluster::replication::Applied {
+    Box::new(move || {
+        let peers = peers.clone();
+        Box::pin(async move {
+            for shard in 0..peers.count() {
+                let _ = peers.ask(shard, |_| ()).await;
+            }
         })
     })
 }

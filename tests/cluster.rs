@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::cluster::{Nats, Node, ProcessNode};
 use support::kv::{next_frame, Ws};
-use support::{request, wait_for, DEADLINE};
+use support::{promtool_check, request, wait_for, DEADLINE};
 
 fn leaders(nodes: &[&Node]) -> Vec<String> {
     nodes
@@ -50,7 +50,7 @@ fn exactly_one_node_leads_and_every_node_names_it() {
         assert_eq!(
             body["cluster"],
             json!({"node_id": body["cluster"]["node_id"], "role": role, "lease_holder": leader, "nats_connected": true,
-                "replication_lag_ms": body["cluster"]["replication_lag_ms"]})
+                "replication_lag_ms": body["cluster"]["replication_lag_ms"], "synced": true})
         );
     }
     // Stays that way over several lease periods.
@@ -112,14 +112,14 @@ fn a_node_without_nats_is_unavailable_then_leads_once_nats_is_up() {
     let (status, body) = node.health();
     assert_eq!(status, 503);
     assert_eq!(body["status"], "unavailable");
-    assert_eq!(body["cluster"], json!({"node_id": "solo", "role": "follower", "lease_holder": null, "nats_connected": false, "replication_lag_ms": null}));
+    assert_eq!(body["cluster"], json!({"node_id": "solo", "role": "follower", "lease_holder": null, "nats_connected": false, "replication_lag_ms": null, "synced": false}));
     assert_eq!(sim.stats().connections, 0, "a node that cannot reach NATS must not connect to the gateway");
     nats.restart();
     assert!(wait_for(DEADLINE, || node.health().0 == 200 && node.cluster()["role"] == "leader"), "{:?}", node.health());
     let view = node.cluster();
     assert_eq!(
         view,
-        json!({"node_id": "solo", "role": "leader", "lease_holder": "solo", "nats_connected": true, "replication_lag_ms": view["replication_lag_ms"]})
+        json!({"node_id": "solo", "role": "leader", "lease_holder": "solo", "nats_connected": true, "replication_lag_ms": view["replication_lag_ms"], "synced": true})
     );
     assert!(wait_for(DEADLINE, || sim.stats().identifies == 1), "{:?}", sim.stats());
 }
@@ -150,6 +150,23 @@ fn subscribe(port: u16, id: Snowflake) -> (Ws, Value) {
     let ack = next_frame(&mut ws);
     assert_eq!(ack["t"], "INIT_ACK", "{ack}");
     (ws, ack)
+}
+
+/// Up to `n` text frames, as many as arrive within the deadline.
+fn frames(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))).unwrap();
+        }
+        match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => out.push(serde_json::from_str(&t).unwrap()),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 fn presence(id: Snowflake, status: Status, activity: Option<&str>) -> Presence {
@@ -243,9 +260,10 @@ fn after_a_kill_9_of_the_leader_another_node_resumes_subscribers_miss_nothing_an
     let bound = Duration::from_secs(10);
     assert!(
         wait_for(bound, || survivors.iter().any(|&i| nodes[i].cluster()["role"] == "leader") && sim.stats().resumes == 1),
-        "no node resumed the gateway within {bound:?}: {:?} {:?}",
+        "no node resumed the gateway within {bound:?}: {:?} {:?}\n{}",
         survivors.iter().map(|&i| nodes[i].cluster()).collect::<Vec<_>>(),
-        sim.stats()
+        sim.stats(),
+        nodes.iter().map(|n| n.log_tail(30)).collect::<Vec<_>>().join("\n")
     );
     eprintln!("after kill -9 of the leader, another node resumed the gateway in {:?}", killed.elapsed());
     let stats = sim.stats();
@@ -261,32 +279,199 @@ fn after_a_kill_9_of_the_leader_another_node_resumes_subscribers_miss_nothing_an
         .map(|(status, activity)| (json!(status).as_str().unwrap_or_default().to_owned(), activity.map(|a| json!(a)).unwrap_or(Value::Null)))
         .collect();
     for ws in &mut subs {
-        let got: Vec<(String, Value)> = (0..expected.len())
-            .map(|_| {
-                let f = next_frame(ws);
-                (f["d"]["status"].as_str().unwrap_or_default().to_owned(), f["d"]["activities"][0]["name"].clone())
-            })
+        let got: Vec<(String, Value)> = frames(ws, expected.len())
+            .iter()
+            .map(|f| (f["d"]["status"].as_str().unwrap_or_default().to_owned(), f["d"]["activities"][0]["name"].clone()))
             .collect();
-        assert_eq!(got, expected);
+        assert_eq!(got, expected, "{:?}\n{}", sim.stats(), nodes.iter().map(|n| n.log_tail(40)).collect::<Vec<_>>().join("\n"));
     }
 
     // The killed node comes back and catches up: every user as a surviving node serves it.
     nodes[leader].restart();
     let ids: Vec<Snowflake> = sim.members().iter().map(|(m, _)| m.user.id).collect();
-    let view = |port: u16| -> Vec<(u16, String)> {
-        ids.iter()
-            .map(|u| {
-                let r = request(port, "GET", &format!("/api/v1/users/{u}"), &[], b"");
-                (r.status, r.text())
+    // A user as a node serves it, less the Spotify elapsed time (as of the request).
+    let user = |port: u16, u: Snowflake| -> (u16, Value) {
+        let r = request(port, "GET", &format!("/api/v1/users/{u}"), &[], b"");
+        let mut body = r.json();
+        if let Some(spotify) = body["active_platforms"]["spotify"].as_object_mut() {
+            spotify.remove("time");
+        }
+        (r.status, body)
+    };
+    let survivor = nodes[survivors[0]].port;
+    assert!(ids.iter().all(|&u| user(survivor, u).0 == 200), "a member unknown to a surviving node");
+    let differ = || -> Vec<(Snowflake, (u16, Value), (u16, Value))> {
+        ids.iter().map(|&u| (u, user(nodes[leader].port, u), user(survivor, u))).filter(|(_, a, b)| a != b).collect()
+    };
+    let caught_up = wait_for(DEADLINE, || differ().is_empty());
+    let left = differ();
+    assert!(caught_up, "the restarted node never caught up: {} users differ, the first: {:?}", left.len(), left.first());
+    assert_eq!(nodes[leader].cluster()["role"], "follower");
+}
+
+#[test]
+fn a_follower_reports_healthy_only_once_it_has_applied_every_replicated_user() {
+    let nats = Nats::start();
+    let sim = Simulator::start(SimConfig { members: 3000, seed: 5, ..SimConfig::default() }).unwrap();
+    let leader = Node::start(&sim, &nats.url(), "a");
+    let users = sim.members().len() as u64;
+    assert!(wait_for(DEADLINE, || leader.health().0 == 200 && leader.health().1["monitored_users"] == users), "{:?}", leader.health());
+    // A first follower shows when the bucket holds every user.
+    let first = Node::start(&sim, &nats.url(), "b");
+    assert!(wait_for(DEADLINE * 2, || first.health().1["monitored_users"] == users), "{:?}", first.health());
+    // A second one, polled from its start: at its first 200 it already serves every user.
+    let second = Node::start(&sim, &nats.url(), "c");
+    let mut before = Vec::new();
+    let deadline = Instant::now() + DEADLINE * 2;
+    let body = loop {
+        let (status, body) = second.health();
+        if status == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never healthy: {body}");
+        before.push((body["cluster"]["synced"].clone(), body["monitored_users"].clone()));
+    };
+    assert_eq!(body["monitored_users"], users, "healthy before every user was applied");
+    assert_eq!((body["cluster"]["role"].as_str(), body["cluster"]["synced"].as_bool()), (Some("follower"), Some(true)));
+    // Whatever it said before, it said it was not synced.
+    assert!(before.iter().all(|(synced, _)| synced == &json!(false)), "{before:?}");
+    eprintln!("{} health checks answered 503 while the follower applied {users} users", before.len());
+}
+
+#[test]
+fn demo_cluster_3_prints_three_nodes_with_one_leader_and_stops_everything_on_ctrl_c() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_lantern"))
+        .args(["demo", "--cluster", "3", "--port", "0", "--shards", "1", "--members", "50", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lantern demo starts");
+    // Killed if the test fails before it stops.
+    let mut demo = support::binary::Running(demo);
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut nodes, mut nats) = (Vec::new(), None);
+    let deadline = Instant::now() + DEADLINE;
+    while nodes.len() < 3 || nats.is_none() {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the demo prints three nodes and NATS");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [name, url, ..] if name.starts_with("node-") => {
+                let port: u16 = url.trim_start_matches("http://127.0.0.1:").trim_end_matches('/').parse().expect("a node URL");
+                nodes.push(port);
+            }
+            ["nats", url] => nats = Some(url.trim_start_matches("nats://127.0.0.1:").parse::<u16>().expect("a NATS URL")),
+            _ => {}
+        }
+    }
+    let nats = nats.unwrap();
+    std::thread::spawn(move || rx.iter().for_each(drop));
+    let views = || -> Vec<(u16, Value)> {
+        nodes
+            .iter()
+            .map(|&p| {
+                let r = request(p, "GET", "/health", &[], b"");
+                (r.status, r.json())
             })
             .collect()
     };
-    let survivor = nodes[survivors[0]].port;
-    assert!(view(survivor).iter().all(|(status, _)| *status == 200), "a member unknown to a surviving node");
-    // Both read at the same moment (a Spotify activity's elapsed time is as of the request).
-    let caught_up = wait_for(DEADLINE, || view(nodes[leader].port) == view(survivor));
-    let differ: Vec<((u16, String), (u16, String))> =
-        view(nodes[leader].port).into_iter().zip(view(survivor)).filter(|(a, b)| a != b).collect();
-    assert!(caught_up, "the restarted node never caught up: {} users differ, the first: {:?}", differ.len(), differ.first());
-    assert_eq!(nodes[leader].cluster()["role"], "follower");
+    assert!(
+        wait_for(DEADLINE, || {
+            let v = views();
+            v.iter().all(|(status, _)| *status == 200) && v.iter().filter(|(_, b)| b["cluster"]["role"] == "leader").count() == 1
+        }),
+        "{:?}",
+        views()
+    );
+    let names: std::collections::BTreeSet<String> = views().iter().map(|(_, b)| b["cluster"]["node_id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(names, ["node-1", "node-2", "node-3"].iter().map(|s| s.to_string()).collect());
+    // Ctrl-C: every node and the NATS server stop, and the demo exits cleanly.
+    // SAFETY: a signal to the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(demo.0.id() as i32, libc::SIGINT) }, 0);
+    let mut exited = None;
+    assert!(wait_for(DEADLINE, || { exited = demo.0.try_wait().unwrap(); exited.is_some() }), "the demo did not stop on SIGINT");
+    assert!(exited.unwrap().success(), "{exited:?}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", nats)).is_err(), "nats-server still runs");
+    for port in nodes {
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "node on {port} still runs");
+    }
+}
+
+/// `name{labels} value` lines of a node's `/metrics`, keyed by `name{labels}`.
+fn metrics_of(port: u16) -> (String, std::collections::BTreeMap<String, f64>) {
+    let text = request(port, "GET", "/metrics", &[], b"").text();
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect();
+    (text, samples)
+}
+
+#[test]
+fn metrics_show_each_nodes_role_lease_changes_nats_sync_and_replication_lag() {
+    let nats = Nats::start();
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let id = Snowflake(1_300_000_000_000_000_004);
+    sim.add_member(
+        Member { user: User { id, username: "dave".into(), discriminator: "0".into(), ..Default::default() }, ..Default::default() },
+        Some(presence(id, Status::Online, None)),
+    );
+    let mut a = Node::start(&sim, &nats.url(), "a");
+    assert!(wait_for(DEADLINE, || a.health().0 == 200 && a.cluster()["role"] == "leader"), "{:?}", a.health());
+    let b = Node::start(&sim, &nats.url(), "b");
+    assert!(wait_for(DEADLINE, || b.health().0 == 200 && b.cluster()["lease_holder"] == "a"), "{:?}", b.health());
+    // A change replicated after b started: b reports how old it was when read.
+    sim.set_presence(presence(id, Status::Dnd, Some("metrics")));
+    let lag = "lantern_cluster_replication_lag_seconds";
+    assert!(wait_for(DEADLINE, || metrics_of(b.port).1.contains_key(lag)), "{}", metrics_of(b.port).0);
+    let (text, ma) = metrics_of(a.port);
+    let (_, mb) = metrics_of(b.port);
+    let get = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied();
+    for (m, leader) in [(&ma, 1.0), (&mb, 0.0)] {
+        assert_eq!(get(m, "lantern_cluster_leader"), Some(leader));
+        assert_eq!(get(m, "lantern_cluster_nats_connected"), Some(1.0));
+        assert_eq!(get(m, "lantern_cluster_synced"), Some(1.0));
+        // Each saw one holder so far: a itself, b the node a.
+        assert_eq!(get(m, "lantern_cluster_lease_holder_changes_total"), Some(1.0));
+    }
+    assert!(get(&mb, lag).is_some_and(|s| (0.0..60.0).contains(&s)), "{mb:?}");
+    promtool_check(&text);
+    // a stops: b takes the lease, one more change of holder.
+    a.stop();
+    assert!(wait_for(DEADLINE, || get(&metrics_of(b.port).1, "lantern_cluster_leader") == Some(1.0)), "{}", metrics_of(b.port).0);
+    assert_eq!(get(&metrics_of(b.port).1, "lantern_cluster_lease_holder_changes_total"), Some(2.0));
+    promtool_check(&metrics_of(b.port).0);
+}
+
+#[test]
+fn a_lease_that_is_never_refreshed_is_taken_after_its_ttl_even_while_the_server_keeps_it() {
+    let nats = Nats::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        // The lease bucket as the nodes make it, but keeping values for ever: only the nodes'
+        // own clocks can end this holder's lease.
+        let bucket = lantern::cluster::client::Bucket { name: "lantern_lease", description: "lease", history: 1, max_age: Duration::ZERO, memory: true, replicas: 1 };
+        bucket.open(&js).await.unwrap().create("gateway", r#"{"node_id":"gone"}"#.into()).await.unwrap();
+    });
+    let sim = Simulator::start(SimConfig { members: 5, ..SimConfig::default() }).unwrap();
+    let started = Instant::now();
+    let node = Node::start(&sim, &nats.url(), "a");
+    assert!(wait_for(DEADLINE, || node.cluster()["role"] == "leader"), "{:?}", node.cluster());
+    let took = started.elapsed();
+    eprintln!("a lease left unrefreshed was taken {took:?} after the node started");
+    // Never before the TTL (900 ms in these tests) has passed since the node first read it.
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(wait_for(DEADLINE, || sim.stats().identifies == 1 && node.health().0 == 200), "{:?} {:?}", sim.stats(), node.health());
 }

@@ -11,9 +11,8 @@ use support::wait_for;
 use support::DEADLINE;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
 use support::kv::{create_token, value_body};
-use support::{Env, Resp};
+use support::{promtool_check, Env, Resp};
 
 
 type Samples = BTreeMap<String, f64>;
@@ -38,17 +37,6 @@ fn delta(before: &Samples, after: &Samples, key: &str) -> f64 {
     after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
 }
 
-fn promtool_check(text: &str) {
-    let Ok(mut child) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() else {
-        assert!(std::env::var_os("CI").is_none(), "CI needs promtool (apt-get install prometheus)");
-        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus); the exposition was not linted");
-        return;
-    };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- exposition ---\n{text}");
-}
 
 #[test]
 fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
@@ -177,6 +165,8 @@ fn counters_move_exactly_with_the_traffic_and_the_exposition_passes_promtool() {
     assert_eq!(after[r#"lantern_gateway_state{state="connected"}"#], 1.0);
     assert_eq!(after[r#"lantern_gateway_state{state="reconnecting"}"#], 0.0);
     assert_eq!(after["lantern_gateway_members_loaded"], 1.0);
+    // Without [cluster], no cluster series.
+    assert!(!r.text().contains("lantern_cluster_"));
     promtool_check(&r.text());
 }
 

@@ -41,6 +41,7 @@ pub struct Links {
     pub storage: crate::storage::remote::RemoteRequests,
     /// Hands each document of that store to its owner shard.
     pub apply_stored: super::storage::ApplyStored,
+    pub applied: super::replication::Applied,
     pub session: super::session::SessionCell,
 }
 
@@ -78,7 +79,7 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
     tokio::join!(
         lease::run(&config, &client, gateway.as_mut(), &links.session, &status, &mut stop),
         super::replication::publish(&config, &client, links.replicas, &links.session, publish_stop),
-        super::replication::follow(&config, &client, links.apply, &status, follow_stop),
+        super::replication::follow(&config, &client, links.apply, links.applied, &status, follow_stop),
         super::storage::serve(&config, &client, links.storage, serve_stop),
         super::storage::follow(&config, &client, links.apply_stored, stored_stop),
     );

@@ -5,7 +5,10 @@
 //! it last wrote every third of the TTL; if two thirds pass since the last refresh was sent
 //! without one being acknowledged, it stops its gateway before the key can expire and another
 //! node can take it. A node that stops deletes the key (on its revision) so the next leader
-//! need not wait for the TTL.
+//! need not wait for the TTL. A revision that a follower has seen unchanged for longer than
+//! the TTL is a dead holder's: the follower takes the key with an `update` on it, in case the
+//! server keeps the value past its age. A node tries to lead only once it is synced and has
+//! read the presence bucket to its last revision.
 //!
 //! The value carries the leader's gateway session as of the refresh, and every refresh (and
 //! the release) also writes it to the session bucket ([`super::session`]), which outlives the
@@ -55,6 +58,14 @@ impl LeaseValue {
     fn bytes(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
+}
+
+/// Why an attempt to take the lease failed.
+enum Refused {
+    /// Another node holds it.
+    Held,
+    /// No answer, or not one that says who holds it.
+    NoAnswer,
 }
 
 /// The lease bucket and the session bucket beside it.
@@ -122,6 +133,57 @@ async fn session_to_resume(stores: &Stores, seen: Option<GatewaySession>, call: 
     }
 }
 
+/// Reads the lease held by another node: notes the holder, its session in `seen`, and since
+/// when its revision has not moved.
+async fn note_holder(stores: &Stores, status: &Status, holders: &mut Holders, seen: &mut Option<GatewaySession>, call: Duration) {
+    if let Ok(Ok(entry)) = timeout(call, stores.lease.entry(KEY)).await {
+        let entry = entry.filter(|e| e.operation == kv::Operation::Put);
+        let value = entry.as_ref().and_then(|e| serde_json::from_slice::<LeaseValue>(&e.value).ok());
+        if let Some(s) = value.as_ref().and_then(LeaseValue::session) {
+            *seen = Some(s);
+        }
+        holders.still = match (entry.map(|e| e.revision), holders.still.take()) {
+            (Some(r), Some((was, since))) if r == was => Some((r, since)),
+            (Some(r), _) => Some((r, Instant::now())),
+            (None, _) => None,
+        };
+        holders.note(status, value.map(|v| v.node_id));
+    }
+}
+
+/// Whether this node has read every presence change in the bucket, so that it may lead (a
+/// leader applies nothing from the bucket: it must have what the last leader wrote).
+async fn caught_up(config: &ClusterConfig, client: &async_nats::Client, status: &Status, call: Duration) -> bool {
+    let js = async_nats::jetstream::new(client.clone());
+    match super::replication::bucket_state(config, &js, call).await {
+        Some((_, last)) => status.snapshot().presence_revision >= last,
+        None => false,
+    }
+}
+
+/// The holder this node sees, and the last one it saw (`None` says nothing about who holds it
+/// next).
+#[derive(Default)]
+struct Holders {
+    last: Option<String>,
+    /// The lease's revision as last read, and since when it has been that.
+    still: Option<(u64, Instant)>,
+}
+
+impl Holders {
+    /// Sets the holder `status` reports, counting a change to a node other than the last seen.
+    fn note(&mut self, status: &Status, holder: Option<String>) {
+        let changed = holder.is_some() && holder != self.last;
+        if holder.is_some() {
+            self.last = holder.clone();
+        }
+        status.update(|s| {
+            s.lease_changes += u64::from(changed);
+            s.lease_holder = holder;
+        })
+    }
+}
+
 /// Writes the gateway's current session to the session bucket (skipped when unchanged).
 async fn store_session(stores: &Stores, session: Option<GatewaySession>, stored: &mut Option<GatewaySession>, call: Duration) {
     let Some(session) = session else { return };
@@ -153,15 +215,49 @@ pub async fn run(
     let mut seen: Option<GatewaySession> = None;
     // The session as last written to the session bucket.
     let mut stored: Option<GatewaySession> = None;
+    let mut holders = Holders::default();
     loop {
         status.update(|s| s.nats_connected = connected());
         match held {
+            None if !status.snapshot().synced => {
+                // A node leads only with every replicated user applied: a leader applies none.
+                note_holder(&stores, status, &mut holders, &mut seen, call).await;
+                if stopped_within(stop, ttl / 6).await {
+                    return;
+                }
+            }
+            None if !caught_up(config, client, status, call).await => {
+                note_holder(&stores, status, &mut holders, &mut seen, call).await;
+                if stopped_within(stop, ttl / 6).await {
+                    return;
+                }
+            }
             None => {
                 // The lease's life starts no earlier than the request is sent.
                 let sent = Instant::now();
                 let value = LeaseValue::new(&config.node_id, None);
-                match timeout(call, stores.lease.create(KEY, value.bytes())).await {
-                    Ok(Ok(revision)) => {
+                // A holder refreshes every third of the TTL and gives up its gateway two thirds
+                // after its last refresh: a revision that has not moved for longer than the TTL
+                // (as this node measured it, from after it was written) is a dead holder's, even
+                // if the server has not aged the key out yet.
+                let stale = holders.still.filter(|(_, since)| since.elapsed() > ttl + ttl / 6).map(|(r, _)| r);
+                let outcome = match stale {
+                    Some(r) => {
+                        tracing::warn!(node = %config.node_id, revision = r, "the gateway lease was not refreshed for longer than its TTL; taking it");
+                        match timeout(call, stores.lease.update(KEY, value.bytes(), r)).await {
+                            Ok(Ok(revision)) => Ok(revision),
+                            Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(Refused::Held),
+                            _ => Err(Refused::NoAnswer),
+                        }
+                    }
+                    None => match timeout(call, stores.lease.create(KEY, value.bytes())).await {
+                        Ok(Ok(revision)) => Ok(revision),
+                        Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(Refused::Held),
+                        _ => Err(Refused::NoAnswer),
+                    },
+                };
+                match outcome {
+                    Ok(revision) => {
                         let resume = session_to_resume(&stores, seen.take(), call).await;
                         match &resume {
                             Some(s) => tracing::info!(node = %config.node_id, revision, sequence = s.sequence,
@@ -171,27 +267,17 @@ pub async fn run(
                         held = Some((revision, sent));
                         stored = resume.clone();
                         session.set(resume);
-                        status.update(|s| {
-                            s.role = Role::Leader;
-                            s.lease_holder = Some(config.node_id.clone());
-                        });
+                        status.update(|s| s.role = Role::Leader);
+                        holders.still = None;
+                        holders.note(status, Some(config.node_id.clone()));
                         gateway.start();
                         continue;
                     }
-                    Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        // Held by another node: note which, and its session.
-                        if let Ok(Ok(entry)) = timeout(call, stores.lease.get(KEY)).await {
-                            let value = entry.and_then(|b| serde_json::from_slice::<LeaseValue>(&b).ok());
-                            if let Some(s) = value.as_ref().and_then(LeaseValue::session) {
-                                seen = Some(s);
-                            }
-                            status.update(|s| s.lease_holder = value.map(|v| v.node_id));
-                        }
-                    }
+                    Err(Refused::Held) => note_holder(&stores, status, &mut holders, &mut seen, call).await,
                     // No answer, or not the answer that the key exists: the bucket may be gone (a
                     // NATS server restarted without it, and a publish to no stream is never
                     // acknowledged), so open it again; that is idempotent.
-                    _ => {
+                    Err(Refused::NoAnswer) => {
                         tracing::debug!("cannot create the lease; reopening its bucket");
                         match open_bucket(config, client, status, stop).await {
                             Some(s) => stores = s,
@@ -241,10 +327,8 @@ pub async fn run(
                         }
                         gateway.stop();
                         held = None;
-                        status.update(|s| {
-                            s.role = Role::Follower;
-                            s.lease_holder = None;
-                        });
+                        status.update(|s| s.role = Role::Follower);
+                        holders.note(status, None);
                     }
                 }
             }
@@ -252,3 +336,31 @@ pub async fn run(
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::{GatewaySession, Holders, LeaseValue, Status};
+
+    #[test]
+    fn the_lease_value_carries_the_session_and_reads_a_value_without_one() {
+        let session = GatewaySession { session_id: "abc".into(), resume_gateway_url: Some("wss://g".into()), sequence: 7 };
+        let value = LeaseValue::new("a", Some(&session));
+        let json: serde_json::Value = serde_json::from_slice(&value.bytes()).unwrap();
+        assert_eq!(json, serde_json::json!({"node_id": "a", "session_id": "abc", "resume_gateway_url": "wss://g", "sequence": 7}));
+        assert_eq!(value.session(), Some(session));
+        let bare: LeaseValue = serde_json::from_str(r#"{"node_id":"b"}"#).unwrap();
+        assert_eq!((bare.node_id.as_str(), bare.session()), ("b", None));
+        assert_eq!(serde_json::to_string(&LeaseValue::new("b", None)).unwrap(), r#"{"node_id":"b"}"#);
+    }
+
+    #[test]
+    fn a_change_of_holder_counts_once_and_nobody_in_between_does_not() {
+        let status = Status::new("a");
+        let mut holders = Holders::default();
+        for holder in [Some("b"), Some("b"), None, Some("b"), Some("a"), None, Some("c")] {
+            holders.note(&status, holder.map(str::to_owned));
+        }
+        assert_eq!(status.snapshot().lease_changes, 3);
+        assert_eq!(status.snapshot().lease_holder.as_deref(), Some("c"));
+    }
+}

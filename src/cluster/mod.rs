@@ -42,6 +42,16 @@ pub struct Snapshot {
     pub nats_connected: bool,
     /// How old the last replicated presence change was when this node read it.
     pub replication_lag_ms: Option<u64>,
+    /// Whether this node has applied the presence bucket as it was when it began watching it
+    /// (until then it neither reports healthy nor tries to lead).
+    pub synced: bool,
+    /// Times this node saw the lease go to a node other than the one it last saw holding it
+    /// (itself included), for `/metrics`.
+    #[serde(skip)]
+    pub lease_changes: u64,
+    /// The presence bucket's revision this node last read (applied, or its own as leader).
+    #[serde(skip)]
+    pub presence_revision: u64,
 }
 
 /// Shared between the cluster thread (writes) and the shards (read on `/health`).
@@ -50,7 +60,7 @@ pub struct Status(Mutex<Snapshot>);
 
 impl Status {
     pub fn new(node_id: &str) -> Status {
-        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false, replication_lag_ms: None }))
+        Status(Mutex::new(Snapshot { node_id: node_id.to_owned(), role: Role::Follower, lease_holder: None, nats_connected: false, replication_lag_ms: None, synced: false, lease_changes: 0, presence_revision: 0 }))
     }
 
     pub fn snapshot(&self) -> Snapshot {

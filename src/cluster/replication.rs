@@ -60,6 +60,17 @@ impl Marks {
 /// Applies a user's replicated state (or its removal) to this node's shards.
 pub type Apply = Box<dyn Fn(u64, Option<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Returns once every state handed to [`Apply`] before it was applied.
+pub type Applied = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// How many messages the presence bucket holds now and its last revision (`None`: no
+/// answer within `within`).
+pub(crate) async fn bucket_state(config: &ClusterConfig, js: &async_nats::jetstream::Context, within: Duration) -> Option<(u64, u64)> {
+    let mut stream = timeout(within, js.get_stream(format!("KV_{}", config.presence_bucket))).await.ok()?.ok()?;
+    let info = timeout(within, stream.info()).await.ok()?.ok()?;
+    Some((info.state.messages, info.state.last_sequence))
+}
+
 fn bucket(config: &ClusterConfig) -> Bucket<'_> {
     Bucket {
         name: &config.presence_bucket,
@@ -131,12 +142,26 @@ pub async fn publish(
 
 /// Every node's side: applies the bucket's current values, then each change, while it does
 /// not lead (the leader's shards already have what it publishes). Reports the lag of the last
-/// change applied.
-pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: Apply, status: &Status, mut stop: watch::Receiver<bool>) {
+/// change applied, and `synced` once the values the bucket held when the watch began are
+/// applied (at once for an empty bucket).
+pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: Apply, applied: Applied, status: &Status, mut stop: watch::Receiver<bool>) {
     let js = async_nats::jetstream::new(client.clone());
     let mut from: Option<u64> = None;
     loop {
         let Some(store) = open(config, &js, &mut stop).await else { return };
+        if !status.snapshot().synced {
+            match bucket_state(config, &js, config.lease_ttl).await.map(|(messages, _)| messages) {
+                // A put after this is read by the watch like any change.
+                Some(0) => status.update(|s| s.synced = true),
+                Some(_) => {}
+                None => {
+                    if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let watch = match from {
             None => store.watch_with_history(">").await,
             Some(revision) => store.watch_all_from_revision(revision + 1).await,
@@ -159,14 +184,24 @@ pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: 
             let Some(Ok(entry)) = entry else { break };
             from = Some(entry.revision);
             let lag = (time::OffsetDateTime::now_utc() - entry.created).whole_milliseconds().max(0) as u64;
-            status.update(|s| s.replication_lag_ms = Some(lag));
-            if status.snapshot().role == Role::Leader {
-                continue;
+            // The last value the bucket held when the watch began (or any after it).
+            let current = entry.delta == 0 || entry.seen_current;
+            if status.snapshot().role != Role::Leader {
+                if let Ok(user) = entry.key.parse::<u64>() {
+                    match entry.operation {
+                        kv::Operation::Put => apply(user, Some(entry.value)).await,
+                        kv::Operation::Delete | kv::Operation::Purge => apply(user, None).await,
+                    }
+                }
             }
-            let Ok(user) = entry.key.parse::<u64>() else { continue };
-            match entry.operation {
-                kv::Operation::Put => apply(user, Some(entry.value)).await,
-                kv::Operation::Delete | kv::Operation::Purge => apply(user, None).await,
+            status.update(|s| {
+                s.replication_lag_ms = Some(lag);
+                s.presence_revision = entry.revision;
+            });
+            if current && !status.snapshot().synced {
+                applied().await;
+                tracing::info!(revision = entry.revision, "applied every replicated user");
+                status.update(|s| s.synced = true);
             }
         }
         tracing::warn!("the presence watch ended; watching again from the last revision applied");

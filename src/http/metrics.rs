@@ -61,5 +61,12 @@ pub async fn metrics(ctx: &Rc<Shard>) -> Reply {
     let gateway = ctx.gateway();
     total.gateway_state = gateway.state.as_str();
     total.members_loaded = gateway.members_loaded;
+    total.cluster = ctx.cluster().map(|c| crate::metrics::ClusterGauges {
+        leader: c.role == crate::cluster::Role::Leader,
+        lease_changes: c.lease_changes,
+        replication_lag_ms: c.replication_lag_ms,
+        nats_connected: c.nats_connected,
+        synced: c.synced,
+    });
     Reply::new(StatusCode::OK, CONTENT_TYPE, Bytes::from(total.encode()))
 }

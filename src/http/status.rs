@@ -38,17 +38,18 @@ pub async fn info(ctx: &Rc<Shard>, headers: &http::HeaderMap) -> Reply {
 /// `GET /health`: 200 once the gateway is connected, the member list is loaded and every
 /// shard answers; 503 otherwise, with the same body saying what is missing.
 pub async fn health(ctx: &Rc<Shard>) -> Reply {
+    // Read before the counts: once it says synced, the counts include every replicated user.
+    let cluster = ctx.cluster();
     let counts = ctx.monitored_counts().await;
     let up = counts.iter().filter(|c| c.is_some()).count();
     let total: usize = counts.iter().flatten().sum();
     let gateway = ctx.gateway();
-    let cluster = ctx.cluster();
     let gateway_ready = gateway.state == GatewayState::Connected && gateway.members_loaded;
     let ready = up == counts.len()
         && match &cluster {
             None => gateway_ready,
-            // A follower has no gateway of its own; it needs NATS.
-            Some(c) => c.nats_connected && (c.role == crate::cluster::Role::Follower || gateway_ready),
+            // A follower has no gateway of its own; it needs NATS and every replicated user.
+            Some(c) => c.nats_connected && c.synced && (c.role == crate::cluster::Role::Follower || gateway_ready),
         };
     #[derive(Serialize)]
     struct Shards {

@@ -331,6 +331,18 @@ pub struct Snapshot {
     /// The gateway's state name (`connected`, …) and whether the member list is loaded.
     pub gateway_state: &'static str,
     pub members_loaded: bool,
+    /// Cluster mode: this node's place in the cluster, read at the scrape.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// What `/metrics` reports of a cluster node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterGauges {
+    pub leader: bool,
+    pub lease_changes: u64,
+    pub replication_lag_ms: Option<u64>,
+    pub nats_connected: bool,
+    pub synced: bool,
 }
 
 /// Every dialect `lantern_websocket_connections_by_kind` reports.
@@ -531,6 +543,20 @@ impl Snapshot {
         }
         t.family("lantern_gateway_members_loaded", "gauge", "1 once the member list is loaded.");
         t.sample("lantern_gateway_members_loaded", &[], u8::from(self.members_loaded));
+        if let Some(c) = &self.cluster {
+            t.family("lantern_cluster_leader", "gauge", "1 while this node holds the gateway lease.");
+            t.sample("lantern_cluster_leader", &[], u8::from(c.leader));
+            t.family("lantern_cluster_lease_holder_changes_total", "counter", "Times this node saw the gateway lease go to another node than the one it last saw holding it.");
+            t.sample("lantern_cluster_lease_holder_changes_total", &[], c.lease_changes);
+            t.family("lantern_cluster_nats_connected", "gauge", "1 while this node is connected to NATS.");
+            t.sample("lantern_cluster_nats_connected", &[], u8::from(c.nats_connected));
+            t.family("lantern_cluster_synced", "gauge", "1 once this node has applied every user the presence bucket held when it began watching it.");
+            t.sample("lantern_cluster_synced", &[], u8::from(c.synced));
+            if let Some(ms) = c.replication_lag_ms {
+                t.family("lantern_cluster_replication_lag_seconds", "gauge", "How old the last replicated presence change was when this node read it.");
+                t.sample("lantern_cluster_replication_lag_seconds", &[], ms as f64 / 1000.0);
+            }
+        }
         t.0
     }
 }

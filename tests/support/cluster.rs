@@ -191,7 +191,21 @@ pub struct ProcessNode {
     pub port: u16,
     pub node_id: String,
     config: PathBuf,
+    /// Its log messages (JSON lines' `fields`), for a failing test to show.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
+}
+
+/// Starts the binary on `config`, keeping its log; returns once it is healthy.
+fn spawn_node(config: &std::path::Path, logs: &std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> (Child, u16) {
+    let (child, rx) = super::binary::spawn_logged(super::binary::command(config, Some(super::binary::SECRET)));
+    let (lines, port) = super::binary::wait_listening(&rx);
+    let keep = logs.clone();
+    let push = move |line: Value| keep.lock().unwrap_or_else(|p| p.into_inner()).push(line["fields"].to_string());
+    lines.into_iter().for_each(&push);
+    std::thread::spawn(move || rx.iter().for_each(push));
+    assert!(super::kv::wait_healthy(port), "the node never became healthy");
+    (child, port)
 }
 
 impl ProcessNode {
@@ -200,8 +214,9 @@ impl ProcessNode {
         let dir = tempfile::tempdir().unwrap();
         let extra = format!("[cluster]\nnats_url = '{nats}'\nnode_id = '{node}'\n");
         let config = super::binary::write_config_sharded(sim, dir.path(), 2, &extra);
-        let (child, port) = super::binary::start(&config);
-        ProcessNode { child: Some(child), port, node_id: node.to_owned(), config, _dir: dir }
+        let logs = Default::default();
+        let (child, port) = spawn_node(&config, &logs);
+        ProcessNode { child: Some(child), port, node_id: node.to_owned(), config, logs, _dir: dir }
     }
 
     /// SIGKILL: no gateway close, no lease release, nothing flushed.
@@ -215,7 +230,7 @@ impl ProcessNode {
     /// Starts it again on its config and data, once healthy.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, port) = super::binary::start(&self.config);
+        let (child, port) = spawn_node(&self.config, &self.logs);
         self.child = Some(child);
         self.port = port;
     }
@@ -229,6 +244,13 @@ impl ProcessNode {
 
     pub fn cluster(&self) -> Value {
         self.health().1["cluster"].clone()
+    }
+
+    /// Its last `n` log messages, one a line.
+    pub fn log_tail(&self, n: usize) -> String {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let from = logs.len().saturating_sub(n);
+        format!("--- {} ---\n{}", self.node_id, logs[from..].join("\n"))
     }
 }
 

@@ -160,3 +160,18 @@ fn parse_response(raw: &[u8]) -> Resp {
         .collect();
     Resp { status, headers, body: raw[split + 4..].to_vec() }
 }
+
+/// Lints a Prometheus exposition with `promtool check metrics` (Debian's `prometheus`
+/// package); without promtool it says so and passes, except under CI, where it fails.
+pub fn promtool_check(text: &str) {
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() else {
+        assert!(std::env::var_os("CI").is_none(), "CI needs promtool (apt-get install prometheus)");
+        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus); the exposition was not linted");
+        return;
+    };
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n--- exposition ---\n{text}");
+}
