@@ -342,7 +342,8 @@ impl Ctx {
         let store = self.dir.join(format!("nats-{}", self.seq));
         let port = free_port()?;
         let mut cmd = Command::new(bin);
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]).arg(&store);
+        // Its log goes to a file beside its store: the harness's output is the table.
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-l"]).arg(self.dir.join(format!("nats-{}.log", self.seq))).arg("-sd").arg(&store);
         let proc = Proc::spawn("nats-server", cmd, Some(self.opts.server_cpu))?;
         if !wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
             return Err(format!("nats-server never listened on {port}"));
