@@ -125,3 +125,66 @@ impl Bucket<'_> {
         Ok(js.get_key_value(self.name).await?)
     }
 }
+
+/// Every entry of a bucket in revision order, for as long as the node runs: the current value
+/// of every key first, then each change. When the watch fails or ends (NATS away, the bucket
+/// gone) it opens the bucket again and goes on from the revision after the last one read.
+pub struct Follow<'a> {
+    js: async_nats::jetstream::Context,
+    bucket: Bucket<'a>,
+    /// Waited between attempts, and the bound on each.
+    retry: std::time::Duration,
+    from: Option<u64>,
+    entries: Option<async_nats::jetstream::kv::Watch>,
+}
+
+impl<'a> Follow<'a> {
+    pub fn new(client: &async_nats::Client, bucket: Bucket<'a>, retry: std::time::Duration) -> Follow<'a> {
+        Follow { js: async_nats::jetstream::new(client.clone()), bucket, retry, from: None, entries: None }
+    }
+
+    /// Whether a watch is running (false before the first entry and after a failure).
+    pub fn is_watching(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    pub fn jetstream(&self) -> &async_nats::jetstream::Context {
+        &self.js
+    }
+
+    /// The next entry; `None` once the node is told to stop.
+    pub async fn next(&mut self, stop: &mut watch::Receiver<bool>) -> Option<async_nats::jetstream::kv::Entry> {
+        use futures_util::StreamExt as _;
+        loop {
+            let Some(entries) = &mut self.entries else {
+                self.entries = self.start().await;
+                if self.entries.is_none() && lease::stopped_within(stop, self.retry / 3).await {
+                    return None;
+                }
+                continue;
+            };
+            let entry = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return None,
+                e = entries.next() => e,
+            };
+            if let Some(Ok(entry)) = entry {
+                self.from = Some(entry.revision);
+                return Some(entry);
+            }
+            tracing::warn!(bucket = self.bucket.name, "the watch ended; watching again from the last revision read");
+            self.entries = None;
+            if lease::stopped_within(stop, self.retry / 3).await {
+                return None;
+            }
+        }
+    }
+
+    async fn start(&self) -> Option<async_nats::jetstream::kv::Watch> {
+        let store = tokio::time::timeout(self.retry, self.bucket.open(&self.js)).await.ok()?.ok()?;
+        let watch = match self.from {
+            None => store.watch_with_history(">").await,
+            Some(revision) => store.watch_all_from_revision(revision + 1).await,
+        };
+        watch.map_err(|e| tracing::warn!(error = %e, bucket = self.bucket.name, "cannot watch the bucket yet; retrying")).ok()
+    }
+}

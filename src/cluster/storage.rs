@@ -9,7 +9,6 @@ use crate::config::ClusterConfig;
 use crate::storage::remote::{Expect, Part, RemoteEntry, RemoteError, RemoteOp, RemoteRequests};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -127,48 +126,13 @@ async fn write(store: &kv::Store, key: &str, value: Option<Bytes>, expect: Expec
 /// Every node's side: hands each document of the bucket (current ones first, then each
 /// change, in revision order) to its owner shard, the node's own writes included.
 pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: ApplyStored, mut stop: watch::Receiver<bool>) {
-    let js = async_nats::jetstream::new(client.clone());
-    let mut from: Option<u64> = None;
-    loop {
-        let store = loop {
-            if let Ok(Ok(store)) = timeout(config.lease_ttl, bucket(config).open(&js)).await {
-                break store;
-            }
-            if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
-                return;
-            }
+    let mut entries = super::client::Follow::new(client, bucket(config), config.lease_ttl);
+    while let Some(entry) = entries.next(&mut stop).await {
+        let Some((user, part)) = Part::parse(&entry.key) else { continue };
+        let value = match entry.operation {
+            kv::Operation::Put => Some(entry.value),
+            kv::Operation::Delete | kv::Operation::Purge => None,
         };
-        let watch = match from {
-            None => store.watch_with_history(">").await,
-            Some(revision) => store.watch_all_from_revision(revision + 1).await,
-        };
-        let mut entries = match watch {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the storage bucket yet; retrying");
-                if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        loop {
-            let entry = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                e = entries.next() => e,
-            };
-            let Some(Ok(entry)) = entry else { break };
-            from = Some(entry.revision);
-            let Some((user, part)) = Part::parse(&entry.key) else { continue };
-            let value = match entry.operation {
-                kv::Operation::Put => Some(entry.value),
-                kv::Operation::Delete | kv::Operation::Purge => None,
-            };
-            apply(RemoteEntry { user, part, revision: entry.revision, value }).await;
-        }
-        tracing::warn!("the storage watch ended; watching again from the last revision applied");
-        if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
-            return;
-        }
+        apply(RemoteEntry { user, part, revision: entry.revision, value }).await;
     }
 }
