@@ -10,7 +10,7 @@ use lantern::discord::{Activity, ClientStatus, Member, PartialUser, Presence, Sn
 use lantern::sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::cluster::{Nats, Node, ProcessNode};
+use support::cluster::{stored_session, Nats, Node, ProcessNode};
 use support::kv::{next_frame, Ws};
 use support::{promtool_check, request, wait_for, DEADLINE};
 
@@ -82,6 +82,8 @@ fn a_stopping_leader_hands_its_gateway_session_to_a_node_that_resumes_it() {
     assert!(wait_for(DEADLINE, || request(nodes[0].port, "GET", &path, &[], b"").status == 200));
     let (mut ws, _) = subscribe(nodes[0].port, id);
     assert_eq!(sim.stats().identifies, 1);
+    // Once it has a session to hand over (stored at a refresh, once its events are acknowledged).
+    assert!(wait_for(DEADLINE, || stored_session(&nats.url()).is_some_and(|s| s["session_id"].is_string())), "no session stored");
     let started = Instant::now();
     old.stop();
     // Sent while no node holds the gateway: the resumed session replays it.
@@ -252,6 +254,9 @@ fn after_a_kill_9_of_the_leader_another_node_resumes_subscribers_miss_nothing_an
     }
     let mut subs: Vec<Ws> = survivors.iter().map(|&i| subscribe(nodes[i].port, id).0).collect();
     assert_eq!((sim.stats().identifies, sim.stats().resumes), (1, 0));
+    // The leader stores its session at its refreshes, once its events are acknowledged; killed
+    // before the first, it leaves nothing to resume.
+    assert!(wait_for(DEADLINE, || stored_session(&nats.url()).is_some_and(|s| s["session_id"].is_string())), "no session stored");
 
     nodes[leader].kill();
     let killed = Instant::now();

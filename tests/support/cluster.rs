@@ -199,3 +199,15 @@ impl Drop for ProcessNode {
         self.kill();
     }
 }
+
+/// The gateway session the cluster's leader last stored for the next one (the key `gateway`
+/// of the session bucket), read straight from NATS.
+pub fn stored_session(nats: &str) -> Option<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    runtime.block_on(async {
+        let client = tokio::time::timeout(Duration::from_secs(2), async_nats::connect(nats)).await.ok()?.ok()?;
+        let kv = async_nats::jetstream::new(client).get_key_value("lantern_lease_session").await.ok()?;
+        let bytes = kv.get("gateway").await.ok()??;
+        serde_json::from_slice(&bytes).ok()
+    })
+}
