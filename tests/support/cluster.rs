@@ -1,7 +1,7 @@
 //! Cluster test harness: a real `nats-server` per test (free port, temp store, killed by a
 //! guard) and in-process lantern nodes in cluster mode against the shared simulator.
 
-use super::{request, wait_for, DEADLINE};
+use super::{wait_for, DEADLINE};
 use lantern::cluster::ClusterConfig;
 use lantern::server::Server;
 use lantern::sim::Simulator;
@@ -167,9 +167,12 @@ impl Node {
         Node { port: server.port(), server: Some(server), _dir: dir }
     }
 
+    /// `/health`: its status and body; `(0, null)` if no answer came (a busy machine).
     pub fn health(&self) -> (u16, Value) {
-        let r = request(self.port, "GET", "/health", &[], b"");
-        (r.status, r.json())
+        match super::kv::try_request(self.port, "GET", "/health", &[], b"") {
+            Some(r) => (r.status, r.json()),
+            None => (0, Value::Null),
+        }
     }
 
     pub fn cluster(&self) -> Value {
@@ -258,4 +261,16 @@ impl Drop for ProcessNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The gateway session the cluster's leader last stored for the next one (the key `gateway`
+/// of the session bucket), read straight from NATS.
+pub fn stored_session(nats: &str) -> Option<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    runtime.block_on(async {
+        let client = tokio::time::timeout(Duration::from_secs(2), async_nats::connect(nats)).await.ok()?.ok()?;
+        let kv = async_nats::jetstream::new(client).get_key_value("lantern_lease_session").await.ok()?;
+        let bytes = kv.get("gateway").await.ok()??;
+        serde_json::from_slice(&bytes).ok()
+    })
 }
