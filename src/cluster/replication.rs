@@ -15,7 +15,6 @@ use super::{Role, Status};
 use crate::runtime::MailboxReceiver;
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -145,13 +144,15 @@ pub async fn publish(
 /// change applied, and `synced` once the values the bucket held when the watch began are
 /// applied (at once for an empty bucket).
 pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: Apply, applied: Applied, status: &Status, mut stop: watch::Receiver<bool>) {
-    let js = async_nats::jetstream::new(client.clone());
-    let mut from: Option<u64> = None;
+    let mut entries = super::client::Follow::new(client, bucket(config), config.lease_ttl);
     loop {
-        let Some(store) = open(config, &js, &mut stop).await else { return };
-        if !status.snapshot().synced {
-            match bucket_state(config, &js, config.lease_ttl).await.map(|(messages, _)| messages) {
-                // A put after this is read by the watch like any change.
+        if !entries.is_watching() && !status.snapshot().synced {
+            // Before the watch begins: an empty bucket (created here if need be) is synced at
+            // once, since no entry will say so; a put after this is read like any change.
+            if open(config, entries.jetstream(), &mut stop).await.is_none() {
+                return;
+            }
+            match bucket_state(config, entries.jetstream(), config.lease_ttl).await.map(|(messages, _)| messages) {
                 Some(0) => status.update(|s| s.synced = true),
                 Some(_) => {}
                 None => {
@@ -162,51 +163,26 @@ pub async fn follow(config: &ClusterConfig, client: &async_nats::Client, apply: 
                 }
             }
         }
-        let watch = match from {
-            None => store.watch_with_history(">").await,
-            Some(revision) => store.watch_all_from_revision(revision + 1).await,
-        };
-        let mut entries = match watch {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the presence bucket yet; retrying");
-                if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
-                    return;
+        let Some(entry) = entries.next(&mut stop).await else { return };
+        let lag = (time::OffsetDateTime::now_utc() - entry.created).whole_milliseconds().max(0) as u64;
+        // The last value the bucket held when the watch began (or any after it).
+        let current = entry.delta == 0 || entry.seen_current;
+        if status.snapshot().role != Role::Leader {
+            if let Ok(user) = entry.key.parse::<u64>() {
+                match entry.operation {
+                    kv::Operation::Put => apply(user, Some(entry.value)).await,
+                    kv::Operation::Delete | kv::Operation::Purge => apply(user, None).await,
                 }
-                continue;
-            }
-        };
-        loop {
-            let entry = tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                e = entries.next() => e,
-            };
-            let Some(Ok(entry)) = entry else { break };
-            from = Some(entry.revision);
-            let lag = (time::OffsetDateTime::now_utc() - entry.created).whole_milliseconds().max(0) as u64;
-            // The last value the bucket held when the watch began (or any after it).
-            let current = entry.delta == 0 || entry.seen_current;
-            if status.snapshot().role != Role::Leader {
-                if let Ok(user) = entry.key.parse::<u64>() {
-                    match entry.operation {
-                        kv::Operation::Put => apply(user, Some(entry.value)).await,
-                        kv::Operation::Delete | kv::Operation::Purge => apply(user, None).await,
-                    }
-                }
-            }
-            status.update(|s| {
-                s.replication_lag_ms = Some(lag);
-                s.presence_revision = entry.revision;
-            });
-            if current && !status.snapshot().synced {
-                applied().await;
-                tracing::info!(revision = entry.revision, "applied every replicated user");
-                status.update(|s| s.synced = true);
             }
         }
-        tracing::warn!("the presence watch ended; watching again from the last revision applied");
-        if super::lease::stopped_within(&mut stop, config.lease_ttl / 3).await {
-            return;
+        status.update(|s| {
+            s.replication_lag_ms = Some(lag);
+            s.presence_revision = entry.revision;
+        });
+        if current && !status.snapshot().synced {
+            applied().await;
+            tracing::info!(revision = entry.revision, "applied every replicated user");
+            status.update(|s| s.synced = true);
         }
     }
 }
