@@ -144,8 +144,13 @@ impl<T> MailboxReceiver<T> {
     fn take(&self) -> Result<T, TryRecvError> {
         let m = self.rx.try_recv()?;
         if self.wake.waiting.load(Ordering::SeqCst) > 0 {
-            let waiting = std::mem::take(&mut *self.wake.senders.lock().unwrap_or_else(|p| p.into_inner()));
-            self.wake.waiting.store(0, Ordering::SeqCst);
+            // The count is reset under the lock that senders register under: reset after it,
+            // it could erase a sender that registered in between, which then waits for ever.
+            let waiting = {
+                let mut senders = self.wake.senders.lock().unwrap_or_else(|p| p.into_inner());
+                self.wake.waiting.store(0, Ordering::SeqCst);
+                std::mem::take(&mut *senders)
+            };
             waiting.into_iter().for_each(Waker::wake);
         }
         Ok(m)
