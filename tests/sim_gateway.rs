@@ -660,6 +660,17 @@ async fn churn_dispatches_presence_updates() {
     }
 }
 
+/// A client past its GUILD_CREATE, and its session's id and sequence.
+async fn identified(sim: &Simulator) -> (Client, String, u64) {
+    let mut client = Client::new(sim, &sim.token());
+    assert!(client.until(|c| c.count("GUILD_CREATE") == 1).await);
+    let (session, sequence) = {
+        let s = client.shard.session().unwrap();
+        (s.id().to_owned(), s.sequence())
+    };
+    (client, session, sequence)
+}
+
 /// Closes the client's connection with `frame` and reads until the close handshake is done.
 async fn close_with(c: &mut Client, frame: twilight_gateway::CloseFrame<'static>) {
     c.shard.close(frame);
@@ -669,12 +680,7 @@ async fn close_with(c: &mut Client, frame: twilight_gateway::CloseFrame<'static>
 #[tokio::test]
 async fn a_session_closed_with_4000_is_resumed_from_another_client_which_gets_what_it_missed() {
     let sim = sim(20, 41250);
-    let mut first = Client::new(&sim, &sim.token());
-    assert!(first.until(|c| c.count("GUILD_CREATE") == 1).await);
-    let (session, sequence) = {
-        let s = first.shard.session().unwrap();
-        (s.id().to_owned(), s.sequence())
-    };
+    let (mut first, session, sequence) = identified(&sim).await;
     close_with(&mut first, twilight_gateway::CloseFrame::RESUME).await;
     let user = some_member(&sim).user.id;
     sim.set_presence(presence_of(user, Status::Idle, "away"));
@@ -691,12 +697,7 @@ async fn a_session_closed_with_4000_is_resumed_from_another_client_which_gets_wh
 #[tokio::test]
 async fn a_session_closed_with_1000_cannot_be_resumed() {
     let sim = sim(20, 41250);
-    let mut first = Client::new(&sim, &sim.token());
-    assert!(first.until(|c| c.count("GUILD_CREATE") == 1).await);
-    let (session, sequence) = {
-        let s = first.shard.session().unwrap();
-        (s.id().to_owned(), s.sequence())
-    };
+    let (mut first, session, sequence) = identified(&sim).await;
     close_with(&mut first, twilight_gateway::CloseFrame::NORMAL).await;
     let mut second = Client::resuming(&sim, &session, sequence);
     // Refused with op 9 `false`; the client identifies anew.

@@ -54,18 +54,14 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
         .reconnect_delay_callback(|attempts| std::time::Duration::from_millis((100 * attempts as u64).min(1_000)));
     tracing::info!(url = %config.nats_url, node = %config.node_id, "connecting to NATS");
     // Several servers, comma-separated: the client picks one and moves on when it fails.
-    let servers: Result<Vec<async_nats::ServerAddr>, _> = config.nats_url.split(',').map(|url| url.trim().parse::<async_nats::ServerAddr>()).collect();
-    let servers = match servers {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, url = %config.nats_url, "cannot use the NATS address; this node never leads");
-            let _ = stop.wait_for(|s| *s).await;
-            return;
-        }
-    };
-    let client = tokio::select! {
-        _ = stop.wait_for(|s| *s) => return,
-        c = options.connect(servers) => c,
+    let servers: Result<Vec<async_nats::ServerAddr>, async_nats::Error> =
+        config.nats_url.split(',').map(|url| url.trim().parse::<async_nats::ServerAddr>().map_err(Into::into)).collect();
+    let client = match servers {
+        Ok(servers) => tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            c = options.connect(servers) => c.map_err(async_nats::Error::from),
+        },
+        Err(e) => Err(e),
     };
     let client = match client {
         Ok(c) => c,

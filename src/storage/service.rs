@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How many times a cluster-mode write is planned again after other nodes' writes beat it.
-const MAX_ATTEMPTS: usize = 8;
+/// Writers on several nodes hammering one user's storage each win in turn; the bound only
+/// turns a livelock into a 503.
+const MAX_ATTEMPTS: usize = 32;
 
 /// What to do with one user's storage.
 #[derive(Debug, Clone)]
@@ -308,6 +310,8 @@ impl Storage {
                     if let Installed::Map(map) = self.install(id, Part::Kv, revision, value.as_deref()) {
                         announce(map);
                     }
+                    // A short random pause, so that writers that keep colliding drift apart.
+                    glommio::timer::sleep(std::time::Duration::from_micros(rand::random_range(0..2_000))).await;
                 }
                 Err(RemoteError::TooLarge(max)) => return Err(KvError::TooLarge(max)),
                 Err(e) => return Err(KvError::Unavailable(unavailable(e))),

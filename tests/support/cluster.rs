@@ -20,6 +20,14 @@ pub struct Nats {
     config: Option<PathBuf>,
 }
 
+/// SIGKILL, then reaped.
+fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 pub fn nats_binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join("nats-server")).find(|p| p.is_file())
@@ -79,10 +87,7 @@ impl Nats {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts it again on the same port and store.
@@ -224,10 +229,7 @@ impl ProcessNode {
 
     /// SIGKILL: no gateway close, no lease release, nothing flushed.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Starts it again on its config and data, once healthy.
