@@ -41,12 +41,7 @@ impl Client {
         .proxy_url(sim.gateway_url())
         .queue(InMemoryQueue::new(0, 0, Duration::ZERO, 0))
         .build();
-        Client {
-            shard: Shard::with_config(ShardId::ONE, config),
-            frames: Vec::new(),
-            closes: Vec::new(),
-            ended: false,
-        }
+        Client::on(config)
     }
 
     /// A client in another process resuming `session` (at `sequence`) rather than identifying.
@@ -60,12 +55,11 @@ impl Client {
         .session(twilight_gateway::Session::new(sequence, session.to_owned()))
         .resume_url(sim.gateway_url())
         .build();
-        Client {
-            shard: Shard::with_config(ShardId::ONE, config),
-            frames: Vec::new(),
-            closes: Vec::new(),
-            ended: false,
-        }
+        Client::on(config)
+    }
+
+    fn on(config: twilight_gateway::Config) -> Client {
+        Client { shard: Shard::with_config(ShardId::ONE, config), frames: Vec::new(), closes: Vec::new(), ended: false }
     }
 
     /// Reads frames until `pred` holds; false at the deadline or when the stream ends.

@@ -20,6 +20,14 @@ pub struct Nats {
     config: Option<PathBuf>,
 }
 
+/// `/health` of the node on `port`: its status and body; `(0, null)` if no answer came.
+fn health(port: u16) -> (u16, Value) {
+    match super::kv::try_request(port, "GET", "/health", &[], b"") {
+        Some(r) => (r.status, r.json()),
+        None => (0, Value::Null),
+    }
+}
+
 /// SIGKILL, then reaped.
 fn kill_child(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
@@ -174,10 +182,7 @@ impl Node {
 
     /// `/health`: its status and body; `(0, null)` if no answer came (a busy machine).
     pub fn health(&self) -> (u16, Value) {
-        match super::kv::try_request(self.port, "GET", "/health", &[], b"") {
-            Some(r) => (r.status, r.json()),
-            None => (0, Value::Null),
-        }
+        health(self.port)
     }
 
     pub fn cluster(&self) -> Value {
@@ -241,10 +246,7 @@ impl ProcessNode {
     }
 
     pub fn health(&self) -> (u16, Value) {
-        match super::kv::try_request(self.port, "GET", "/health", &[], b"") {
-            Some(r) => (r.status, r.json()),
-            None => (0, Value::Null),
-        }
+        health(self.port)
     }
 
     pub fn cluster(&self) -> Value {
