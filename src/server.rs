@@ -131,6 +131,7 @@ impl Server {
             }
             None => (None, None),
         };
+        let mut carried_over = Vec::new();
         let mut writers = Vec::with_capacity(n);
         let mut dbs = Vec::with_capacity(n);
         let mut seeds = Vec::with_capacity(n);
@@ -140,9 +141,13 @@ impl Server {
             repartition::mark(&db, n)?;
             let mut loaded = storage::load(&db)?;
             if remote.is_some() {
-                loaded.kv.clear();
-                loaded.tokens.clear();
-                loaded.privacy.clear();
+                // What the file holds from before the cluster goes to the cluster's store where
+                // it has nothing for the user yet; the shards then read it back from there.
+                carried_over.extend(crate::storage::remote::Seed::from_files(
+                    std::mem::take(&mut loaded.kv),
+                    std::mem::take(&mut loaded.tokens),
+                    std::mem::take(&mut loaded.privacy),
+                ));
             }
             let (kv, unreadable) = KvShard::from_loaded(loaded.kv, loaded.tokens, &cipher, config.storage.max_user_bytes);
             users_with_storage += kv.len();
@@ -232,6 +237,7 @@ impl Server {
                     replicas,
                     apply: replicated_into(peers.clone()),
                     storage,
+                    seeds: carried_over,
                     apply_stored: stored_into(peers.clone()),
                     applied: replicas_applied(peers.clone()),
                     session: session.clone(),

@@ -313,3 +313,39 @@ fn a_document_larger_than_the_nats_servers_largest_message_is_refused_as_too_lar
     }
     assert_eq!(put(nodes[1].port, &token, "big", &"y".repeat(10_000)).status, 200);
 }
+
+#[test]
+fn a_single_nodes_storage_and_privacy_carry_over_when_it_joins_a_cluster() {
+    let nats = Nats::start();
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = lantern::demo::config_for(&sim, dir.path(), 0, 1).unwrap();
+        c.kv_secret = lantern::config::parse_kv_secret(support::cluster::CLUSTER_KV_SECRET).unwrap();
+        c
+    };
+    // Alone: a token, a pair and a privacy setting in the node's shard files.
+    let alone = lantern::server::Server::start(config()).expect("node starts");
+    let port = alone.port();
+    assert!(wait_for(DEADLINE, || request(port, "GET", &user_path(), &[], b"").status == 200));
+    let token = create_token(&sim, ALICE);
+    assert_eq!(put(port, &token, "city", "Paris").status, 200);
+    let r = request(port, "PATCH", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token), ("Content-Type", "application/json")], br#"{"hide_last_seen":true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    alone.shutdown();
+
+    // The same data directory in cluster mode, and a second node with nothing of its own.
+    let mut joined = config();
+    joined.cluster = Some(support::cluster::cluster_config(&nats.url(), "a"));
+    let first = lantern::server::Server::start(joined).expect("node starts");
+    let second = Node::start(&sim, &nats.url(), "b");
+    for port in [first.port(), second.port] {
+        let privacy = |port| request(port, "GET", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token)], b"").json();
+        assert!(wait_for(DEADLINE, || privacy(port)["hide_last_seen"] == true), "port {port}: {}", privacy(port));
+        assert!(wait_for(DEADLINE, || storage(port) == json!({"city": "Paris"})), "port {port}: {}", storage(port));
+    }
+    // The carried-over token writes on the node that never saw it locally.
+    assert_eq!(put(second.port, &token, "mood", "calm").status, 200);
+    assert!(wait_for(DEADLINE, || storage(first.port()) == json!({"city": "Paris", "mood": "calm"})));
+    first.shutdown();
+}

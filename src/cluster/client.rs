@@ -39,6 +39,9 @@ pub struct Links {
     pub apply: super::replication::Apply,
     /// The shards' requests to the cluster's store of pairs, tokens and privacy settings.
     pub storage: crate::storage::remote::RemoteRequests,
+    /// Documents the node's shard files held from before the cluster, written where the store
+    /// has none.
+    pub seeds: Vec<crate::storage::remote::Seed>,
     /// Hands each document of that store to its owner shard.
     pub apply_stored: super::storage::ApplyStored,
     pub applied: super::replication::Applied,
@@ -76,7 +79,7 @@ async fn run(config: ClusterConfig, mut gateway: Box<dyn Gateway>, links: Links,
         lease::run(&config, &client, gateway.as_mut(), &links.session, &status, &mut stop),
         super::replication::publish(&config, &client, links.replicas, &links.session, publish_stop),
         super::replication::follow(&config, &client, links.apply, links.applied, &status, follow_stop),
-        super::storage::serve(&config, &client, links.storage, serve_stop),
+        super::storage::serve(&config, &client, links.storage, links.seeds, serve_stop),
         super::storage::follow(&config, &client, links.apply_stored, stored_stop),
     );
     // Deletes and last puts go out before the connection drops (briefly: NATS may be away).

@@ -6,7 +6,7 @@
 
 use super::client::Bucket;
 use crate::config::ClusterConfig;
-use crate::storage::remote::{Expect, Part, RemoteEntry, RemoteError, RemoteOp, RemoteRequests};
+use crate::storage::remote::{Expect, Part, RemoteEntry, RemoteError, RemoteOp, RemoteRequests, Seed};
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use std::future::Future;
@@ -38,8 +38,11 @@ fn bucket(config: &ClusterConfig) -> Bucket<'_> {
 /// Serves the shards' storage requests until the node stops. A request that finds NATS away
 /// (or the bucket not yet open) is answered unavailable at once rather than queued: the
 /// caller answers 503 and nothing is written.
-pub async fn serve(config: &ClusterConfig, client: &async_nats::Client, requests: RemoteRequests, mut stop: watch::Receiver<bool>) {
+pub async fn serve(config: &ClusterConfig, client: &async_nats::Client, requests: RemoteRequests, seeds: Vec<Seed>, mut stop: watch::Receiver<bool>) {
     let js = async_nats::jetstream::new(client.clone());
+    if !seeds.is_empty() {
+        tokio::spawn(plant(config.clone(), js.clone(), seeds, stop.clone()));
+    }
     let mut store: Option<kv::Store> = None;
     loop {
         let op = tokio::select! {
@@ -58,6 +61,31 @@ pub async fn serve(config: &ClusterConfig, client: &async_nats::Client, requests
         // no other shard.
         tokio::spawn(answer(open, op, max));
     }
+}
+
+/// Writes each seed where the bucket has no document for it (`create`: a document written
+/// since, by any node, wins), retrying until NATS takes them all or the node stops.
+async fn plant(config: ClusterConfig, js: async_nats::jetstream::Context, mut seeds: Vec<Seed>, mut stop: watch::Receiver<bool>) {
+    let total = seeds.len();
+    let mut carried = 0;
+    while !seeds.is_empty() {
+        if let Ok(Ok(store)) = timeout(ANSWER_WITHIN, bucket(&config).open(&js)).await {
+            let mut left = Vec::new();
+            for seed in seeds {
+                match timeout(ANSWER_WITHIN, store.create(seed.part.key(seed.user), seed.value.clone())).await {
+                    Ok(Ok(_)) => carried += 1,
+                    Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                    _ => left.push(seed),
+                }
+            }
+            seeds = left;
+        }
+        if !seeds.is_empty() && super::lease::stopped_within(&mut stop, config.lease_ttl).await {
+            tracing::warn!(left = seeds.len(), "stopped before every document of the shard files reached the cluster's store");
+            return;
+        }
+    }
+    tracing::info!(documents = carried, of = total, "carried the shard files' storage and privacy settings into the cluster's store");
 }
 
 async fn answer(store: Option<kv::Store>, op: RemoteOp, max: usize) {

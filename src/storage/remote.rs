@@ -84,6 +84,33 @@ pub struct RemoteEntry {
     pub value: Option<Bytes>,
 }
 
+/// A document to write only where the store has none: what a node's shard files held from
+/// before it joined a cluster, carried over rather than lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    pub user: Snowflake,
+    pub part: Part,
+    pub value: Bytes,
+}
+
+impl Seed {
+    /// The documents of what a shard file holds: each user's pairs and sealed token as one
+    /// `<id>.kv`, each user's privacy settings as one `<id>.privacy`.
+    pub fn from_files(
+        kv: std::collections::HashMap<Snowflake, BTreeMap<String, String>>,
+        tokens: std::collections::HashMap<Snowflake, Vec<u8>>,
+        privacy: std::collections::HashMap<Snowflake, String>,
+    ) -> Vec<Seed> {
+        let mut docs: BTreeMap<Snowflake, KvDocument> = kv.into_iter().map(|(id, pairs)| (id, KvDocument { pairs, token: None })).collect();
+        for (id, sealed) in tokens {
+            docs.entry(id).or_default().set_sealed_token(&sealed);
+        }
+        let mut seeds: Vec<Seed> = docs.into_iter().map(|(user, doc)| Seed { user, part: Part::Kv, value: doc.to_bytes() }).collect();
+        seeds.extend(privacy.into_iter().map(|(user, json)| Seed { user, part: Part::Privacy, value: Bytes::from(json) }));
+        seeds
+    }
+}
+
 /// A shard's way to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct RemoteStore {
@@ -139,9 +166,13 @@ impl KvDocument {
 
     /// Stores a sealed token.
     pub fn with_sealed_token(mut self, sealed: &[u8]) -> KvDocument {
+        self.set_sealed_token(sealed);
+        self
+    }
+
+    pub fn set_sealed_token(&mut self, sealed: &[u8]) {
         use base64::Engine as _;
         self.token = Some(base64::engine::general_purpose::STANDARD.encode(sealed));
-        self
     }
 
     /// The sealed token's bytes, if there is one and it is base64.
@@ -165,6 +196,23 @@ mod tests {
         assert_eq!(Part::parse("1300000000000000001"), None);
         assert_eq!(Part::parse("x.kv"), None);
         assert_eq!(Part::parse("1.other"), None);
+    }
+
+    #[test]
+    fn a_shard_files_rows_become_one_kv_document_per_user_and_one_privacy_document() {
+        let (a, b) = (Snowflake(1_300_000_000_000_000_001), Snowflake(1_300_000_000_000_000_002));
+        let kv = [(a, BTreeMap::from([("k".to_owned(), "v".to_owned())]))].into_iter().collect();
+        let tokens = [(a, vec![1, 2]), (b, vec![3])].into_iter().collect();
+        let privacy = [(b, r#"{"paused":true}"#.to_owned())].into_iter().collect();
+        let seeds = Seed::from_files(kv, tokens, privacy);
+        assert_eq!(
+            seeds,
+            vec![
+                Seed { user: a, part: Part::Kv, value: Bytes::from_static(br#"{"pairs":{"k":"v"},"token":"AQI="}"#) },
+                Seed { user: b, part: Part::Kv, value: Bytes::from_static(br#"{"pairs":{},"token":"Aw=="}"#) },
+                Seed { user: b, part: Part::Privacy, value: Bytes::from_static(br#"{"paused":true}"#) },
+            ]
+        );
     }
 
     #[test]
