@@ -158,6 +158,14 @@ struct PendingPrivacy {
     applied: u64,
 }
 
+/// The write that persists `ms` as the user's last seen (`None`: none).
+fn last_seen_write(id: Snowflake, ms: Option<i64>) -> LastSeenWrite {
+    match ms {
+        Some(ms) => LastSeenWrite::Set(id, ms),
+        None => LastSeenWrite::Clear(id),
+    }
+}
+
 /// Result of applying an event: what readers must hear about and what must be persisted.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -341,22 +349,31 @@ impl ShardState {
     }
 
     /// Cluster mode: takes a user's state as replicated from the leader. Its last seen is
-    /// the leader's, not one computed here.
+    /// the leader's, not one computed here, and is in place before the object is built, so the
+    /// object is built once.
     pub fn upsert_replicated(&mut self, member: Member, presence: Option<Presence>, last_seen_ms: Option<i64>, applied: &mut Applied) {
         let id = member.user.id;
-        let generation = self.users.get(&id).map_or(0, |u| u.seen_in);
-        self.upsert_listed(member, presence, generation, last_seen_ms.unwrap_or(0), applied);
-        let Some(user) = self.users.get_mut(&id) else { return };
+        let Some(user) = self.users.get_mut(&id) else {
+            // What insert_new reads as the persisted last seen is the leader's.
+            let persisted = match last_seen_ms {
+                Some(ms) => self.last_seen.insert(id, ms),
+                None => self.last_seen.remove(&id),
+            };
+            if persisted != last_seen_ms {
+                applied.writes.push(last_seen_write(id, last_seen_ms));
+            }
+            self.insert_new(member, presence, 0, applied);
+            return;
+        };
+        user.member = member;
+        user.member_changed();
+        user.presence = presence;
         if user.last_seen_ms != last_seen_ms {
             user.last_seen_ms = last_seen_ms;
-            applied.writes.retain(|w| !matches!(w, LastSeenWrite::Set(u, _) | LastSeenWrite::Clear(u) if *u == id));
-            applied.writes.push(match last_seen_ms {
-                Some(ms) => LastSeenWrite::Set(id, ms),
-                None => LastSeenWrite::Clear(id),
-            });
-            if user.rebuild() && !applied.changes.iter().any(|c| matches!(c, Change::Joined(u) | Change::Updated(u) if *u == id)) {
-                applied.changes.push(Change::Updated(id));
-            }
+            applied.writes.push(last_seen_write(id, last_seen_ms));
+        }
+        if user.rebuild() {
+            applied.changes.push(Change::Updated(id));
         }
     }
 
