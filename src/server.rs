@@ -155,14 +155,7 @@ impl Server {
             let privacy = loaded
                 .privacy
                 .into_iter()
-                .map(|(id, json)| match PrivacySettings::from_json(&json) {
-                    Ok(p) => (id, p),
-                    Err(e) => {
-                        // Unreadable settings hide everything rather than nothing.
-                        tracing::error!(user = %id, error = %e, "unreadable privacy settings; the member is treated as paused");
-                        (id, PrivacySettings { paused: true, ..PrivacySettings::default() })
-                    }
-                })
+                .map(|(id, json)| (id, PrivacySettings::from_stored(id, &json)))
                 .collect();
             let state = ShardState::with_last_seen(loaded.last_seen).with_storage(kv.storage_jsons()).with_privacy(privacy);
             dbs.push(db.clone());

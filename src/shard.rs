@@ -606,15 +606,7 @@ impl Shard {
             Installed::Nothing => return,
             Installed::Map(map) => self.presence.set_storage_json(id, map),
             Installed::Privacy(json) => {
-                let settings = match json.as_deref().map(PrivacySettings::from_json) {
-                    None => PrivacySettings::default(),
-                    Some(Ok(settings)) => settings,
-                    Some(Err(e)) => {
-                        // Unreadable settings hide everything rather than nothing.
-                        tracing::error!(user = %entry.user, error = %e, "unreadable privacy settings; the member is treated as paused");
-                        PrivacySettings { paused: true, ..PrivacySettings::default() }
-                    }
-                };
+                let settings = json.map_or_else(PrivacySettings::default, |json| PrivacySettings::from_stored(entry.user, &json));
                 self.presence.replace_privacy(id, settings)
             }
         };

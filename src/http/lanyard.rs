@@ -184,7 +184,7 @@ fn kv_error(e: KvError) -> LanyardError {
         }
         KvError::Unavailable(reason) => {
             tracing::warn!(%reason, "storage write refused: the cluster's store is unavailable");
-            LanyardError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable on this node right now; nothing was written. Try again shortly.")
+            LanyardError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", crate::http::storage::STORAGE_UNAVAILABLE)
         }
     }
 }

@@ -46,10 +46,13 @@ pub fn api_error(e: KvError, raw_id: &str) -> ApiError {
     }
 }
 
+/// What a refused write says when the cluster's store cannot be reached (both dialects).
+pub const STORAGE_UNAVAILABLE: &str = "Storage is unavailable on this node right now; nothing was written. Try again shortly.";
+
 /// Cluster mode: the cluster's store cannot be reached; nothing was written.
 pub fn storage_unavailable(reason: &str) -> ApiError {
     tracing::warn!(%reason, "storage write refused: the cluster's store is unavailable");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable on this node right now; nothing was written. Try again shortly.")
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", STORAGE_UNAVAILABLE)
 }
 
 fn success() -> Reply {

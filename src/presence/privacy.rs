@@ -248,6 +248,15 @@ impl PrivacySettings {
         serde_json::to_string(&json).expect("privacy settings serialize")
     }
 
+    /// Reads `user`'s stored settings (a shard file's row, the cluster's document). Settings
+    /// that cannot be read hide everything rather than nothing: the member counts as paused.
+    pub fn from_stored(user: crate::discord::Snowflake, text: &str) -> PrivacySettings {
+        PrivacySettings::from_json(text).unwrap_or_else(|e| {
+            tracing::error!(user = %user, error = %e, "unreadable privacy settings; the member is treated as paused");
+            PrivacySettings { paused: true, ..PrivacySettings::default() }
+        })
+    }
+
     /// Reads settings stored by [`PrivacySettings::to_json`].
     pub fn from_json(text: &str) -> Result<PrivacySettings, String> {
         let json: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
