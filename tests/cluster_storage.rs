@@ -59,6 +59,21 @@ fn storage(port: u16) -> Value {
     request(port, "GET", &format!("/api/v1/users/{ALICE}/storage"), &[], b"").json()
 }
 
+/// A NATS server, [`cluster`] on it, and Alice's token, known to every node (the server and
+/// the simulator live as long as the caller keeps them).
+fn cluster_with_token(names: &[&str]) -> (Nats, Simulator, Vec<Node>, String) {
+    let nats = Nats::start();
+    let (sim, nodes) = cluster(&nats, names);
+    let token = create_token(&sim, ALICE);
+    token_everywhere(&nodes, &token);
+    (nats, sim, nodes, token)
+}
+
+/// `PATCH`es Alice's privacy settings with `body` on the node on `port`.
+fn patch_privacy(port: u16, token: &str, body: &[u8]) -> support::Resp {
+    request(port, "PATCH", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", token), ("Content-Type", "application/json")], body)
+}
+
 /// Waits until every node knows `token` (a token is created on the leader, whose bot gets the
 /// interaction, and reaches the others through the store).
 fn token_everywhere(nodes: &[Node], token: &str) {
@@ -94,10 +109,7 @@ fn next_storage_update(ws: &mut Ws) -> Value {
 
 #[test]
 fn a_write_on_one_node_is_served_and_announced_by_every_node() {
-    let nats = Nats::start();
-    let (sim, nodes) = cluster(&nats, &["a", "b", "c"]);
-    let token = create_token(&sim, ALICE);
-    token_everywhere(&nodes, &token);
+    let (_nats, _sim, nodes, token) = cluster_with_token(&["a", "b", "c"]);
     let mut subs: Vec<Ws> = nodes.iter().map(|n| subscribe(n.port)).collect();
 
     let r = put(nodes[1].port, &token, "city", "Paris");
@@ -129,10 +141,7 @@ fn a_write_on_one_node_is_served_and_announced_by_every_node() {
 
 #[test]
 fn concurrent_writers_on_different_nodes_cannot_exceed_512_pairs() {
-    let nats = Nats::start();
-    let (sim, nodes) = cluster(&nats, &["a", "b", "c"]);
-    let token = create_token(&sim, ALICE);
-    token_everywhere(&nodes, &token);
+    let (_nats, _sim, nodes, token) = cluster_with_token(&["a", "b", "c"]);
     for i in 0..500 {
         let r = put(nodes[i % 3].port, &token, &format!("k{i}"), "v");
         assert_eq!(r.status, 200, "pair {i}: {}", r.text());
@@ -231,7 +240,7 @@ fn a_node_cut_off_from_nats_serves_reads_and_refuses_writes_with_503_until_nats_
                     "error": "Storage is unavailable on this node right now; nothing was written. Try again shortly."})
             )
         );
-        let r = request(n.port, "PATCH", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token), ("Content-Type", "application/json")], br#"{"hide_kv":true}"#);
+        let r = patch_privacy(n.port, &token, br#"{"hide_kv":true}"#);
         assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("storage_unavailable")), "{}", r.text());
         // Reads go on from what the node holds.
         assert_eq!(storage(n.port), json!({"city": "Paris"}));
@@ -247,15 +256,12 @@ fn a_node_cut_off_from_nats_serves_reads_and_refuses_writes_with_503_until_nats_
 
 #[test]
 fn a_privacy_setting_made_on_one_node_applies_on_every_node() {
-    let nats = Nats::start();
-    let (sim, nodes) = cluster(&nats, &["a", "b", "c"]);
-    let token = create_token(&sim, ALICE);
-    token_everywhere(&nodes, &token);
+    let (_nats, _sim, nodes, token) = cluster_with_token(&["a", "b", "c"]);
     assert_eq!(put(nodes[0].port, &token, "city", "Paris").status, 200);
     for n in &nodes {
         assert!(wait_for(DEADLINE, || request(n.port, "GET", &user_path(), &[], b"").json()["storage"] == json!({"city": "Paris"})));
     }
-    let r = request(nodes[2].port, "PATCH", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token), ("Content-Type", "application/json")], br#"{"hide_kv":true}"#);
+    let r = patch_privacy(nodes[2].port, &token, br#"{"hide_kv":true}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["hide_kv"], true, "{}", r.text());
     for n in &nodes {
@@ -269,10 +275,7 @@ fn a_privacy_setting_made_on_one_node_applies_on_every_node() {
 
 #[test]
 fn a_member_who_leaves_loses_their_storage_on_every_node() {
-    let nats = Nats::start();
-    let (sim, nodes) = cluster(&nats, &["a", "b"]);
-    let token = create_token(&sim, ALICE);
-    token_everywhere(&nodes, &token);
+    let (_nats, sim, nodes, token) = cluster_with_token(&["a", "b"]);
     assert_eq!(put(nodes[1].port, &token, "city", "Paris").status, 200);
     for n in &nodes {
         assert!(wait_for(DEADLINE, || storage(n.port) == json!({"city": "Paris"})));
@@ -330,7 +333,7 @@ fn a_single_nodes_storage_and_privacy_carry_over_when_it_joins_a_cluster() {
     assert!(wait_for(DEADLINE, || request(port, "GET", &user_path(), &[], b"").status == 200));
     let token = create_token(&sim, ALICE);
     assert_eq!(put(port, &token, "city", "Paris").status, 200);
-    let r = request(port, "PATCH", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token), ("Content-Type", "application/json")], br#"{"hide_last_seen":true}"#);
+    let r = patch_privacy(port, &token, br#"{"hide_last_seen":true}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     alone.shutdown();
 
