@@ -10,8 +10,8 @@ mod support;
 use lantern::discord::{Member, PartialUser, Presence, Snowflake, Status, User};
 use lantern::sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
-use support::cluster::{cluster_config, NatsCluster, Node};
-use support::kv::{create_token, value_body};
+use support::cluster::{cluster_config, create_token_once_writable, NatsCluster, Node};
+use support::kv::{value_body};
 use support::{request, wait_for, DEADLINE};
 
 const ALICE: Snowflake = Snowflake(1_300_000_000_000_000_001);
@@ -37,7 +37,7 @@ fn writes_acknowledged_by_a_three_server_nats_cluster_survive_the_loss_of_a_serv
     for n in &nodes {
         assert!(wait_for(slow, || request(n.port, "GET", &format!("/api/v1/users/{ALICE}"), &[], b"").status == 200), "{:?}", n.cluster());
     }
-    let token = create_token(&sim, ALICE);
+    let token = create_token_once_writable(&sim, ALICE, slow);
     for n in &nodes {
         let accepted = || request(n.port, "GET", &format!("/api/v1/users/{ALICE}/privacy"), &[("Authorization", &token)], b"").status == 200;
         assert!(wait_for(slow, accepted), "node {:?} never accepted the token", n.cluster());

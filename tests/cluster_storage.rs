@@ -12,8 +12,8 @@ use lantern::discord::{Member, PartialUser, Presence, Snowflake, Status, User};
 use lantern::sim::{SimConfig, Simulator};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use support::cluster::{Nats, Node, ProcessNode};
-use support::kv::{create_token, next_frame, value_body, Ws};
+use support::cluster::{create_token_once_writable, Nats, Node, ProcessNode};
+use support::kv::{next_frame, value_body, Ws};
 use support::{request, wait_for, DEADLINE};
 
 const ALICE: Snowflake = Snowflake(1_300_000_000_000_000_001);
@@ -64,7 +64,7 @@ fn storage(port: u16) -> Value {
 fn cluster_with_token(names: &[&str]) -> (Nats, Simulator, Vec<Node>, String) {
     let nats = Nats::start();
     let (sim, nodes) = cluster(&nats, names);
-    let token = create_token(&sim, ALICE);
+    let token = create_token_once_writable(&sim, ALICE, DEADLINE);
     token_everywhere(&nodes, &token);
     (nats, sim, nodes, token)
 }
@@ -189,7 +189,7 @@ fn every_acknowledged_write_is_on_every_surviving_node_when_the_leader_is_killed
     for n in &nodes {
         assert!(wait_for(DEADLINE, || request(n.port, "GET", &user_path(), &[], b"").status == 200), "node {} never served alice", n.node_id);
     }
-    let token = create_token(&sim, ALICE);
+    let token = create_token_once_writable(&sim, ALICE, DEADLINE);
     token_on(&nodes.iter().map(|n| n.port).collect::<Vec<_>>(), &token);
     let leader = nodes.iter().position(|n| n.cluster()["role"] == "leader").expect("a leader");
     // 1,000 writes over 250 keys (each key written four times, the last value wins), spread
@@ -221,7 +221,7 @@ fn every_acknowledged_write_is_on_every_surviving_node_when_the_leader_is_killed
 fn a_node_cut_off_from_nats_serves_reads_and_refuses_writes_with_503_until_nats_returns() {
     let mut nats = Nats::start();
     let (sim, nodes) = cluster(&nats, &["a", "b"]);
-    let token = create_token(&sim, ALICE);
+    let token = create_token_once_writable(&sim, ALICE, DEADLINE);
     token_everywhere(&nodes, &token);
     assert_eq!(put(nodes[0].port, &token, "city", "Paris").status, 200);
     for n in &nodes {
@@ -301,7 +301,7 @@ fn a_document_larger_than_the_nats_servers_largest_message_is_refused_as_too_lar
     // The node's own bound (storage.max_user_bytes, 16 MiB by default) is far above this.
     let nats = Nats::start_with_config("max_payload: 16384\n");
     let (sim, nodes) = cluster(&nats, &["a", "b"]);
-    let token = create_token(&sim, ALICE);
+    let token = create_token_once_writable(&sim, ALICE, DEADLINE);
     token_everywhere(&nodes, &token);
     assert_eq!(put(nodes[0].port, &token, "small", "x").status, 200);
     let r = put(nodes[0].port, &token, "big", &"y".repeat(20_000));
@@ -331,7 +331,7 @@ fn a_single_nodes_storage_and_privacy_carry_over_when_it_joins_a_cluster() {
     let alone = lantern::server::Server::start(config()).expect("node starts");
     let port = alone.port();
     assert!(wait_for(DEADLINE, || request(port, "GET", &user_path(), &[], b"").status == 200));
-    let token = create_token(&sim, ALICE);
+    let token = create_token_once_writable(&sim, ALICE, DEADLINE);
     assert_eq!(put(port, &token, "city", "Paris").status, 200);
     let r = patch_privacy(port, &token, br#"{"hide_last_seen":true}"#);
     assert_eq!(r.status, 200, "{}", r.text());

@@ -125,6 +125,9 @@ impl Bucket<'_> {
     }
 }
 
+/// How long setting up a watch may take before it is asked for again.
+const WATCH_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Every entry of a bucket in revision order, for as long as the node runs: the current value
 /// of every key first, then each change. When the watch fails or ends (NATS away, the bucket
 /// gone) it opens the bucket again and goes on from the revision after the last one read.
@@ -180,10 +183,26 @@ impl<'a> Follow<'a> {
 
     async fn start(&self) -> Option<async_nats::jetstream::kv::Watch> {
         let store = tokio::time::timeout(self.retry, self.bucket.open(&self.js)).await.ok()?.ok()?;
-        let watch = match self.from {
-            None => store.watch_with_history(">").await,
-            Some(revision) => store.watch_all_from_revision(revision + 1).await,
+        let watch = async {
+            match self.from {
+                None => store.watch_with_history(">").await,
+                Some(revision) => store.watch_all_from_revision(revision + 1).await,
+            }
         };
-        watch.map_err(|e| tracing::warn!(error = %e, bucket = self.bucket.name, "cannot watch the bucket yet; retrying")).ok()
+        // A watch is an ephemeral consumer, and nats-server before 2.12 may place one on a
+        // replica that is down: that request is never answered. Asking again soon picks a
+        // peer afresh, where the client's own 10 s request timeout would leave the node
+        // unsynced for as long.
+        match tokio::time::timeout(self.retry.max(WATCH_BOUND), watch).await {
+            Ok(Ok(watch)) => Some(watch),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, bucket = self.bucket.name, "cannot watch the bucket yet; retrying");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(bucket = self.bucket.name, "the watch was not set up in time; asking again");
+                None
+            }
+        }
     }
 }

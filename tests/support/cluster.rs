@@ -278,3 +278,20 @@ pub fn stored_session(nats: &str) -> Option<Value> {
         serde_json::from_slice(&bytes).ok()
     })
 }
+
+/// `/storage create token` for `user`, asked again while the node answers that storage is
+/// unavailable (as a user would: a node that has just joined may not have opened the storage
+/// bucket yet, and on a NATS cluster its replicas may still be electing a leader).
+pub fn create_token_once_writable(sim: &Simulator, user: lantern::discord::Snowflake, deadline: Duration) -> String {
+    let mut token = None;
+    let answered = wait_for(deadline, || {
+        let content = super::kv::slash(sim, user, &["create", "token"], &[]);
+        if content == lantern::bot::interactions::UNAVAILABLE {
+            return false;
+        }
+        token = Some(super::kv::token_from_reply(&content));
+        true
+    });
+    assert!(answered, "storage stayed unavailable for {deadline:?}");
+    token.unwrap()
+}

@@ -80,7 +80,11 @@ pub fn slash(sim: &Simulator, user: Snowflake, path: &[&str], args: &[(&str, &st
 
 /// `/storage create token`, returning the token from the reply.
 pub fn create_token(sim: &Simulator, user: Snowflake) -> String {
-    let content = slash(sim, user, &["create", "token"], &[]);
+    token_from_reply(&slash(sim, user, &["create", "token"], &[]))
+}
+
+/// The token in a `/storage create token` reply, checking the reply's exact shape.
+pub fn token_from_reply(content: &str) -> String {
     let lines: Vec<&str> = content.lines().collect();
     assert_eq!(lines.len(), 5, "{content}");
     assert_eq!(lines[0], "We have created a new token for your key-value storage.");
