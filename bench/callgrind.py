@@ -151,7 +151,9 @@ def count_lookups(requests, tmp, lantern):
         out = os.path.join(tmp, "lookup.out")
         env = dict(os.environ, DISCORD_BOT_TOKEN=token, KV_TOKEN_ENCRYPTION_SECRET="0123456789abcdef" * 4)
         env.pop("RUST_LOG", None)
-        server = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", lantern, "serve", "--config", cfg],
+        # Uncompressed names: each dump then reads on its own in callgrind_annotate (compressed
+        # ones refer back to names defined in earlier dumps).
+        server = subprocess.Popen(["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={out}", lantern, "serve", "--config", cfg],
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Served once the member list is in.
         end = time.time() + 120

@@ -65,6 +65,11 @@ proptest! {
     }
 
     #[test]
+    fn query_pairs_decode_as_form_urlencoded_does(query in "([a-z_=&,+%\\[\\]0-9A-F]|\\PC){0,60}") {
+        http::check_query_pairs(&query);
+    }
+
+    #[test]
     fn card_queries_are_valid_and_round_trip_or_fail_with_the_contract_message(
         key in "svg|format|theme|borderRadius|hideGlobalName|hideStatus|hideBadges|hideActivity|hideLastSeen|hideServerTag|noActivityTitle|noActivityMessage",
         value in "[0-9.e+-]{0,6}|dark|light|png|svg|json|true|false|\\PC{0,70}",

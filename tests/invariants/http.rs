@@ -8,7 +8,7 @@ use lantern::card::text::char_count;
 use lantern::http::response::{accepts_gzip, ApiError};
 use lantern::http::router::{parse_user_id, route, Route};
 use lantern::http::storage::{parse_body, path_key};
-use lantern::http::users::{bulk_ids, path_user_id};
+use lantern::http::users::{bulk_ids, path_user_id, query_pairs};
 use lantern::storage::kv::{MAX_KEY_LEN, MAX_VALUE_CHARS};
 use serde_json::{json, Value};
 
@@ -217,6 +217,7 @@ pub fn check(input: &HttpInput) {
         check_storage_key(seg);
     }
     let query = input.query.text();
+    check_query_pairs(&query);
     check_card_query(&query);
     check_bulk(&query, 1 + input.max_bulk as usize % 200);
     check_storage_body(&input.body.bytes());
@@ -309,6 +310,13 @@ pub fn check_user_id(raw: &str) {
             assert_eq!(parse_user_id(raw), None);
         }
     }
+}
+
+/// `query_pairs` yields exactly what `form_urlencoded::parse` does (it only skips the decoding
+/// of pairs that have nothing to decode).
+pub fn check_query_pairs(query: &str) {
+    let reference: Vec<_> = form_urlencoded::parse(query.as_bytes()).collect();
+    assert_eq!(query_pairs(query).collect::<Vec<_>>(), reference, "{query:?}");
 }
 
 /// `bulk_ids`: at most `max` unique ids that round-trip through both query forms, or one of
