@@ -27,11 +27,24 @@ impl Snowflake {
     /// since 2015 and until about 2090), as the contract requires, and no leading zero (Discord
     /// never writes one, and `0123…` would otherwise name the same user as `123…`).
     pub fn parse_strict(s: &str) -> Option<Snowflake> {
-        if (17..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0') {
-            s.parse().ok().map(Snowflake)
-        } else {
-            None
+        Snowflake::parse_strict_bytes(s.as_bytes())
+    }
+
+    /// [`Snowflake::parse_strict`] on bytes.
+    pub fn parse_strict_bytes(digits: &[u8]) -> Option<Snowflake> {
+        if !(17..=19).contains(&digits.len()) || digits[0] == b'0' {
+            return None;
         }
+        // Checked and accumulated in one pass; 19 digits cannot overflow a u64.
+        let mut n = 0u64;
+        for &d in digits {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + u64::from(d);
+        }
+        Some(Snowflake(n))
     }
 }
 
@@ -86,6 +99,9 @@ mod tests {
         assert_eq!(Snowflake::parse_strict("0135978639193315726"), None);
         assert_eq!(Snowflake::parse_strict("00000000000000000"), None);
         assert_eq!(Snowflake::parse_strict("1300000000000000001"), Some(Snowflake(1_300_000_000_000_000_001)));
+        assert_eq!(Snowflake::parse_strict("9999999999999999999"), Some(Snowflake(9_999_999_999_999_999_999)));
+        assert_eq!(Snowflake::parse_strict("1234567890123456/8"), None);
+        assert_eq!(Snowflake::parse_strict("12345678901234567:"), None);
         assert_eq!(Snowflake::parse_strict("1234567890123456"), None);
         assert!(Snowflake::is_canonical_decimal("10"));
         assert!(!Snowflake::is_canonical_decimal("010"));

@@ -47,6 +47,10 @@ pub struct UserJson {
     /// for (`None` without a Spotify elapsed time): compressed once per version (and, while a
     /// track plays, once per second), never per request. A rebuilt object starts without one.
     gzip: RefCell<Option<(Option<i64>, Bytes)>>,
+    /// The object as last rendered where rendering inserts something (an elapsed time, a large
+    /// storage map), with the elapsed seconds it was rendered for: built once per second of a
+    /// track (or once per version), so that lookups of a listening user share one buffer.
+    rendered: RefCell<Option<(Option<i64>, Bytes)>>,
 }
 
 /// Objects are equal when their bytes are; a storage piece counts as the same only when it is
@@ -68,7 +72,7 @@ impl Eq for UserJson {}
 impl UserJson {
     /// A placeholder that never equals a built object.
     pub(crate) fn empty() -> UserJson {
-        UserJson { bytes: Bytes::new(), splice: None, storage: None, gzip: RefCell::new(None) }
+        UserJson { bytes: Bytes::new(), splice: None, storage: None, gzip: RefCell::new(None), rendered: RefCell::new(None) }
     }
 
     /// Length of the rendered object, give or take the elapsed time.
@@ -81,9 +85,17 @@ impl UserJson {
         if self.splice.is_none() && self.storage.is_none() {
             return self.bytes.clone();
         }
+        let elapsed = self.elapsed_at(now_ms);
+        if let Some((at, rendered)) = &*self.rendered.borrow() {
+            if *at == elapsed {
+                return rendered.clone();
+            }
+        }
         let mut out = Vec::with_capacity(self.len_hint());
         self.render_into(now_ms, &mut out);
-        Bytes::from(out)
+        let rendered = Bytes::from(out);
+        *self.rendered.borrow_mut() = Some((elapsed, rendered.clone()));
+        rendered
     }
 
     /// The elapsed seconds the object shows at `now_ms` (what makes renders differ).
@@ -516,7 +528,7 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
     out.extend_from_slice(b"\",\"last_seen_at\":");
     write_time_pair(&mut out, if offline { input.last_seen_ms } else { None });
     out.push(b'}');
-    UserJson { bytes: Bytes::from(out), splice, storage, gzip: RefCell::new(None) }
+    UserJson { bytes: Bytes::from(out), splice, storage, gzip: RefCell::new(None), rendered: RefCell::new(None) }
 }
 
 #[cfg(test)]
@@ -652,6 +664,18 @@ mod tests {
         // Only the elapsed time moves with the clock.
         let later: Value = serde_json::from_slice(&json.render(1_700_003_700_000)).unwrap();
         assert_eq!(later["active_platforms"]["spotify"]["time"]["start_human_readable"], "1:01:40");
+        // Within one second of the track the same buffer is handed out; the next second is
+        // rendered afresh, and going back renders that second again, never a stale one.
+        let (a, b) = (json.render(1_700_000_065_000), json.render(1_700_000_065_999));
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        let next = json.render(1_700_000_066_000);
+        let mut fresh = Vec::new();
+        json.render_into(1_700_000_066_000, &mut fresh);
+        assert_eq!((next.as_ref(), next.as_ptr() == a.as_ptr()), (fresh.as_slice(), false));
+        let again = json.render(1_700_000_065_400);
+        assert_eq!(again, a);
+        let v: Value = serde_json::from_slice(&next).unwrap();
+        assert_eq!(v["active_platforms"]["spotify"]["time"]["start_human_readable"], "01:06");
     }
 
     #[test]

@@ -294,7 +294,9 @@ pub trait Invoke: Sharded {
         R: Send + 'static,
     {
         let here = self.here();
-        let mut by_owner: Vec<(Vec<usize>, Vec<K>)> = (0..here.count()).map(|_| (Vec::new(), Vec::new())).collect();
+        // Sized for the keys up front (a handful): no growth while grouping.
+        let mut by_owner: Vec<(Vec<usize>, Vec<K>)> =
+            (0..here.count()).map(|_| (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()))).collect();
         for (pos, &key) in keys.iter().enumerate() {
             let (positions, wanted) = &mut by_owner[here.owner_of(key)];
             positions.push(pos);
