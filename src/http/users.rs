@@ -84,7 +84,13 @@ pub fn bulk_ids(query: Option<&str>, max: usize) -> Result<Vec<Snowflake>, ApiEr
     for (k, v) in query_pairs(query.unwrap_or("")) {
         if k == "user_ids" || k == "user_ids[]" {
             present = true;
-            for raw in v.as_bytes().split(|&b| b == b',') {
+            let mut rest = Some(v.as_bytes());
+            while let Some(list) = rest {
+                let (raw, after) = match memchr::memchr(b',', list) {
+                    Some(at) => (&list[..at], Some(&list[at + 1..])),
+                    None => (list, None),
+                };
+                rest = after;
                 count += 1;
                 match bulk_id(raw) {
                     Some(id) if ids.len() < max => ids.push(id),
