@@ -107,7 +107,7 @@ impl UserState {
         debug_assert_eq!(self.member_json, user_object::member_json(&self.member), "member changed without member_changed()");
         self.shown = self.privacy.filter(self.presence.as_ref());
         let storage = self.shown_storage();
-        let json = user_object::build_with(
+        let json = user_object::build_sized(
             &UserInputs {
                 member: &self.member,
                 presence: self.shown_presence(),
@@ -115,6 +115,7 @@ impl UserState {
                 storage_json: &storage,
             },
             &self.member_json,
+            self.json.own_len() + 512,
         );
         if json == self.json {
             return false;

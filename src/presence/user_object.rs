@@ -71,6 +71,11 @@ impl UserJson {
         UserJson { bytes: Bytes::new(), splice: None, storage: None, gzip: RefCell::new(None) }
     }
 
+    /// Length of the object's own bytes (without a large storage map or the elapsed time).
+    pub(crate) fn own_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Length of the rendered object, give or take the elapsed time.
     fn len_hint(&self) -> usize {
         self.bytes.len() + self.storage.as_ref().map_or(0, |(_, s)| s.len()) + 8
@@ -414,11 +419,18 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
 /// Builds and serializes the user object around the member's pieces, already serialized
 /// (`member_json(input.member)`).
 pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson {
+    build_sized(input, member_json, 0)
+}
+
+/// [`build_with`], into a buffer of at least `capacity` bytes: the owner passes the length of
+/// the object it replaces (with some room), since a presence change rarely moves it much, so
+/// that the buffer is allocated once instead of grown (and copied) while it is written.
+pub fn build_sized(input: &UserInputs<'_>, member_json: &MemberJson, capacity: usize) -> UserJson {
     let presence = input.presence;
     let status: Status = presence.map(|p| p.status).unwrap_or(Status::Offline);
     let offline = status.is_offline();
 
-    let mut out = Vec::with_capacity(member_json.metadata.len() + 1024);
+    let mut out = Vec::with_capacity(capacity.max(member_json.metadata.len() + 1024));
     out.extend_from_slice(&member_json.metadata);
 
     out.extend_from_slice(b",\"active_platforms\":{");
