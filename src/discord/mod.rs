@@ -390,41 +390,69 @@ pub struct Party {
     pub size: Option<[u64; 2]>,
 }
 
-/// Accepts a number, a numeric string or null.
+/// Accepts a number, a numeric string or null. A float is truncated, an integer beyond the i64
+/// range saturates, a string that is not a number reads as none.
+///
+/// Written as a visitor rather than an untagged enum, which would buffer every value into
+/// serde's generic `Content` first and try each variant in turn: several of these are read
+/// per activity.
 fn lenient_i64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrStr {
-        Int(i64),
-        Float(f64),
-        Str(String),
-    }
-    Ok(match Option::<NumOrStr>::deserialize(d)? {
-        None => None,
-        Some(NumOrStr::Int(v)) => Some(v),
-        Some(NumOrStr::Float(v)) => Some(v as i64),
-        Some(NumOrStr::Str(s)) => s.parse().ok(),
-    })
+    d.deserialize_option(Lenient(|n| match n {
+        Num::Unsigned(v) => i64::try_from(v).unwrap_or(v as f64 as i64),
+        Num::Signed(v) => v,
+        Num::Float(v) => v as i64,
+    }, |s: &str| s.parse().ok()))
 }
 
 /// Like [`lenient_i64_opt`], for bit fields: the whole u64 range is kept (bit 63 included), and
 /// a negative number is read as its two's-complement bits.
 fn lenient_u64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrStr {
-        Unsigned(u64),
-        Int(i64),
-        Float(f64),
-        Str(String),
+    d.deserialize_option(Lenient(|n| match n {
+        Num::Unsigned(v) => v,
+        Num::Signed(v) => v as u64,
+        Num::Float(v) => v as i64 as u64,
+    }, |s: &str| s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|v| v as u64))))
+}
+
+/// A JSON number as the deserializer reports it.
+#[derive(Clone, Copy)]
+enum Num {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+/// Visits an optional number or numeric string: numbers through the first function, strings
+/// through the second.
+struct Lenient<N, S>(N, S);
+
+impl<'de, T, N: Fn(Num) -> T, S: Fn(&str) -> Option<T>> serde::de::Visitor<'de> for Lenient<N, S> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a number, a numeric string or null")
     }
-    Ok(match Option::<NumOrStr>::deserialize(d)? {
-        None => None,
-        Some(NumOrStr::Unsigned(v)) => Some(v),
-        Some(NumOrStr::Int(v)) => Some(v as u64),
-        Some(NumOrStr::Float(v)) => Some(v as i64 as u64),
-        Some(NumOrStr::Str(s)) => s.parse::<u64>().ok().or_else(|| s.parse::<i64>().ok().map(|v| v as u64)),
-    })
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<T>, E> {
+        Ok(Some((self.0)(Num::Unsigned(v))))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<T>, E> {
+        Ok(Some((self.0)(Num::Signed(v))))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Option<T>, E> {
+        Ok(Some((self.0)(Num::Float(v))))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<T>, E> {
+        Ok((self.1)(v))
+    }
 }
 
 /// Distinguishes "absent" (outer None, via `default`) from "null" (Some(None)).
@@ -435,6 +463,27 @@ fn present_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_times_read_numbers_strings_and_null() {
+        for (raw, at) in [
+            (r#"{"start":1700000000000}"#, Some(1_700_000_000_000)),
+            (r#"{"start":-5}"#, Some(-5)),
+            (r#"{"start":12.9}"#, Some(12)),
+            (r#"{"start":"42"}"#, Some(42)),
+            (r#"{"start":"x"}"#, None),
+            (r#"{"start":null}"#, None),
+            (r#"{"start":18446744073709551615}"#, Some(i64::MAX)),
+            (r#"{}"#, None),
+        ] {
+            let t: Timestamps = serde_json::from_str(raw).unwrap();
+            assert_eq!(t.start, at, "{raw}");
+            let mut bytes = raw.as_bytes().to_vec();
+            let t: Timestamps = simd_json::serde::from_slice(&mut bytes).unwrap();
+            assert_eq!(t.start, at, "{raw} (simd-json)");
+        }
+        assert!(serde_json::from_str::<Timestamps>(r#"{"start":true}"#).is_err());
+    }
 
     #[test]
     fn public_flags_keep_every_bit() {

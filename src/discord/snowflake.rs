@@ -82,16 +82,35 @@ impl<'de> Deserialize<'de> for Snowflake {
                 u64::try_from(v).map(Snowflake).map_err(|_| E::custom("negative snowflake"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Snowflake, E> {
-                v.parse().map(Snowflake).map_err(|_| E::custom(format!("invalid snowflake {v:?}")))
+                parse_decimal(v).map(Snowflake).ok_or_else(|| E::custom(format!("invalid snowflake {v:?}")))
             }
         }
         d.deserialize_any(V)
     }
 }
 
+/// `s` as a u64, as `str::parse` reads it. Every event carries a few ids, so the common case —
+/// 1 to 19 ASCII digits, which cannot overflow — is read without the per-digit overflow checks;
+/// anything else (a sign, 20 digits, a stray byte) goes to `str::parse`.
+fn parse_decimal(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if (1..=19).contains(&b.len()) && b.iter().all(u8::is_ascii_digit) {
+        Some(b.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    } else {
+        s.parse().ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_read_as_str_parse_reads_them() {
+        for s in ["0", "1", "+1", "", "-1", "1a", "9999999999999999999", "18446744073709551615", "18446744073709551616", "00000000000000000001", "1300000000000000001", " 1"] {
+            assert_eq!(parse_decimal(s), s.parse::<u64>().ok(), "{s:?}");
+        }
+    }
 
     #[test]
     fn strict_parsing_refuses_leading_zeros() {

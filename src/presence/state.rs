@@ -8,7 +8,7 @@ use crate::discord::events::GuildMemberUpdate;
 use crate::discord::{Member, PartialUser, Presence, Snowflake};
 use crate::presence::privacy::PrivacySettings;
 use crate::presence::IngestEvent;
-use crate::presence::user_object::{self, MemberJson, UserInputs, UserJson};
+use crate::presence::user_object::{self, Layout, MemberJson, Previous, UserInputs, UserJson};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -46,6 +46,11 @@ pub struct UserState {
     /// Bumped on every visible change.
     pub version: u64,
     pub json: UserJson,
+    /// Where `json`'s activity pieces lie, for the next rebuild to copy the unchanged ones.
+    layout: Layout,
+    /// The presence `json` was built from, when a change replaced it since (moved here, not
+    /// cloned): the next rebuild compares the new activities with its own, then drops it.
+    replaced: Option<Option<Presence>>,
     /// The member's own pieces of `json`, kept for the rebuilds that leave the member as it is.
     member_json: MemberJson,
     /// Set by every change to `member`: the next rebuild serializes its pieces again.
@@ -93,6 +98,15 @@ impl UserState {
         self.privacy.paused
     }
 
+    /// Replaces the presence. The one the object was built from is kept until the next rebuild
+    /// (when it is replaced twice in between, the first is the one to keep).
+    fn replace_presence(&mut self, presence: Option<Presence>) {
+        let old = std::mem::replace(&mut self.presence, presence);
+        if self.replaced.is_none() {
+            self.replaced = Some(old);
+        }
+    }
+
     /// Marks the member as changed (or possibly changed) since the last rebuild.
     fn member_changed(&mut self) {
         self.member_changed = true;
@@ -105,17 +119,28 @@ impl UserState {
         }
         // Every path that changes the member says so; tests (debug builds) check each rebuild.
         debug_assert_eq!(self.member_json, user_object::member_json(&self.member), "member changed without member_changed()");
-        self.shown = self.privacy.filter(self.presence.as_ref());
+        let shown_before = std::mem::replace(&mut self.shown, self.privacy.filter(self.presence.as_ref()));
+        let replaced = self.replaced.take();
+        // The presence the current object was built from: the filtered one when the settings
+        // filtered it, else the presence as it was then.
+        let built_from = match (&shown_before, &replaced) {
+            (Some(shown), _) => shown.as_ref(),
+            (None, Some(old)) => old.as_ref(),
+            (None, None) => self.presence.as_ref(),
+        };
+        let previous = Previous { json: &self.json, layout: &self.layout, activities: built_from.map_or(&[], |p| p.activities.as_slice()) };
         let storage = self.shown_storage();
-        let json = user_object::build_with(
-            &UserInputs {
-                member: &self.member,
-                presence: self.shown_presence(),
-                last_seen_ms: self.shown_last_seen(),
-                storage_json: &storage,
-            },
-            &self.member_json,
-        );
+        let input = UserInputs {
+            member: &self.member,
+            presence: self.shown_presence(),
+            last_seen_ms: self.shown_last_seen(),
+            storage_json: &storage,
+        };
+        let (json, layout) = user_object::build_reusing(&input, &self.member_json, self.json.own_len() + 512, Some(&previous));
+        // Every path that replaces the presence keeps the old one until here; tests (debug
+        // builds) check that the pieces copied make the object a fresh build makes.
+        debug_assert!(json == user_object::build_with(&input, &self.member_json), "copied activity pieces differ from a fresh build");
+        self.layout = layout;
         if json == self.json {
             return false;
         }
@@ -367,7 +392,7 @@ impl ShardState {
         };
         user.member = member;
         user.member_changed();
-        user.presence = presence;
+        user.replace_presence(presence);
         if user.last_seen_ms != last_seen_ms {
             user.last_seen_ms = last_seen_ms;
             applied.writes.push(last_seen_write(id, last_seen_ms));
@@ -394,6 +419,8 @@ impl ShardState {
             shown: None,
             version: 0,
             json: UserJson::empty(),
+            layout: Layout::default(),
+            replaced: None,
             member_json: MemberJson::default(),
             member_changed: true,
             seen_in: generation,
@@ -417,7 +444,7 @@ impl ShardState {
                 user.member_changed();
             }
         }
-        user.presence = presence;
+        user.replace_presence(presence);
         let now_offline = user.is_offline();
         if !was_offline && now_offline {
             user.last_seen_ms = Some(now_ms);
@@ -640,6 +667,66 @@ mod tests {
         let mut applied = Applied::default();
         state.presence_update(p, 20, &mut applied);
         assert_eq!(applied.changes, []);
+    }
+
+    fn spotify(track: &str) -> Activity {
+        Activity {
+            name: "Spotify".into(),
+            kind: crate::discord::activity_type::LISTENING,
+            sync_id: Some(track.into()),
+            details: Some(format!("song {track}")),
+            state: Some("A; B".into()),
+            timestamps: Some(crate::discord::Timestamps { start: Some(1_000), end: Some(200_000) }),
+            assets: Some(crate::discord::Assets { large_image: Some(format!("spotify:{track}")), ..Default::default() }),
+            ..Activity::default()
+        }
+    }
+
+    /// The object as a fresh build makes it from what the state shows.
+    fn fresh(user: &UserState) -> UserJson {
+        let storage = user.shown_storage();
+        user_object::build(&UserInputs { member: &user.member, presence: user.shown_presence(), last_seen_ms: user.shown_last_seen(), storage_json: &storage })
+    }
+
+    #[test]
+    fn unchanged_activities_are_copied_and_the_object_is_what_a_fresh_build_makes() {
+        let mut state = listed();
+        let mut p = playing();
+        p.activities.push(spotify("t1"));
+        let steps: Vec<Box<dyn Fn(&mut Presence)>> = vec![
+            Box::new(|p| p.status = Status::Idle),
+            Box::new(|p| p.activities[0].name = "Go".into()),
+            Box::new(|p| p.activities.reverse()),
+            Box::new(|p| p.activities[1] = spotify("t2")),
+            Box::new(|p| p.activities.insert(0, Activity { name: "Custom Status".into(), kind: 4, state: Some("hi".into()), ..Activity::default() })),
+            Box::new(|p| p.status = Status::Offline),
+            Box::new(|p| p.status = Status::Dnd),
+            Box::new(|p| p.activities.clear()),
+            Box::new(|p| p.activities.push(spotify("t3"))),
+        ];
+        state.presence_update(p.clone(), 10, &mut Applied::default());
+        for (i, step) in steps.iter().enumerate() {
+            step(&mut p);
+            let mut applied = Applied::default();
+            state.presence_update(p.clone(), 20 + i as i64, &mut applied);
+            let user = state.get(ID).unwrap();
+            assert_eq!(user.json, fresh(user), "step {i}");
+            assert_eq!(applied.changes, [Change::Updated(ID)], "step {i}");
+        }
+        // A settings change filters the activities the pieces were copied from, and back.
+        for settings in [PrivacySettings { hide_spotify: true, ..PrivacySettings::default() }, PrivacySettings::default()] {
+            state.set_privacy(ID, settings, &mut Applied::default());
+            let user = state.get(ID).unwrap();
+            assert_eq!(user.json, fresh(user));
+        }
+        // So does a replicated state replacing the presence, and a listing.
+        let member = state.get(ID).unwrap().member.clone();
+        p.activities.push(spotify("t4"));
+        state.upsert_replicated(member.clone(), Some(p.clone()), None, &mut Applied::default());
+        assert_eq!(state.get(ID).unwrap().json, fresh(state.get(ID).unwrap()));
+        p.activities.remove(0);
+        state.upsert_listed(member, Some(p), 2, 30, &mut Applied::default());
+        assert_eq!(state.get(ID).unwrap().json, fresh(state.get(ID).unwrap()));
     }
 
     fn paused() -> PrivacySettings {

@@ -4,7 +4,9 @@
 //! elapsed time of a Spotify track (`time.start_human_readable`) — so the bytes are kept with
 //! the offset of that value and [`UserJson::render`] inserts the elapsed time there. A large
 //! `storage` map is kept the same way, as its own piece inserted at render time, so that
-//! neither a presence change nor a storage write copies it into a new object.
+//! neither a presence change nor a storage write copies it into a new object. The owner also
+//! keeps where each activity's piece lies ([`Layout`]), so that a rebuild copies the pieces of
+//! the activities that did not change instead of writing them again ([`build_reusing`]).
 
 use crate::discord::{activity_type, Activity, Member, Presence, Snowflake, Status};
 use crate::presence::flags::flag_names;
@@ -73,6 +75,11 @@ impl UserJson {
     /// A placeholder that never equals a built object.
     pub(crate) fn empty() -> UserJson {
         UserJson { bytes: Bytes::new(), splice: None, storage: None, gzip: RefCell::new(None), rendered: RefCell::new(None) }
+    }
+
+    /// Length of the object's own bytes (without a large storage map or the elapsed time).
+    pub(crate) fn own_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Length of the rendered object, give or take the elapsed time.
@@ -426,11 +433,74 @@ pub fn build(input: &UserInputs<'_>) -> UserJson {
 /// Builds and serializes the user object around the member's pieces, already serialized
 /// (`member_json(input.member)`).
 pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson {
+    build_reusing(input, member_json, 0, None).0
+}
+
+/// Where the pieces that depend on one activity alone lie in an object's bytes: each entry of
+/// `activities`, and the `spotify` block of `active_platforms`. The owner keeps it beside the
+/// object, so that the next build copies the bytes of every activity that did not change
+/// instead of writing them again (a Spotify track's activity stays the same for the whole
+/// track while the status or another activity changes).
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// Byte range of each activity written, in the order of the activities it was built from
+    /// (none when the user showed as offline, whose activities are not written).
+    activities: Vec<(usize, usize)>,
+    /// The Spotify block: its byte range, which of the activities it was written from, and
+    /// where inside it the elapsed time is inserted (offset from its start, start unix ms).
+    spotify: Option<Spotify>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Spotify {
+    range: (usize, usize),
+    activity: usize,
+    splice: Option<(usize, i64)>,
+}
+
+/// An object built earlier, to copy unchanged activities from.
+pub struct Previous<'a> {
+    pub json: &'a UserJson,
+    pub layout: &'a Layout,
+    /// The activities `json` was built from, exactly as the build read them (after the privacy
+    /// filter): a piece is copied only when its activity is equal to the one it came from.
+    pub activities: &'a [Activity],
+}
+
+impl Previous<'_> {
+    /// The bytes written for an activity equal to `a`, looked for at the same place first
+    /// (most changes leave the other activities where they were), then anywhere.
+    fn activity(&self, i: usize, a: &Activity) -> Option<&[u8]> {
+        let ranges = &self.layout.activities;
+        // `ranges` is empty when the activities were not written (offline).
+        let j = if i < ranges.len() && self.activities.get(i) == Some(a) {
+            i
+        } else {
+            (0..ranges.len().min(self.activities.len())).find(|&j| self.activities[j] == *a)?
+        };
+        let (from, to) = ranges[j];
+        Some(&self.json.bytes[from..to])
+    }
+
+    /// The Spotify block written for an activity equal to `a`, with its splice.
+    fn spotify(&self, a: &Activity) -> Option<(&[u8], Option<(usize, i64)>)> {
+        let s = self.layout.spotify?;
+        (self.activities.get(s.activity) == Some(a)).then(|| (&self.json.bytes[s.range.0..s.range.1], s.splice))
+    }
+}
+
+/// [`build_with`], into a buffer of at least `capacity` bytes, copying from `previous` the
+/// pieces of activities that are unchanged. The owner passes the length of the object it
+/// replaces (with some room) as `capacity`, since a presence change rarely moves it much, so
+/// that the buffer is allocated once instead of grown (and copied) while it is written. The
+/// bytes are the same as [`build_with`]'s (debug builds of the owner check every rebuild).
+pub fn build_reusing(input: &UserInputs<'_>, member_json: &MemberJson, capacity: usize, previous: Option<&Previous<'_>>) -> (UserJson, Layout) {
+    let mut layout = Layout::default();
     let presence = input.presence;
     let status: Status = presence.map(|p| p.status).unwrap_or(Status::Offline);
     let offline = status.is_offline();
 
-    let mut out = Vec::with_capacity(member_json.metadata.len() + 1024);
+    let mut out = Vec::with_capacity(capacity.max(member_json.metadata.len() + 1024));
     out.extend_from_slice(&member_json.metadata);
 
     out.extend_from_slice(b",\"active_platforms\":{");
@@ -456,9 +526,19 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
     out.extend_from_slice(b",\"spotify\":");
     let activities: &[Activity] = presence.map(|p| p.activities.as_slice()).unwrap_or(&[]);
     let mut splice = None;
-    match activities.iter().find(|a| is_spotify(a)) {
-        None => out.extend_from_slice(b"null"),
-        Some(a) => {
+    let spotify = activities.iter().position(is_spotify);
+    let kept = spotify.and_then(|k| previous.and_then(|p| p.spotify(&activities[k])));
+    match (spotify, kept) {
+        (None, _) => out.extend_from_slice(b"null"),
+        (Some(k), Some((bytes, kept_splice))) => {
+            let from = out.len();
+            out.extend_from_slice(bytes);
+            splice = kept_splice.map(|(at, start)| (from + at, start));
+            layout.spotify = Some(Spotify { range: (from, out.len()), activity: k, splice: kept_splice });
+        }
+        (Some(k), None) => {
+            let a = &activities[k];
+            let from = out.len();
             let ts = a.timestamps.as_ref();
             let (start, end) = (ts.and_then(|t| t.start), ts.and_then(|t| t.end));
             out.extend_from_slice(b"{\"track_id\":");
@@ -501,17 +581,25 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
             out.extend_from_slice(b"\",\"end_human_readable\":\"");
             out.extend_from_slice(length.as_str().as_bytes());
             out.extend_from_slice(b"\"}}");
+            let relative = splice.map(|(at, start)| (at - from, start));
+            layout.spotify = Some(Spotify { range: (from, out.len()), activity: k, splice: relative });
         }
     }
     // Closes active_platforms.
     out.extend_from_slice(b"}");
     out.extend_from_slice(b",\"activities\":[");
     if !offline {
+        layout.activities.reserve_exact(activities.len());
         for (i, a) in activities.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            write_activity(&mut out, a);
+            let from = out.len();
+            match previous.and_then(|p| p.activity(i, a)) {
+                Some(bytes) => out.extend_from_slice(bytes),
+                None => write_activity(&mut out, a),
+            }
+            layout.activities.push((from, out.len()));
         }
     }
     out.extend_from_slice(b"],\"storage\":");
@@ -528,7 +616,7 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
     out.extend_from_slice(b"\",\"last_seen_at\":");
     write_time_pair(&mut out, if offline { input.last_seen_ms } else { None });
     out.push(b'}');
-    UserJson { bytes: Bytes::from(out), splice, storage, gzip: RefCell::new(None), rendered: RefCell::new(None) }
+    (UserJson { bytes: Bytes::from(out), splice, storage, gzip: RefCell::new(None), rendered: RefCell::new(None) }, layout)
 }
 
 #[cfg(test)]
