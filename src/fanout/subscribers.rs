@@ -9,7 +9,8 @@ use crate::fanout::outbox::Outbox;
 use crate::fanout::{EventKind, SocketEvent};
 use flate2::{Compress, Compression};
 use crate::runtime::shard_of;
-use std::collections::{HashMap, HashSet};
+// foldhash: keyed like std's SipHash, far cheaper per lookup on the fan-out path.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::rc::Rc;
 
 pub type ConnId = u64;

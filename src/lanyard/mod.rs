@@ -14,7 +14,8 @@ use crate::discord::Snowflake;
 use crate::presence::UserView;
 use bytes::Bytes;
 use std::cell::RefCell;
-use std::collections::HashMap;
+// foldhash: keyed like std's SipHash, far cheaper per lookup.
+use foldhash::HashMap;
 
 /// One shard's Lanyard presence bytes, by user, tagged with the user version they show.
 #[derive(Default)]

@@ -10,7 +10,9 @@ use crate::presence::privacy::PrivacySettings;
 use crate::presence::IngestEvent;
 use crate::presence::user_object::{self, Layout, MemberJson, Previous, UserInputs, UserJson};
 use bytes::Bytes;
-use std::collections::HashMap;
+// The shard's maps hash with foldhash: keyed per process like std's SipHash, at a fraction
+// of its cost per lookup (every event and every lookup looks a user up).
+use foldhash::HashMap;
 
 /// A visible change to one user, for fan-out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,19 +202,19 @@ pub struct Applied {
 
 impl ShardState {
     /// Starts with the last-seen times persisted in the shard's storage.
-    pub fn with_last_seen(last_seen: HashMap<Snowflake, i64>) -> ShardState {
-        ShardState { last_seen, ..ShardState::default() }
+    pub fn with_last_seen(last_seen: std::collections::HashMap<Snowflake, i64>) -> ShardState {
+        ShardState { last_seen: last_seen.into_iter().collect(), ..ShardState::default() }
     }
 
     /// Also starts with the persisted privacy settings of the shard's users.
-    pub fn with_privacy(mut self, privacy: HashMap<Snowflake, PrivacySettings>) -> ShardState {
+    pub fn with_privacy(mut self, privacy: std::collections::HashMap<Snowflake, PrivacySettings>) -> ShardState {
         self.privacy = privacy.into_iter().filter(|(_, p)| !p.is_default()).collect();
         self
     }
 
     /// Also starts with the persisted KV maps (JSON objects) of the shard's users.
-    pub fn with_storage(mut self, storage: HashMap<Snowflake, Bytes>) -> ShardState {
-        self.storage = storage;
+    pub fn with_storage(mut self, storage: std::collections::HashMap<Snowflake, Bytes>) -> ShardState {
+        self.storage = storage.into_iter().collect();
         self
     }
 
