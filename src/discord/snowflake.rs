@@ -35,16 +35,7 @@ impl Snowflake {
         if !(17..=19).contains(&digits.len()) || digits[0] == b'0' {
             return None;
         }
-        // Checked and accumulated in one pass; 19 digits cannot overflow a u64.
-        let mut n = 0u64;
-        for &d in digits {
-            let d = d.wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            n = n * 10 + u64::from(d);
-        }
-        Some(Snowflake(n))
+        short_decimal(digits).map(Snowflake)
     }
 }
 
@@ -93,12 +84,24 @@ impl<'de> Deserialize<'de> for Snowflake {
 /// 1 to 19 ASCII digits, which cannot overflow — is read without the per-digit overflow checks;
 /// anything else (a sign, 20 digits, a stray byte) goes to `str::parse`.
 fn parse_decimal(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if (1..=19).contains(&b.len()) && b.iter().all(u8::is_ascii_digit) {
-        Some(b.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
-    } else {
-        s.parse().ok()
+    short_decimal(s.as_bytes()).or_else(|| s.parse().ok())
+}
+
+/// 1 to 19 ASCII digits as a u64, checked and accumulated in one pass (19 digits cannot
+/// overflow a u64); `None` for anything else.
+fn short_decimal(digits: &[u8]) -> Option<u64> {
+    if !(1..=19).contains(&digits.len()) {
+        return None;
     }
+    let mut n = 0u64;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    Some(n)
 }
 
 #[cfg(test)]
