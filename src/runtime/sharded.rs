@@ -294,11 +294,15 @@ pub trait Invoke: Sharded {
         R: Send + 'static,
     {
         let here = self.here();
-        // Sized for the keys up front (a handful): no growth while grouping.
-        let mut by_owner: Vec<(Vec<usize>, Vec<K>)> =
-            (0..here.count()).map(|_| (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()))).collect();
+        let mut by_owner: Vec<(Vec<usize>, Vec<K>)> = (0..here.count()).map(|_| (Vec::new(), Vec::new())).collect();
         for (pos, &key) in keys.iter().enumerate() {
             let (positions, wanted) = &mut by_owner[here.owner_of(key)];
+            // An owner's groups are sized for the rest of the keys at its first (a handful):
+            // no growth while grouping, and nothing allocated for owners that get none.
+            if positions.is_empty() {
+                positions.reserve(keys.len() - pos);
+                wanted.reserve(keys.len() - pos);
+            }
             positions.push(pos);
             wanted.push(key);
         }
