@@ -191,3 +191,22 @@ pub async fn users(ctx: &Rc<Shard>, query: Option<&str>) -> Result<Reply, ApiErr
     body.push(b']');
     Ok(Reply::json(StatusCode::OK, Bytes::from(body)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past 32 ids the duplicate check sorts instead of comparing pairwise: both ways agree.
+    #[test]
+    fn duplicates_are_found_in_short_and_long_lists() {
+        for n in [2usize, 32, 33, 100] {
+            let ids: Vec<Snowflake> = (0..n as u64).map(|i| Snowflake(1_300_000_000_000_000_000 + i)).collect();
+            assert!(!has_duplicates(&ids), "{n} distinct ids");
+            let mut twice = ids.clone();
+            twice[n - 1] = ids[0];
+            assert!(has_duplicates(&twice), "{n} ids, the first again at the end");
+            let query = twice.iter().map(|id| format!("user_ids={id}")).collect::<Vec<_>>().join("&");
+            assert_eq!(bulk_ids(Some(&query), 100).map_err(|e| e.code), Err("duplicate_user_ids"));
+        }
+    }
+}
