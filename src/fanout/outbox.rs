@@ -41,6 +41,13 @@ struct Inner {
 
 /// One non-blocking write of `bufs` (no SIGPIPE).
 fn send(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    if let [one] = bufs {
+        // One buffer (every write of a fan-out delivery): `send` skips copying a msghdr and
+        // an iovec array in from user space, which `sendmsg` pays on every call.
+        // SAFETY: the slice is live for the duration of the call.
+        let n = unsafe { libc::send(fd, one.as_ptr().cast(), one.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        return if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) };
+    }
     // SAFETY: the iovecs point into live buffers for the duration of the call; msghdr is
     // zeroed (no address, no control data) apart from them.
     let n = unsafe {

@@ -10,7 +10,8 @@ use crate::fanout::{EventKind, SocketEvent};
 use flate2::{Compress, Compression};
 use crate::runtime::shard_of;
 // foldhash: keyed like std's SipHash, far cheaper per lookup on the fan-out path.
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 pub type ConnId = u64;
@@ -20,15 +21,12 @@ pub struct Subscribers {
     shards: usize,
     next_id: ConnId,
     conns: HashMap<ConnId, Conn>,
-    /// Local connections subscribed to each user (wherever the user is owned).
-    by_user: HashMap<Snowflake, HashSet<ConnId>>,
-    /// Local All subscribers.
-    all: HashSet<ConnId>,
-    /// The shard's compressor (made on first use): each change is compressed once here.
-    z: Option<Box<Compress>>,
-    /// Connections with frames queued by deliveries, for the shard's flusher.
-    dirty: Vec<Rc<Outbox>>,
-    flusher: Option<std::task::Waker>,
+    /// Local connections subscribed to each user (wherever the user is owned), in the order
+    /// they came.
+    by_user: HashMap<Snowflake, BTreeSet<ConnId>>,
+    /// Local All subscribers, in the order they came.
+    all: BTreeSet<ConnId>,
+    sink: Sink,
 }
 
 /// How a connection wants its frames.
@@ -144,7 +142,7 @@ impl Withdrawal {
 
 impl Subscribers {
     pub fn new(index: usize, shards: usize) -> Subscribers {
-        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: HashSet::new(), z: None, dirty: Vec::new(), flusher: None }
+        Subscribers { index, shards, next_id: 0, conns: HashMap::new(), by_user: HashMap::new(), all: BTreeSet::new(), sink: Sink::default() }
     }
 
     /// Whether any local connection wants changes to `id`.
@@ -256,77 +254,36 @@ impl Subscribers {
         self.remove(conn)
     }
 
-    /// Applies an event to one connection that is not pending.
+    /// Applies an event to one connection, and at once what it leaves to do.
     fn apply(&mut self, conn: ConnId, ev: &SocketEvent, cap: usize, write_now: bool, w: &mut Withdrawal, variants: &mut Variants) {
-        let Some(c) = self.conns.get(&conn) else { return };
-        if !(c.all || c.subs.contains(&ev.id)) {
-            return;
-        }
-        let (pick, plain) = match &ev.kind {
-            _ if c.lanyard => match &ev.lanyard {
-                Some(f) => (2, f),
-                None => {
-                    // A member who left: Lanyard says nothing, the subscription is dropped.
-                    if matches!(ev.kind, EventKind::Left(_)) && !c.all {
-                        if let Some(c) = self.conns.get_mut(&conn) {
-                            c.subs.remove(&ev.id);
-                        }
-                        if let Some(set) = self.by_user.get_mut(&ev.id) {
-                            set.remove(&conn);
-                            if set.is_empty() {
-                                self.by_user.remove(&ev.id);
-                            }
-                        }
-                    }
-                    return;
-                }
-            },
-            EventKind::Updated { object, array } => {
-                if !c.all && c.subs.len() == 1 {
-                    (0, object)
-                } else {
-                    (1, array)
-                }
-            }
-            EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => (0, f),
+        let after = match self.conns.get_mut(&conn) {
+            Some(c) => offer(c, ev, cap, write_now, variants, &mut self.sink),
+            None => After::Nothing,
         };
-        let frame = match c.encoding.slot() {
-            None => plain,
-            Some(slot) => {
-                let encoding = c.encoding;
-                let z = self.z.get_or_insert_with(|| Box::new(Compress::new(Compression::default(), false)));
-                &*variants.0[pick][slot].get_or_insert_with(|| encoding.encode(plain, z))
+        self.settle(conn, ev, after, w);
+    }
+
+    /// What [`offer`] left to do for `conn`, done once no walk over subscribers is under way.
+    fn settle(&mut self, conn: ConnId, ev: &SocketEvent, after: After, w: &mut Withdrawal) {
+        let close_if_empty = match after {
+            After::Nothing => return,
+            After::SlowConsumer => {
+                merge(w, self.close(conn, CloseReason::SlowConsumer, close::SLOW_CONSUMER));
+                return;
             }
+            After::Unlink { close_if_empty } => close_if_empty,
         };
-        let queued = if write_now {
-            // Written at once (what the kernel does not take waits for the connection's task).
-            if c.out.push(frame, Some(cap)) { Ok(false) } else { Err(()) }
-        } else {
-            c.out.queue(frame, cap)
-        };
-        if queued == Ok(true) {
-            self.dirty.push(c.out.clone());
-            if let Some(w) = self.flusher.take() {
-                w.wake();
-            }
-        }
-        if queued.is_err() {
-            merge(w, self.close(conn, CloseReason::SlowConsumer, close::SLOW_CONSUMER));
-            return;
-        }
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if matches!(ev.kind, EventKind::Left(_)) && !c.all {
-            c.subs.remove(&ev.id);
-            let empty = c.subs.is_empty();
-            if let Some(set) = self.by_user.get_mut(&ev.id) {
-                set.remove(&conn);
-                if set.is_empty() {
-                    self.by_user.remove(&ev.id);
-                }
+        c.subs.remove(&ev.id);
+        let empty = c.subs.is_empty();
+        if let Some(set) = self.by_user.get_mut(&ev.id) {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.by_user.remove(&ev.id);
             }
-            if empty {
-                merge(w, self.close(conn, CloseReason::NoUsersLeft, close::NO_USERS_LEFT));
-            }
+        }
+        if empty && close_if_empty {
+            merge(w, self.close(conn, CloseReason::NoUsersLeft, close::NO_USERS_LEFT));
         }
     }
 
@@ -336,33 +293,41 @@ impl Subscribers {
     pub fn deliver(&mut self, ev: &SocketEvent, cap: usize, write_now: bool) -> Withdrawal {
         let mut w = Withdrawal::default();
         let mut variants = Variants::default();
-        let mut targets: Vec<ConnId> = self.all.iter().copied().collect();
-        if let Some(set) = self.by_user.get(&ev.id) {
+        let mut later: Vec<(ConnId, After)> = Vec::new();
+        let mut count = 0;
+        {
+            // One walk straight over the subscriber sets, writing as it goes (the first
+            // subscriber waits for no list to be built); what would change the sets (a slow
+            // consumer's close, a member's departure) waits in `later`. The sets are ordered:
+            // connections are walked in the order they came, which is the order their state,
+            // and the kernel's sockets, were allocated in.
+            let Subscribers { conns, by_user, all, sink, .. } = self;
+            let by_id = by_user.get(&ev.id).into_iter().flatten();
             // A Lanyard connection may be on the All list and subscribed by id too: once only.
-            if self.all.is_empty() {
-                targets.extend(set.iter().copied());
-            } else {
-                targets.extend(set.iter().copied().filter(|c| !self.all.contains(c)));
+            let targets = all.iter().chain(by_id.filter(|c| all.is_empty() || !all.contains(c)));
+            for &conn in targets {
+                count += 1;
+                let Some(c) = conns.get_mut(&conn) else { continue };
+                match offer(c, ev, cap, write_now, &mut variants, sink) {
+                    After::Nothing => {}
+                    after => later.push((conn, after)),
+                }
             }
         }
-        crate::metrics::local::fanout(targets.len());
-        for conn in targets {
-            match self.conns.get_mut(&conn) {
-                Some(Conn { pending: Some(p), .. }) => p.held.push(ev.clone()),
-                Some(_) => self.apply(conn, ev, cap, write_now, &mut w, &mut variants),
-                None => {}
-            }
+        crate::metrics::local::fanout(count);
+        for (conn, after) in later {
+            self.settle(conn, ev, after, &mut w);
         }
         w
     }
 
     /// The shard's flusher waits here for connections with frames to write.
     pub fn poll_dirty(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Vec<Rc<Outbox>>> {
-        if self.dirty.is_empty() {
-            self.flusher = Some(cx.waker().clone());
+        if self.sink.dirty.is_empty() {
+            self.sink.flusher = Some(cx.waker().clone());
             return std::task::Poll::Pending;
         }
-        std::task::Poll::Ready(std::mem::take(&mut self.dirty))
+        std::task::Poll::Ready(std::mem::take(&mut self.sink.dirty))
     }
 
     /// Starts a subscription: registers its users (or All) so that events are held for it
@@ -458,6 +423,81 @@ impl Subscribers {
             self.unlink_user(conn, *id, &mut w);
         }
         Ok((empty, w))
+    }
+}
+
+/// What one connection's delivery leaves to do to the subscriber sets.
+enum After {
+    Nothing,
+    /// The frame would pass the queue's cap: the connection is closed.
+    SlowConsumer,
+    /// The user left: dropped from the connection's users (and the connection closed when
+    /// none is left and `close_if_empty`).
+    Unlink { close_if_empty: bool },
+}
+
+/// The shard's side of writing: its compressor and the connections its flusher is to write.
+#[derive(Default)]
+struct Sink {
+    /// Made on first use: each change is compressed once here.
+    z: Option<Box<Compress>>,
+    /// Connections with frames queued by deliveries, for the shard's flusher.
+    dirty: Vec<Rc<Outbox>>,
+    flusher: Option<std::task::Waker>,
+}
+
+/// Offers an event to one connection: held while its subscription is in flight, otherwise
+/// written (or queued) in the form it wants, when it is subscribed to the event's user.
+fn offer(c: &mut Conn, ev: &SocketEvent, cap: usize, write_now: bool, variants: &mut Variants, sink: &mut Sink) -> After {
+    if let Some(p) = &mut c.pending {
+        p.held.push(ev.clone());
+        return After::Nothing;
+    }
+    if !(c.all || c.subs.contains(&ev.id)) {
+        return After::Nothing;
+    }
+    let left = matches!(ev.kind, EventKind::Left(_)) && !c.all;
+    let (pick, plain) = match &ev.kind {
+        _ if c.lanyard => match &ev.lanyard {
+            Some(f) => (2, f),
+            // A member who left: Lanyard says nothing, the subscription is dropped.
+            None if left => return After::Unlink { close_if_empty: false },
+            None => return After::Nothing,
+        },
+        EventKind::Updated { object, array } => {
+            if !c.all && c.subs.len() == 1 {
+                (0, object)
+            } else {
+                (1, array)
+            }
+        }
+        EventKind::Joined(f) | EventKind::Left(f) | EventKind::Storage(f) => (0, f),
+    };
+    let frame = match c.encoding.slot() {
+        None => plain,
+        Some(slot) => {
+            let encoding = c.encoding;
+            let z = sink.z.get_or_insert_with(|| Box::new(Compress::new(Compression::default(), false)));
+            &*variants.0[pick][slot].get_or_insert_with(|| encoding.encode(plain, z))
+        }
+    };
+    let queued = if write_now {
+        // Written at once (what the kernel does not take waits for the connection's task).
+        if c.out.push(frame, Some(cap)) { Ok(false) } else { Err(()) }
+    } else {
+        c.out.queue(frame, cap)
+    };
+    match queued {
+        Err(()) => After::SlowConsumer,
+        Ok(dirty) => {
+            if dirty {
+                sink.dirty.push(c.out.clone());
+                if let Some(w) = sink.flusher.take() {
+                    w.wake();
+                }
+            }
+            if left { After::Unlink { close_if_empty: true } } else { After::Nothing }
+        }
     }
 }
 
