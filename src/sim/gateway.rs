@@ -156,6 +156,9 @@ impl Conn {
                 },
                 out = rx.recv() => match out {
                     Some(Out::Dispatch(frame)) => {
+                        if let Some(observe) = self.shared.on_dispatch.get() {
+                            observe(&frame);
+                        }
                         if self.ws.send(Message::text(frame)).await.is_err() {
                             return;
                         }

@@ -24,7 +24,7 @@ use crate::discord::{Member, Presence, Snowflake};
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use world::World;
 
@@ -146,7 +146,12 @@ pub(crate) struct Shared {
     pub cdn_delay_ms: AtomicU64,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub cdn_hits: Mutex<Vec<String>>,
+    /// Called with each dispatch frame just before it is written to a gateway connection.
+    pub on_dispatch: OnceLock<DispatchObserver>,
 }
+
+/// See [`Simulator::observe_dispatches`].
+pub(crate) type DispatchObserver = Box<dyn Fn(&str) + Send + Sync>;
 
 impl Shared {
     /// Locks the world; a panic in another holder must not wedge the simulator.
@@ -215,6 +220,7 @@ impl Simulator {
             cdn_delay_ms: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             cdn_hits: Mutex::new(Vec::new()),
+            on_dispatch: OnceLock::new(),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -284,6 +290,13 @@ impl Simulator {
 
     pub fn member(&self, id: Snowflake) -> Option<(Member, Option<Presence>)> {
         self.shared.world().member(id)
+    }
+
+    /// Calls `f` on the simulator's thread with every dispatch frame just before it is written
+    /// to a gateway connection: the moment an event leaves "Discord", which the load harness
+    /// measures latency from. One observer per simulator; a second call is refused (`false`).
+    pub fn observe_dispatches(&self, f: impl Fn(&str) + Send + Sync + 'static) -> bool {
+        self.shared.on_dispatch.set(Box::new(f)).is_ok()
     }
 
     /// Stores the presence (an offline one clears it) and dispatches PRESENCE_UPDATE with the
