@@ -35,7 +35,8 @@ function stampSetter(obj) {
 function start() {
   update = JSON.parse(spec.template);
   setStamp = stampSetter(update) || (() => {});
-  const hello = Buffer.from('{"t":"HELLO","op":1,"d":{"heartbeat_interval":30000}}');
+  const interval = Number(spec.heartbeat_interval_ms) || 30000;
+  const hello = Buffer.from(`{"t":"HELLO","op":1,"d":{"heartbeat_interval":${interval}}}`);
   const initAck = Buffer.from(`{"t":"INIT_ACK","op":3,"d":${spec.init_ack || 'null'}}`);
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/socket', perMessageDeflate: false, clientTracking: false });
   wss.on('connection', (ws) => {

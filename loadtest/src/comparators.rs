@@ -33,6 +33,9 @@ pub struct ComparatorSpec {
     /// hyper-hello: body per request path.
     #[serde(default)]
     pub bodies: HashMap<String, String>,
+    /// Node peer: the heartbeat interval its HELLO announces (30 s when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
 }
 
 pub const STAMP_PLACEHOLDER: &str = "lantern-lt:0000000000000000000";

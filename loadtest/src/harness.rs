@@ -1228,6 +1228,12 @@ fn scenario_idle(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
     let user = users[0].user.id;
     let mut lan = Vec::new();
     let mut hold = Vec::new();
+    // Idle CPU is what heartbeats cost. At the default interval (30 s; clients beat at 0.8 of
+    // it, staggered from half a period on) a few seconds hold almost no beat, so the cost is
+    // measured with a 2 s interval, once every connection beats, and scaled to the default:
+    // per beat × connections ÷ 30 s.
+    let beat_ms = 2000.0;
+    let idle_secs = 3.0;
     for round in 0..ctx.opts.rounds.clamp(1, 3) {
         // A: lantern, fresh each round so that the allocator starts from the same place.
         let lantern = ctx.start_lantern(ctx.opts.shards[0])?;
@@ -1245,16 +1251,10 @@ fn scenario_idle(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
         let n = ready.ready.max(1) as f64;
         stop_all(procs);
         lantern.stop();
-        // Idle CPU is what heartbeats cost. At the default interval (30 s; clients beat at 0.8
-        // of it, staggered from half a period on) a few seconds hold almost no beat, so the
-        // cost is measured with a 2 s interval, once every connection beats, and scaled to
-        // the default: per beat × connections ÷ 30 s.
-        let beat_ms = 2000.0;
         let lantern = ctx.start_lantern_with(ctx.opts.shards[0], &format!("heartbeat_interval = {beat_ms}\n"), "")?;
         let (procs, beating) = ctx.connect(&lantern, Role::Ws, vec![format!("{{\"user_id\":\"{user}\"}}"); k], 0, false)?;
         std::thread::sleep(Duration::from_millis(beat_ms as u64));
         let cpu0 = lantern.cpu();
-        let idle_secs = 3.0;
         std::thread::sleep(Duration::from_secs_f64(idle_secs));
         let cpu = lantern.cpu() - cpu0;
         let beats = beating.ready as f64 * idle_secs / (0.8 * beat_ms / 1000.0);
@@ -1286,8 +1286,18 @@ fn scenario_idle(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(500));
         let n = ready.ready.max(1) as f64;
         let per = (peer.rss() - rss0) / n;
-        eprintln!("  idle round: node peer {per:.0} B user-space per connection");
-        node.push(json!({"connections": ready.ready, "rss_per_conn_b": per}));
+        stop_all(procs);
+        peer.stop();
+        // Its heartbeat cost, measured as lantern's is (above).
+        let Some(peer) = ctx.start_node_peer(&ComparatorSpec { init_ack: "null".into(), template: "{}".into(), heartbeat_interval_ms: Some(beat_ms as u64), ..Default::default() })? else { break };
+        let (procs, beating) = ctx.connect(&peer, Role::Ws, vec![format!("{{\"user_id\":\"{user}\"}}"); k], 0, false)?;
+        std::thread::sleep(Duration::from_millis(beat_ms as u64));
+        let cpu0 = peer.cpu();
+        std::thread::sleep(Duration::from_secs_f64(idle_secs));
+        let beats = beating.ready as f64 * idle_secs / (0.8 * beat_ms / 1000.0);
+        let per_beat_us = (peer.cpu() - cpu0) / beats.max(1.0) * 1e6;
+        eprintln!("  idle round: node peer {per:.0} B user-space per connection, {per_beat_us:.1} µs CPU per heartbeat");
+        node.push(json!({"connections": ready.ready, "rss_per_conn_b": per, "cpu_per_heartbeat_us": per_beat_us}));
         stop_all(procs);
         peer.stop();
     }
@@ -1297,6 +1307,7 @@ fn scenario_idle(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
     if !node.is_empty() {
         r.section(&format!("idle, {k} connections: lantern vs the Node 20 + ws peer"));
         r.row(Row::ab_abs("user-space memory per subscribed connection (B) (vs Node peer)", &g(&lan, "rss_per_conn_b"), &g(&node, "rss_per_conn_b"), "≤ 2048 B", |v| v <= 2048.0));
+        r.row(Row::ab("server CPU per heartbeat (µs), every connection beating (vs Node peer)", &g(&lan, "cpu_per_heartbeat_us"), &g(&node, "cpu_per_heartbeat_us"), "", |_| true));
     }
     r.section(&format!("idle, {k} connections"));
     r.row(Row::ab_abs("user-space memory per connection (B)", &g(&lan, "rss_per_conn_b"), &g(&hold, "rss_per_conn_b"), "≤ 2048 B", |v| v <= 2048.0));
