@@ -33,7 +33,7 @@ pub struct ComparatorSpec {
     /// hyper-hello: body per request path.
     #[serde(default)]
     pub bodies: HashMap<String, String>,
-    /// Node peer: the heartbeat interval its HELLO announces (30 s when absent).
+    /// Floor and Node peer: the heartbeat interval their HELLO announces (30 s when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval_ms: Option<u64>,
 }
@@ -100,7 +100,8 @@ pub fn floor_main() -> Result<(), String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let sockets: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-    let hello = ws::server_frame(ws::OP_TEXT, br#"{"t":"HELLO","op":1,"d":{"heartbeat_interval":30000}}"#);
+    let hello = format!(r#"{{"t":"HELLO","op":1,"d":{{"heartbeat_interval":{}}}}}"#, spec.heartbeat_interval_ms.unwrap_or(30_000));
+    let hello = ws::server_frame(ws::OP_TEXT, hello.as_bytes());
     let ack = ws::server_frame(ws::OP_TEXT, format!("{{\"t\":\"INIT_ACK\",\"op\":3,\"d\":{}}}", spec.init_ack).as_bytes());
     let (tx, rx) = std::sync::mpsc::channel::<TcpStream>();
     let rx = Arc::new(Mutex::new(rx));

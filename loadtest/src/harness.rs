@@ -758,19 +758,25 @@ fn ws_unsupported(ready: &Ready) -> Option<String> {
     (ready.ready == 0).then(|| ready.first_error.clone().unwrap_or_else(|| "no connection succeeded".into()))
 }
 
+/// The heartbeat interval the fan-out scenario's servers announce (10 minutes).
+const FANOUT_HEARTBEAT_MS: u64 = 600_000;
+
 fn scenario_fanout(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
     let user = users[0].user.id;
     let k = ctx.opts.subscribers;
     let gap = Duration::from_millis(ctx.opts.gap_ms);
     let mut by_shards: Vec<(usize, Vec<FanRun>)> = Vec::new();
     for shards in ctx.opts.shards.clone() {
-        let lantern = ctx.start_lantern(shards)?;
+        // Every server announces a heartbeat interval longer than the scenario, so that no
+        // heartbeat falls inside a measured window: the floor answers none, and what
+        // heartbeats cost is the idle scenario's measure.
+        let lantern = ctx.start_lantern_with(shards, &format!("heartbeat_interval = {FANOUT_HEARTBEAT_MS}\n"), "")?;
         let body = user_template(ctx, &lantern, user)?;
         let floor = ctx.start_comparator(
             "floor",
-            &ComparatorSpec { cpu: Some(ctx.opts.server_cpu), init_ack: body.clone(), template: format!("{{\"t\":\"PRESENCE_UPDATE\",\"op\":6,\"d\":{body}}}"), batch: 1, ..Default::default() },
+            &ComparatorSpec { cpu: Some(ctx.opts.server_cpu), init_ack: body.clone(), template: format!("{{\"t\":\"PRESENCE_UPDATE\",\"op\":6,\"d\":{body}}}"), batch: 1, heartbeat_interval_ms: Some(FANOUT_HEARTBEAT_MS), ..Default::default() },
         )?;
-        let node_spec = ComparatorSpec { init_ack: body.clone(), template: format!("{{\"t\":\"PRESENCE_UPDATE\",\"op\":6,\"d\":{body}}}"), ..Default::default() };
+        let node_spec = ComparatorSpec { init_ack: body.clone(), template: format!("{{\"t\":\"PRESENCE_UPDATE\",\"op\":6,\"d\":{body}}}"), heartbeat_interval_ms: Some(FANOUT_HEARTBEAT_MS), ..Default::default() };
         let mut node = ctx.start_node_peer(&node_spec)?;
         let inits = vec![format!("{{\"user_id\":\"{user}\"}}"); k];
         let (mut lp, lready) = ctx.connect(&lantern, Role::Ws, inits.clone(), 0, false)?;
