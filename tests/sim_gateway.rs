@@ -270,6 +270,27 @@ async fn presence_update_reaches_the_client_and_the_world() {
 }
 
 #[tokio::test]
+async fn the_dispatch_observer_sees_each_frame_written_and_only_one_observer_is_kept() {
+    let sim = sim(20, 41250);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    assert!(sim.observe_dispatches(move |frame| s.lock().unwrap().push(frame.to_owned())));
+    assert!(!sim.observe_dispatches(|_| panic!("a second observer must not be installed")));
+    let mut c = Client::new(&sim, &sim.token());
+    assert!(c.until(|c| c.count("GUILD_CREATE") == 1).await);
+    let user = some_member(&sim).user.id;
+    sim.set_presence(presence_of(user, Status::Idle, "observed"));
+    assert!(c.until(|c| c.count("PRESENCE_UPDATE") == 1).await);
+    let seen = seen.lock().unwrap().clone();
+    let written: Vec<Value> = seen.iter().map(|f| serde_json::from_str(f).unwrap()).collect();
+    let types: Vec<&str> = written.iter().map(|f| f["t"].as_str().unwrap()).collect();
+    assert_eq!(types, ["READY", "GUILD_CREATE", "PRESENCE_UPDATE"]);
+    // The observer sees exactly the frame the client received.
+    assert_eq!(&written[2], c.dispatches("PRESENCE_UPDATE")[0]);
+    assert_eq!(written[2]["d"]["activities"][0]["state"], "observed");
+}
+
+#[tokio::test]
 async fn dropped_connection_resumes_and_replays_missed_events() {
     let sim = sim(20, 41250);
     let mut c = Client::new(&sim, &sim.token());

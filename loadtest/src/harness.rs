@@ -320,7 +320,6 @@ impl Ctx {
         self.start_lantern_with(shards, "", "")
     }
 
-    /// A lantern process with `extra` appended to its config (a `[cluster]` table).
     /// [`Ctx::start_lantern`] with `socket` (lines of `[server.socket]`) and `extra` (tables
     /// after the rest) added to its configuration.
     fn start_lantern_with(&mut self, shards: usize, socket: &str, extra: &str) -> Result<Target, String> {
@@ -1229,6 +1228,13 @@ fn collect_until(procs: &mut [(Proc, usize, String)], expected: u64, timeout: Du
     }
 }
 
+/// CPU µs per heartbeat: `cpu_s` spent over `secs` while `connections` beat every 0.8 ×
+/// `interval_ms` (the clients' pace).
+fn per_heartbeat_us(cpu_s: f64, connections: usize, secs: f64, interval_ms: f64) -> f64 {
+    let beats = connections as f64 * secs / (0.8 * interval_ms / 1000.0);
+    cpu_s / beats.max(1.0) * 1e6
+}
+
 fn scenario_idle(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
     let k = ctx.opts.idle_conns;
     let user = users[0].user.id;
@@ -1262,9 +1268,7 @@ fn scenario_idle(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(beat_ms as u64));
         let cpu0 = lantern.cpu();
         std::thread::sleep(Duration::from_secs_f64(idle_secs));
-        let cpu = lantern.cpu() - cpu0;
-        let beats = beating.ready as f64 * idle_secs / (0.8 * beat_ms / 1000.0);
-        let per_beat_us = cpu / beats.max(1.0) * 1e6;
+        let per_beat_us = per_heartbeat_us(lantern.cpu() - cpu0, beating.ready, idle_secs, beat_ms);
         let default_pct = per_beat_us / 1e6 * beating.ready as f64 / 30.0 * 100.0;
         eprintln!("  idle round {round}: lantern {:.0} B user-space per connection, {per_beat_us:.1} µs CPU per heartbeat", (rss1 - rss0) / n);
         lan.push(json!({"connections": ready.ready, "rss_per_conn_b": (rss1 - rss0) / n, "slab_per_conn_b": (slab1 - slab0) / n, "cpu_per_heartbeat_us": per_beat_us, "idle_cpu_pct": default_pct}));
@@ -1300,8 +1304,7 @@ fn scenario_idle(ctx: &mut Ctx, users: &[Presence]) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(beat_ms as u64));
         let cpu0 = peer.cpu();
         std::thread::sleep(Duration::from_secs_f64(idle_secs));
-        let beats = beating.ready as f64 * idle_secs / (0.8 * beat_ms / 1000.0);
-        let per_beat_us = (peer.cpu() - cpu0) / beats.max(1.0) * 1e6;
+        let per_beat_us = per_heartbeat_us(peer.cpu() - cpu0, beating.ready, idle_secs, beat_ms);
         eprintln!("  idle round: node peer {per:.0} B user-space per connection, {per_beat_us:.1} µs CPU per heartbeat");
         node.push(json!({"connections": ready.ready, "rss_per_conn_b": per, "cpu_per_heartbeat_us": per_beat_us}));
         stop_all(procs);
