@@ -166,6 +166,9 @@ enum Sim {
 /// Send stamp → CLOCK_MONOTONIC ns when the simulator wrote the frame carrying it.
 type GatewayWrites = Arc<Mutex<HashMap<u64, u64>>>;
 
+/// Most gateway writes remembered (a fan-out run looks up a few dozen).
+const MAX_GATEWAY_WRITES: usize = 65_536;
+
 impl Sim {
     /// Starts the in-process simulator, recording when each stamped dispatch is written.
     fn local(cfg: SimConfig) -> std::io::Result<Sim> {
@@ -175,7 +178,13 @@ impl Sim {
         s.observe_dispatches(move |frame| {
             let at = mono_ns();
             if let Some(stamp) = crate::util::find_stamp(frame.as_bytes()) {
-                w.lock().unwrap_or_else(|p| p.into_inner()).entry(stamp).or_insert(at);
+                let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+                // Only fan-out runs look writes up (and forget them); the storm and churn
+                // stamp many more, so the record is bounded.
+                if w.len() >= MAX_GATEWAY_WRITES {
+                    w.clear();
+                }
+                w.entry(stamp).or_insert(at);
             }
         });
         Ok(Sim::Local(s, writes))
