@@ -226,7 +226,7 @@ impl Dispatcher {
                 }
             }
             "PRESENCE_UPDATE" => {
-                let p: Presence = self.decode(event, text)?;
+                let p: Box<Presence> = self.decode(event, text)?;
                 if p.guild_id == Some(self.base_guild) {
                     out.push(Outbound::ToShard(self.owner(p.user.id), IngestEvent::Presence(p)));
                 }
@@ -235,11 +235,11 @@ impl Dispatcher {
                 let add: GuildMemberAdd = self.decode(event, text)?;
                 if add.guild_id == self.base_guild {
                     let generation = self.generation;
-                    out.push(Outbound::ToShard(self.owner(add.member.user.id), IngestEvent::MemberAdd { generation, member: add.member }));
+                    out.push(Outbound::ToShard(self.owner(add.member.user.id), IngestEvent::MemberAdd { generation, member: Box::new(add.member) }));
                 }
             }
             "GUILD_MEMBER_UPDATE" => {
-                let update: GuildMemberUpdate = self.decode(event, text)?;
+                let update: Box<GuildMemberUpdate> = self.decode(event, text)?;
                 if update.guild_id == self.base_guild {
                     out.push(Outbound::ToShard(self.owner(update.user.id), IngestEvent::MemberUpdate(update)));
                 }
@@ -251,7 +251,7 @@ impl Dispatcher {
                 }
             }
             "USER_UPDATE" => {
-                let user: PartialUser = self.decode(event, text)?;
+                let user: Box<PartialUser> = self.decode(event, text)?;
                 out.push(Outbound::ToShard(self.owner(user.id), IngestEvent::UserUpdate(user)));
             }
             "INTERACTION_CREATE" => out.push(Outbound::Interaction(text.to_owned())),

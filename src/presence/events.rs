@@ -14,11 +14,15 @@ pub struct ReplicatedState {
 
 impl ReplicatedState {
     pub fn into_event(self) -> IngestEvent {
-        IngestEvent::Replicated { member: self.member, presence: self.presence, last_seen_ms: self.last_seen_ms }
+        IngestEvent::Replicated { member: Box::new(self.member), presence: self.presence.map(Box::new), last_seen_ms: self.last_seen_ms }
     }
 }
 
 /// One event for the shard that owns the users in it.
+///
+/// The user and presence payloads are boxed: a `Presence` or a `Member` is several hundred
+/// bytes, and an event is moved five times or more between the decoder and the owner's state
+/// (the dispatcher's output, the mailbox, the apply), where a box moves as one pointer.
 #[derive(Debug, Clone)]
 pub enum IngestEvent {
     /// Members listed by GUILD_CREATE or GUILD_MEMBERS_CHUNK, each with its presence from the
@@ -27,14 +31,14 @@ pub enum IngestEvent {
     /// Every member of `generation` has been listed: members not listed in it are gone.
     /// Sent to every shard.
     ListComplete { generation: u64 },
-    Presence(Presence),
-    MemberAdd { generation: u64, member: Member },
-    MemberUpdate(GuildMemberUpdate),
+    Presence(Box<Presence>),
+    MemberAdd { generation: u64, member: Box<Member> },
+    MemberUpdate(Box<GuildMemberUpdate>),
     MemberRemove(Snowflake),
-    UserUpdate(PartialUser),
+    UserUpdate(Box<PartialUser>),
     /// Cluster mode: a user's whole state as the gateway's node keeps it, read from the
     /// cluster (replaces what this node has; last seen as the leader recorded it).
-    Replicated { member: Member, presence: Option<Presence>, last_seen_ms: Option<i64> },
+    Replicated { member: Box<Member>, presence: Option<Box<Presence>>, last_seen_ms: Option<i64> },
 }
 
 impl IngestEvent {

@@ -593,12 +593,12 @@ impl ShardState {
                 }
             }
             IngestEvent::ListComplete { generation } => self.finish_snapshot(generation, applied),
-            IngestEvent::Presence(p) => self.presence_update(p, now_ms, applied),
-            IngestEvent::MemberAdd { generation, member } => self.member_add(member, generation, now_ms, applied),
-            IngestEvent::MemberUpdate(u) => self.member_update(u, applied),
+            IngestEvent::Presence(p) => self.presence_update(*p, now_ms, applied),
+            IngestEvent::MemberAdd { generation, member } => self.member_add(*member, generation, now_ms, applied),
+            IngestEvent::MemberUpdate(u) => self.member_update(*u, applied),
             IngestEvent::MemberRemove(id) => self.member_remove(id, applied),
             IngestEvent::UserUpdate(u) => self.user_update(&u, applied),
-            IngestEvent::Replicated { member, presence, last_seen_ms } => self.upsert_replicated(member, presence, last_seen_ms, applied),
+            IngestEvent::Replicated { member, presence, last_seen_ms } => self.upsert_replicated(*member, presence.map(|p| *p), last_seen_ms, applied),
         }
     }
 
@@ -744,7 +744,7 @@ mod tests {
         assert_eq!((state.shown_len(), state.shown(ID).is_none(), state.is_member(ID)), (0, true, true));
         // Whatever happens meanwhile reaches nobody, and is not lost.
         let mut meanwhile = Applied::default();
-        state.apply(IngestEvent::Presence(playing()), 10, &mut meanwhile);
+        state.apply(IngestEvent::Presence(Box::new(playing())), 10, &mut meanwhile);
         state.set_storage_json(ID, Bytes::from_static(b"{\"k\":\"v\"}"), &mut meanwhile);
         assert_eq!(meanwhile.changes, []);
         let mut resumed = Applied::default();
@@ -764,7 +764,7 @@ mod tests {
         assert_eq!((state.shown_len(), state.privacy(ID).paused), (0, true));
         let member = Member { user: User { id: ID, username: "alice".into(), ..User::default() }, ..Member::default() };
         let mut applied = Applied::default();
-        state.apply(IngestEvent::MemberAdd { generation: 2, member }, 20, &mut applied);
+        state.apply(IngestEvent::MemberAdd { generation: 2, member: Box::new(member) }, 20, &mut applied);
         assert_eq!(applied.changes, [], "nor is the return of a paused member");
         assert_eq!((state.shown_len(), state.len()), (0, 1));
     }

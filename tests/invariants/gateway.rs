@@ -405,13 +405,13 @@ fn typed_frame(t: &Typed, shards: usize) -> (String, Expect) {
         }
         Typed::Presence(guild, p) => {
             let p = p.presence(Some(guild.id()));
-            let expect = if guild.id() == BASE_GUILD { Expect::One(owner(p.user.id), value(&IngestEvent::Presence(p.clone()))) } else { Expect::Nothing };
+            let expect = if guild.id() == BASE_GUILD { Expect::One(owner(p.user.id), value(&IngestEvent::Presence(Box::new(p.clone())))) } else { Expect::Nothing };
             (dispatch_frame("PRESENCE_UPDATE", &p), expect)
         }
         Typed::MemberAdd(guild, m) => {
             let add = GuildMemberAdd { guild_id: guild.id(), member: m.member() };
             let expect = if guild.id() == BASE_GUILD {
-                Expect::One(owner(add.member.user.id), value(&IngestEvent::MemberAdd { generation: 0, member: add.member.clone() }))
+                Expect::One(owner(add.member.user.id), value(&IngestEvent::MemberAdd { generation: 0, member: Box::new(add.member.clone()) }))
             } else {
                 Expect::Nothing
             };
@@ -421,7 +421,7 @@ fn typed_frame(t: &Typed, shards: usize) -> (String, Expect) {
             let m = m.member();
             let up = GuildMemberUpdate { guild_id: guild.id(), user: m.user, nick: m.nick, avatar: m.avatar, roles: m.roles, joined_at: m.joined_at };
             let expect =
-                if guild.id() == BASE_GUILD { Expect::One(owner(up.user.id), value(&IngestEvent::MemberUpdate(up.clone()))) } else { Expect::Nothing };
+                if guild.id() == BASE_GUILD { Expect::One(owner(up.user.id), value(&IngestEvent::MemberUpdate(Box::new(up.clone())))) } else { Expect::Nothing };
             (dispatch_frame("GUILD_MEMBER_UPDATE", &up), expect)
         }
         Typed::MemberRemove(guild, id) => {
@@ -431,7 +431,7 @@ fn typed_frame(t: &Typed, shards: usize) -> (String, Expect) {
         }
         Typed::UserUpdate(p) => {
             let p = p.partial();
-            (dispatch_frame("USER_UPDATE", &p), Expect::One(owner(p.id), value(&IngestEvent::UserUpdate(p.clone()))))
+            (dispatch_frame("USER_UPDATE", &p), Expect::One(owner(p.id), value(&IngestEvent::UserUpdate(Box::new(p.clone())))))
         }
     }
 }
