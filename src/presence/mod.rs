@@ -88,7 +88,7 @@ impl Presence {
     pub fn replica(&self, id: Owned<Snowflake>) -> Option<(Member, Option<DiscordPresence>, Option<i64>)> {
         let state = self.state.borrow();
         let u = state.get(id.key())?;
-        Some((u.member.clone(), u.presence.clone(), u.last_seen_ms))
+        Some((u.member.clone(), u.presence.as_deref().cloned(), u.last_seen_ms))
     }
 
     /// The user's KV map as served in public objects (`{}` when empty or hidden); `None` when

@@ -36,7 +36,9 @@ pub enum LastSeenWrite {
 
 pub struct UserState {
     pub member: Member,
-    pub presence: Option<Presence>,
+    /// Boxed: most members' presence is kept for a while and replaced whole, and a box is
+    /// moved as one pointer on its way from the ingest event into this state.
+    pub presence: Option<Box<Presence>>,
     pub last_seen_ms: Option<i64>,
     /// The KV map as a JSON object (`{}` when empty), shared with the KV store.
     pub storage_json: Bytes,
@@ -52,7 +54,7 @@ pub struct UserState {
     layout: Layout,
     /// The presence `json` was built from, when a change replaced it since (moved here, not
     /// cloned): the next rebuild compares the new activities with its own, then drops it.
-    replaced: Option<Option<Presence>>,
+    replaced: Option<Option<Box<Presence>>>,
     /// The member's own pieces of `json`, kept for the rebuilds that leave the member as it is.
     member_json: MemberJson,
     /// Set by every change to `member`: the next rebuild serializes its pieces again.
@@ -74,7 +76,7 @@ impl UserState {
     pub fn shown_presence(&self) -> Option<&Presence> {
         match &self.shown {
             Some(shown) => shown.as_ref(),
-            None => self.presence.as_ref(),
+            None => self.presence.as_deref(),
         }
     }
 
@@ -102,7 +104,7 @@ impl UserState {
 
     /// Replaces the presence. The one the object was built from is kept until the next rebuild
     /// (when it is replaced twice in between, the first is the one to keep).
-    fn replace_presence(&mut self, presence: Option<Presence>) {
+    fn replace_presence(&mut self, presence: Option<Box<Presence>>) {
         let old = std::mem::replace(&mut self.presence, presence);
         if self.replaced.is_none() {
             self.replaced = Some(old);
@@ -121,14 +123,14 @@ impl UserState {
         }
         // Every path that changes the member says so; tests (debug builds) check each rebuild.
         debug_assert_eq!(self.member_json, user_object::member_json(&self.member), "member changed without member_changed()");
-        let shown_before = std::mem::replace(&mut self.shown, self.privacy.filter(self.presence.as_ref()));
+        let shown_before = std::mem::replace(&mut self.shown, self.privacy.filter(self.presence.as_deref()));
         let replaced = self.replaced.take();
         // The presence the current object was built from: the filtered one when the settings
         // filtered it, else the presence as it was then.
         let built_from = match (&shown_before, &replaced) {
             (Some(shown), _) => shown.as_ref(),
-            (None, Some(old)) => old.as_ref(),
-            (None, None) => self.presence.as_ref(),
+            (None, Some(old)) => old.as_deref(),
+            (None, None) => self.presence.as_deref(),
         };
         let previous = Previous { json: &self.json, layout: &self.layout, activities: built_from.map_or(&[], |p| p.activities.as_slice()) };
         let storage = self.shown_storage();
@@ -360,6 +362,10 @@ impl ShardState {
     /// Inserts or refreshes a member, with its presence from the same snapshot (`None` means
     /// offline), as listed by GUILD_CREATE or GUILD_MEMBERS_CHUNK of generation `generation`.
     pub fn upsert_listed(&mut self, member: Member, presence: Option<Presence>, generation: u64, now_ms: i64, applied: &mut Applied) {
+        self.upsert_listed_boxed(member, presence.map(Box::new), generation, now_ms, applied);
+    }
+
+    fn upsert_listed_boxed(&mut self, member: Member, presence: Option<Box<Presence>>, generation: u64, now_ms: i64, applied: &mut Applied) {
         let id = member.user.id;
         match self.users.get_mut(&id) {
             Some(user) => {
@@ -378,7 +384,7 @@ impl ShardState {
     /// Cluster mode: takes a user's state as replicated from the leader. Its last seen is
     /// the leader's, not one computed here, and is in place before the object is built, so the
     /// object is built once.
-    pub fn upsert_replicated(&mut self, member: Member, presence: Option<Presence>, last_seen_ms: Option<i64>, applied: &mut Applied) {
+    pub fn upsert_replicated(&mut self, member: Member, presence: Option<Box<Presence>>, last_seen_ms: Option<i64>, applied: &mut Applied) {
         let id = member.user.id;
         let Some(user) = self.users.get_mut(&id) else {
             // What insert_new reads as the persisted last seen is the leader's.
@@ -404,7 +410,7 @@ impl ShardState {
         }
     }
 
-    fn insert_new(&mut self, member: Member, presence: Option<Presence>, generation: u64, applied: &mut Applied) {
+    fn insert_new(&mut self, member: Member, presence: Option<Box<Presence>>, generation: u64, applied: &mut Applied) {
         let id = member.user.id;
         let mut last_seen_ms = self.last_seen.remove(&id);
         let online = presence.as_ref().is_some_and(|p| !p.status.is_offline());
@@ -437,7 +443,7 @@ impl ShardState {
     }
 
     /// Applies last-seen transitions and stores the new presence.
-    fn set_presence(user: &mut UserState, mut presence: Option<Presence>, now_ms: i64, applied: &mut Applied) {
+    fn set_presence(user: &mut UserState, mut presence: Option<Box<Presence>>, now_ms: i64, applied: &mut Applied) {
         let id = user.member.user.id;
         let was_offline = user.is_offline();
         if let Some(p) = presence.as_mut() {
@@ -476,7 +482,7 @@ impl ShardState {
     }
 
     /// PRESENCE_UPDATE. Presences of users who are not members are ignored.
-    pub fn presence_update(&mut self, presence: Presence, now_ms: i64, applied: &mut Applied) {
+    pub fn presence_update(&mut self, presence: Box<Presence>, now_ms: i64, applied: &mut Applied) {
         let id = presence.user.id;
         if let Some(user) = self.users.get_mut(&id) {
             // The same presence again (the gateway repeats presences): when the user fields it
@@ -501,7 +507,7 @@ impl ShardState {
         if self.users.contains_key(&id) {
             // A repeated add (e.g. replayed on resume) refreshes the member and keeps the presence.
             let presence = self.users[&id].presence.clone();
-            self.upsert_listed(member, presence, generation, now_ms, applied);
+            self.upsert_listed_boxed(member, presence, generation, now_ms, applied);
         } else {
             self.insert_new(member, None, generation, applied);
         }
@@ -593,12 +599,12 @@ impl ShardState {
                 }
             }
             IngestEvent::ListComplete { generation } => self.finish_snapshot(generation, applied),
-            IngestEvent::Presence(p) => self.presence_update(*p, now_ms, applied),
+            IngestEvent::Presence(p) => self.presence_update(p, now_ms, applied),
             IngestEvent::MemberAdd { generation, member } => self.member_add(*member, generation, now_ms, applied),
             IngestEvent::MemberUpdate(u) => self.member_update(*u, applied),
             IngestEvent::MemberRemove(id) => self.member_remove(id, applied),
             IngestEvent::UserUpdate(u) => self.user_update(&u, applied),
-            IngestEvent::Replicated { member, presence, last_seen_ms } => self.upsert_replicated(*member, presence.map(|p| *p), last_seen_ms, applied),
+            IngestEvent::Replicated { member, presence, last_seen_ms } => self.upsert_replicated(*member, presence, last_seen_ms, applied),
         }
     }
 
@@ -635,12 +641,12 @@ mod tests {
     fn a_repeated_presence_update_rebuilds_nothing_and_reports_no_change() {
         let mut state = listed();
         let mut applied = Applied::default();
-        state.presence_update(playing(), 10, &mut applied);
+        state.presence_update(Box::new(playing()), 10, &mut applied);
         assert_eq!(applied.changes, [Change::Updated(ID)]);
         let (builds, version) = (state.get(ID).unwrap().builds, state.get(ID).unwrap().version);
 
         let mut again = Applied::default();
-        state.presence_update(playing(), 20, &mut again);
+        state.presence_update(Box::new(playing()), 20, &mut again);
         assert_eq!(again, Applied::default(), "nothing to tell or persist");
         assert_eq!(state.get(ID).unwrap().builds, builds, "the user object is not rebuilt");
         assert_eq!(state.get(ID).unwrap().version, version);
@@ -651,11 +657,11 @@ mod tests {
         let mut state = listed();
         let mut p = playing();
         p.user.username = Some("alicia".into());
-        state.presence_update(p.clone(), 10, &mut Applied::default());
+        state.presence_update(Box::new(p.clone()), 10, &mut Applied::default());
         // The member's name changes elsewhere; the same presence again renames it back.
         state.user_update(&PartialUser { id: ID, username: Some("al".into()), ..PartialUser::default() }, &mut Applied::default());
         let mut applied = Applied::default();
-        state.presence_update(p, 20, &mut applied);
+        state.presence_update(Box::new(p), 20, &mut applied);
         assert_eq!(applied.changes, [Change::Updated(ID)]);
         assert_eq!(state.get(ID).unwrap().member.user.username, "alicia");
     }
@@ -663,11 +669,11 @@ mod tests {
     #[test]
     fn a_presence_changing_only_what_the_object_does_not_show_reports_no_change() {
         let mut state = listed();
-        state.presence_update(playing(), 10, &mut Applied::default());
+        state.presence_update(Box::new(playing()), 10, &mut Applied::default());
         let mut p = playing();
         p.activities[0].session_id = Some("s2".into());
         let mut applied = Applied::default();
-        state.presence_update(p, 20, &mut applied);
+        state.presence_update(Box::new(p), 20, &mut applied);
         assert_eq!(applied.changes, []);
     }
 
@@ -706,11 +712,11 @@ mod tests {
             Box::new(|p| p.activities.clear()),
             Box::new(|p| p.activities.push(spotify("t3"))),
         ];
-        state.presence_update(p.clone(), 10, &mut Applied::default());
+        state.presence_update(Box::new(p.clone()), 10, &mut Applied::default());
         for (i, step) in steps.iter().enumerate() {
             step(&mut p);
             let mut applied = Applied::default();
-            state.presence_update(p.clone(), 20 + i as i64, &mut applied);
+            state.presence_update(Box::new(p.clone()), 20 + i as i64, &mut applied);
             let user = state.get(ID).unwrap();
             assert_eq!(user.json, fresh(user), "step {i}");
             assert_eq!(applied.changes, [Change::Updated(ID)], "step {i}");
@@ -724,7 +730,7 @@ mod tests {
         // So does a replicated state replacing the presence, and a listing.
         let member = state.get(ID).unwrap().member.clone();
         p.activities.push(spotify("t4"));
-        state.upsert_replicated(member.clone(), Some(p.clone()), None, &mut Applied::default());
+        state.upsert_replicated(member.clone(), Some(Box::new(p.clone())), None, &mut Applied::default());
         assert_eq!(state.get(ID).unwrap().json, fresh(state.get(ID).unwrap()));
         p.activities.remove(0);
         state.upsert_listed(member, Some(p), 2, 30, &mut Applied::default());
