@@ -10,9 +10,6 @@ use criterion::{black_box, Criterion, Throughput};
 use lantern::ingest::decode::{Dispatcher, Outbound};
 use lantern::presence::{Applied, ShardState};
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[path = "fixtures.rs"]
 mod fixtures;
 

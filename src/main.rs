@@ -6,12 +6,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc rather than the system allocator: the request, ingest and fan-out paths allocate
-/// and free small buffers on every operation, and glibc's malloc and free were a tenth of an
-/// ingest event's instructions (`python3 bench/callgrind.py`, README "REST and ingest").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "lantern", version, about = "Live Discord presence over REST, WebSocket and a profile card")]
 struct Cli {
