@@ -153,7 +153,7 @@ fn fixture() -> Fixture {
         let mut act = game(now - 5_000);
         act.name = "</text><script>alert(1)</script>".into();
         act.details = Some("\"quoted\" & 'single' <b>bold</b> \u{1b}[31m".into());
-        act.state = Some("x".repeat(300));
+        act.state = Some("x".repeat(300).into());
         sim.add_member(
             hostile,
             Some(presence(HOSTILE, Status::Online, vec![custom("<img src=x onerror=alert(1)> ✨", None), act])),
@@ -166,8 +166,8 @@ fn fixture() -> Fixture {
         sim.add_member(plain, Some(presence(PLAIN, Status::Online, vec![])));
         let mut evil = game(now - 60_000);
         evil.assets = Some(Assets {
-            large_image: Some(format!("https://127.0.0.1:{evil_port}/large.png")),
-            small_image: Some(format!("youtube:x/../../127.0.0.1:{evil_port}")),
+            large_image: Some(format!("https://127.0.0.1:{evil_port}/large.png").into()),
+            small_image: Some(format!("youtube:x/../../127.0.0.1:{evil_port}").into()),
             ..Default::default()
         });
         let mut evil_user = user(EVIL, "evil_assets", Some("Evil"));

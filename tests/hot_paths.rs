@@ -43,7 +43,7 @@ fn playing(id: Snowflake, details: &str) -> Presence {
             kind: 0,
             created_at: Some(1_700_000_000_000),
             details: Some(details.into()),
-            state: Some("A long state line that makes the user object large enough to compress ".repeat(8)),
+            state: Some("A long state line that makes the user object large enough to compress ".repeat(8).into()),
             timestamps: Some(Timestamps { start: Some(1_700_000_000_000), end: None }),
             ..Default::default()
         }],

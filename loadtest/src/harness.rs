@@ -246,7 +246,7 @@ fn stamped(user: Snowflake, state: String) -> Presence {
     let mut p = Presence { status: Status::Online, ..Presence::default() };
     p.user.id = user;
     p.client_status.desktop = Some(Status::Online);
-    p.activities = vec![Activity { name: "Load test".into(), kind: 0, state: Some(state), created_at: Some(1_700_000_000_000), ..Activity::default() }];
+    p.activities = vec![Activity { name: "Load test".into(), kind: 0, state: Some(state.into()), created_at: Some(1_700_000_000_000), ..Activity::default() }];
     p
 }
 

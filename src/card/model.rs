@@ -3,7 +3,7 @@
 //! Image URLs are the public ones (`https://cdn.discordapp.com/...`), resolved with the user
 //! object's helpers; whether and where they are fetched is decided by [`super::images`].
 
-use crate::discord::{activity_type, Activity, Status};
+use crate::discord::{activity_type, Activity, Status, Text};
 use crate::presence::flags::flag_names;
 use crate::presence::user_object::{asset_url, default_avatar_url, emoji_url, is_spotify, CDN};
 use crate::discord::Member;
@@ -91,18 +91,18 @@ fn avatar(member: &Member) -> String {
     }
 }
 
-fn non_empty(s: &Option<String>) -> Option<String> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+fn non_empty<S: AsRef<str>>(s: &Option<S>) -> Option<String> {
+    s.as_ref().map(AsRef::as_ref).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 fn activity(a: &Activity) -> ActivityData {
     let assets = a.assets.as_ref();
-    let image = |hash: Option<&String>| hash.and_then(|h| asset_url(h, a.application_id));
+    let image = |hash: Option<&Text>| hash.and_then(|h| asset_url(h, a.application_id));
     let ts = a.timestamps.as_ref();
     ActivityData {
         kind: a.kind,
         spotify: is_spotify(a),
-        name: a.name.clone(),
+        name: a.name.to_string(),
         details: non_empty(&a.details),
         state: non_empty(&a.state),
         large_image: image(assets.and_then(|x| x.large_image.as_ref())),
@@ -128,7 +128,7 @@ pub fn from_view(view: &UserView<'_>) -> CardData {
         let emoji = a.emoji.as_ref();
         let c = CustomStatus {
             text: non_empty(&a.state),
-            emoji_text: emoji.filter(|e| e.id.is_none() && !e.name.is_empty()).map(|e| e.name.clone()),
+            emoji_text: emoji.filter(|e| e.id.is_none() && !e.name.is_empty()).map(|e| e.name.to_string()),
             emoji_url: emoji.and_then(|e| e.id).map(|id| format!("{}?size=48", emoji_url(id, false))),
         };
         (c.text.is_some() || c.emoji_text.is_some() || c.emoji_url.is_some()).then_some(c)

@@ -299,6 +299,10 @@ pub struct Presence {
     pub client_status: ClientStatus,
 }
 
+/// The strings of an activity: most (names, ids, artists, emoji names) are under 25 bytes and
+/// kept inline, so decoding an activity allocates only for its long strings.
+pub type Text = compact_str::CompactString;
+
 /// Activity types as Discord numbers them.
 pub mod activity_type {
     pub const PLAYING: u8 = 0;
@@ -313,13 +317,13 @@ pub mod activity_type {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Text>,
     #[serde(default)]
-    pub name: String,
+    pub name: Text,
     #[serde(rename = "type", default)]
     pub kind: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub url: Option<Text>,
     /// Unix milliseconds.
     #[serde(default, deserialize_with = "lenient_i64_opt", skip_serializing_if = "Option::is_none")]
     pub created_at: Option<i64>,
@@ -328,18 +332,18 @@ pub struct Activity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_id: Option<Snowflake>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub details: Option<String>,
+    pub details: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emoji: Option<ActivityEmoji>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assets: Option<Assets>,
     /// Spotify's track id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_id: Option<String>,
+    pub sync_id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
+    pub session_id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub party: Option<Party>,
     /// Button labels (the gateway sends labels only).
@@ -348,7 +352,7 @@ pub struct Activity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flags: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Text>,
 }
 
 /// Activity start and end, unix milliseconds.
@@ -363,7 +367,7 @@ pub struct Timestamps {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActivityEmoji {
     #[serde(default)]
-    pub name: String,
+    pub name: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Snowflake>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,19 +377,19 @@ pub struct ActivityEmoji {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Assets {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub large_image: Option<String>,
+    pub large_image: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub large_text: Option<String>,
+    pub large_text: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub small_image: Option<String>,
+    pub small_image: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub small_text: Option<String>,
+    pub small_text: Option<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Party {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
+    pub id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<[u64; 2]>,
 }

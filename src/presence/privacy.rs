@@ -300,7 +300,7 @@ mod tests {
             client_status: ClientStatus { desktop: Some(Status::Dnd), ..ClientStatus::default() },
             ..Presence::default()
         };
-        let names = |s: &PrivacySettings| -> Vec<String> { s.filter(Some(&p)).unwrap().unwrap().activities.iter().map(|a| a.name.clone()).collect() };
+        let names = |s: &PrivacySettings| -> Vec<String> { s.filter(Some(&p)).unwrap().unwrap().activities.iter().map(|a| a.name.to_string()).collect() };
         let with = |patch: PrivacyPatch| {
             let mut s = PrivacySettings::default();
             s.apply(&patch).unwrap();

@@ -682,10 +682,10 @@ mod tests {
             name: "Spotify".into(),
             kind: crate::discord::activity_type::LISTENING,
             sync_id: Some(track.into()),
-            details: Some(format!("song {track}")),
+            details: Some(format!("song {track}").into()),
             state: Some("A; B".into()),
             timestamps: Some(crate::discord::Timestamps { start: Some(1_000), end: Some(200_000) }),
-            assets: Some(crate::discord::Assets { large_image: Some(format!("spotify:{track}")), ..Default::default() }),
+            assets: Some(crate::discord::Assets { large_image: Some(format!("spotify:{track}").into()), ..Default::default() }),
             ..Activity::default()
         }
     }

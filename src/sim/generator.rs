@@ -10,6 +10,7 @@ use crate::discord::{
     Nameplate, PartialUser, Party,
     Presence, PrimaryGuild, Snowflake, Status, Timestamps, User,
 };
+use compact_str::format_compact;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -320,7 +321,7 @@ fn custom_status(rng: &mut impl Rng, now_ms: i64) -> Activity {
     let emoji = match rng.random_range(0..3) {
         0 => None,
         1 => Some(ActivityEmoji {
-            name: ["🔥", "☕", "🌙", "🎮"].choose(rng).unwrap().to_string(),
+            name: (*["🔥", "☕", "🌙", "🎮"].choose(rng).unwrap()).into(),
             id: None,
             animated: None,
         }),
@@ -335,7 +336,7 @@ fn custom_status(rng: &mut impl Rng, now_ms: i64) -> Activity {
         name: "Custom Status".into(),
         kind: activity_type::CUSTOM,
         created_at: Some(now_ms - rng.random_range(0..3_600_000)),
-        state: Some(CUSTOM_STATES.choose(rng).unwrap().to_string()),
+        state: Some((*CUSTOM_STATES.choose(rng).unwrap()).into()),
         emoji,
         ..Activity::default()
     }
@@ -365,17 +366,17 @@ pub(crate) fn spotify(rng: &mut impl Rng, user: Snowflake, now_ms: i64) -> Activ
         details: Some(song.into()),
         state: Some(artist.into()),
         assets: Some(Assets {
-            large_image: Some(format!(
+            large_image: Some(format_compact!(
                 "spotify:ab67616d0000b273{:024x}",
                 rng.random::<u128>() >> 32
             )),
             large_text: Some(album.into()),
             ..Assets::default()
         }),
-        sync_id: Some(track),
-        session_id: Some(format!("{:032x}", rng.random::<u128>())),
+        sync_id: Some(track.into()),
+        session_id: Some(format_compact!("{:032x}", rng.random::<u128>())),
         party: Some(Party {
-            id: Some(format!("spotify:{user}")),
+            id: Some(format_compact!("spotify:{user}")),
             size: None,
         }),
         flags: Some(48),
@@ -408,13 +409,13 @@ pub(crate) fn game(rng: &mut impl Rng, now_ms: i64) -> Activity {
         details: Some(details.into()),
         state: Some(state.into()),
         assets: Some(Assets {
-            large_image: Some(large_image),
+            large_image: Some(large_image.into()),
             large_text: Some(name.into()),
-            small_image: rng.random_bool(0.5).then(|| hex_hash(rng)),
+            small_image: rng.random_bool(0.5).then(|| hex_hash(rng).into()),
             small_text: Some("Level 42".into()),
         }),
         party: rng.random_bool(0.3).then(|| Party {
-            id: Some(format!("{:x}", rng.random::<u64>())),
+            id: Some(format_compact!("{:x}", rng.random::<u64>())),
             size: Some([2, 4]),
         }),
         buttons: if rng.random_bool(0.2) {
@@ -432,15 +433,15 @@ fn streaming(rng: &mut impl Rng, now_ms: i64) -> Activity {
     Activity {
         name: "Twitch".into(),
         kind: activity_type::STREAMING,
-        url: Some(format!(
+        url: Some(format_compact!(
             "https://www.twitch.tv/{}",
             NOUNS.choose(rng).unwrap()
         )),
         created_at: Some(now_ms - rng.random_range(0..3_600_000)),
-        details: Some(format!("{name} speedrun")),
+        details: Some(format_compact!("{name} speedrun")),
         state: Some(name.into()),
         assets: Some(Assets {
-            large_image: Some(format!("twitch:{}", NOUNS.choose(rng).unwrap())),
+            large_image: Some(format_compact!("twitch:{}", NOUNS.choose(rng).unwrap())),
             ..Assets::default()
         }),
         ..Activity::default()

@@ -49,8 +49,8 @@ impl<'a> Arbitrary<'a> for Text {
     }
 }
 
-fn text(t: &Option<Text>) -> Option<String> {
-    t.as_ref().map(|t| t.0.clone())
+fn text<S: From<String>>(t: &Option<Text>) -> Option<S> {
+    t.as_ref().map(|t| t.0.clone().into())
 }
 
 #[derive(Debug, Clone, Arbitrary)]
@@ -246,7 +246,7 @@ impl ArbActivity {
         };
         Activity {
             id: text(&self.id),
-            name,
+            name: name.into(),
             kind,
             url: text(&self.url),
             created_at: self.created_at.map(|t| t.0),
@@ -254,11 +254,11 @@ impl ArbActivity {
             application_id: self.application_id.map(|a| a.0),
             details: text(&self.details),
             state: text(&self.state),
-            emoji: self.emoji.as_ref().map(|(n, id, a)| ActivityEmoji { name: n.0.clone(), id: id.map(|i| i.0), animated: *a }),
+            emoji: self.emoji.as_ref().map(|(n, id, a)| ActivityEmoji { name: n.0.clone().into(), id: id.map(|i| i.0), animated: *a }),
             assets: self.assets.as_ref().map(|(li, lt, si, st)| Assets {
-                large_image: li.as_ref().map(Asset::text),
+                large_image: li.as_ref().map(|a| a.text().into()),
                 large_text: text(lt),
-                small_image: si.as_ref().map(Asset::text),
+                small_image: si.as_ref().map(|a| a.text().into()),
                 small_text: text(st),
             }),
             sync_id: text(&self.sync_id),
