@@ -49,6 +49,17 @@ impl Formatted {
         self.push_str(digits);
     }
 
+    /// `n` in exactly `width` decimal digits (`n` < 10^`width`): the fields of an ISO time,
+    /// written in place without formatting each through `itoa` first.
+    fn push_fixed(&mut self, mut n: u64, width: usize) {
+        let at = self.len as usize;
+        for i in (at..at + width).rev() {
+            self.buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        self.len += width as u8;
+    }
+
     fn push_str(&mut self, s: &str) {
         for &b in s.as_bytes() {
             self.push(b);
@@ -94,19 +105,19 @@ pub fn iso(ms: i64) -> Formatted {
     }
     let (days, in_day) = (ms / 86_400_000, ms % 86_400_000);
     let (year, month, day) = civil_from_days(days);
-    f.push_num(year as u64, 4);
+    f.push_fixed(year as u64, 4);
     f.push(b'-');
-    f.push_num(month, 2);
+    f.push_fixed(month, 2);
     f.push(b'-');
-    f.push_num(day, 2);
+    f.push_fixed(day, 2);
     f.push(b'T');
-    f.push_num((in_day / 3_600_000) as u64, 2);
+    f.push_fixed((in_day / 3_600_000) as u64, 2);
     f.push(b':');
-    f.push_num((in_day / 60_000 % 60) as u64, 2);
+    f.push_fixed((in_day / 60_000 % 60) as u64, 2);
     f.push(b':');
-    f.push_num((in_day / 1000 % 60) as u64, 2);
+    f.push_fixed((in_day / 1000 % 60) as u64, 2);
     f.push(b'.');
-    f.push_num((in_day % 1000) as u64, 3);
+    f.push_fixed((in_day % 1000) as u64, 3);
     f.push(b'Z');
     f
 }
