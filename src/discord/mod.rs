@@ -299,8 +299,9 @@ pub struct Presence {
     pub client_status: ClientStatus,
 }
 
-/// The strings of an activity: most (names, ids, artists, emoji names) are under 25 bytes and
-/// kept inline, so decoding an activity allocates only for its long strings.
+/// An activity's strings (but its button labels): most of them (names, ids, artists, emoji
+/// names) are under 25 bytes and kept inline, so decoding an activity allocates only for its
+/// long strings.
 pub type Text = compact_str::CompactString;
 
 /// Activity types as Discord numbers them.

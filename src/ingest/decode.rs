@@ -399,6 +399,27 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_that_fails_to_decode_leaves_the_kept_tape_fit_for_the_next() {
+        let mut dispatcher = Dispatcher::new(Snowflake(1), 1, false);
+        let mut out = Vec::new();
+        let good = |user: u64| format!(r#"{{"t":"PRESENCE_UPDATE","s":2,"op":0,"d":{{"user":{{"id":"{user}"}},"guild_id":"1","status":"online","activities":[{{"name":"Chess","type":0}}],"client_status":{{"web":"online"}}}}}}"#);
+        // A long frame first, so that the tape and scratch buffer are larger than what follows.
+        let long = format!(r#"{{"t":"PRESENCE_UPDATE","s":1,"op":0,"d":{{"user":{{"id":"4"}},"guild_id":"1","status":"idle","activities":[{}],"client_status":{{}}}}}}"#, vec![r#"{"name":"Chess","type":0,"state":"a state that is longer than twenty-four bytes"}"#; 20].join(","));
+        dispatcher.frame(&long, &mut out).expect("decodes");
+        assert_eq!(out.len(), 1);
+        for bad in [
+            r#"{"t":"PRESENCE_UPDATE","s":3,"op":0,"d":{"user":{"id":"5"},"guild_id":"1","status":"online","activities":[{"name":"Chess","type":"#.to_owned(),
+            r#"{"t":"PRESENCE_UPDATE","s":3,"op":0,"d":{"user":{"id":"x5"},"guild_id":"1","status":"online"}}"#.to_owned(),
+        ] {
+            assert!(matches!(dispatcher.frame(&bad, &mut out), Err(DecodeError::Payload { .. })), "{bad}");
+        }
+        out.clear();
+        dispatcher.frame(&good(6), &mut out).expect("decodes after the failures");
+        let [Outbound::ToShard(0, IngestEvent::Presence(p))] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!((p.user.id, p.activities.len(), p.activities[0].name.as_str()), (Snowflake(6), 1, "Chess"));
+    }
+
+    #[test]
     fn a_dispatch_is_routed_the_same_whichever_way_its_envelope_is_read() {
         let guild = Snowflake(1);
         let d = r#"{"user":{"id":"5"},"guild_id":"1","status":"online","activities":[],"client_status":{"web":"online"}}"#;
