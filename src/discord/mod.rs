@@ -299,7 +299,7 @@ pub struct Presence {
     pub client_status: ClientStatus,
 }
 
-/// An activity's strings (but its button labels): most of them (names, ids, artists, emoji
+/// An activity's strings, except its button labels: most of them (names, ids, artists, emoji
 /// names) are under 25 bytes and kept inline, so decoding an activity allocates only for its
 /// long strings.
 pub type Text = compact_str::CompactString;
