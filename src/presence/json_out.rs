@@ -7,9 +7,26 @@
 
 /// Appends `s` as a JSON string.
 pub fn str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    contents(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends the concatenation of `parts` as one JSON string, without concatenating them first
+/// (an asset's image URL is a fixed prefix and the asset's own text).
+pub fn pieces(out: &mut Vec<u8>, parts: &[&str]) {
+    out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+    out.push(b'"');
+    for part in parts {
+        contents(out, part.as_bytes());
+    }
+    out.push(b'"');
+}
+
+/// A JSON string's contents: `bytes`, escaped where they must be.
+#[inline(always)]
+fn contents(out: &mut Vec<u8>, bytes: &[u8]) {
     // No early exit, so that the check runs over whole vectors of bytes.
     let needs_escape = bytes.iter().fold(false, |any, &b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
     if needs_escape {
@@ -17,7 +34,6 @@ pub fn str(out: &mut Vec<u8>, s: &str) {
     } else {
         out.extend_from_slice(bytes);
     }
-    out.push(b'"');
 }
 
 /// `s`, or `null`.
@@ -105,6 +121,14 @@ mod tests {
         for s in ["", "plain", "ünïcødé 🎵", "\"quoted\" \\ back", "tab\there\nnew\u{1f}\u{7f}", "\u{0}\u{0}", "end\\"] {
             assert_eq!(ours(s), serde_json::to_string(s).unwrap(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn pieces_are_written_as_their_concatenation() {
+        let parts = ["https://x/", "a\"b", "", "\n\u{1}", ".png"];
+        let mut out = Vec::new();
+        pieces(&mut out, &parts);
+        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&parts.concat()).unwrap());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::presence::json_out;
 use crate::time_fmt::{clock_str, iso, parse_iso_ms, Formatted};
 use bytes::Bytes;
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::io::Write as _;
 
@@ -233,32 +234,31 @@ pub fn default_avatar_url(id: Snowflake, discriminator: &str) -> String {
 /// Resolves an activity asset (`mp:`, `spotify:`, `youtube:`, `twitch:` or an application
 /// asset id) to an image URL; unknown prefixes give `None`.
 pub fn asset_url(asset: &str, application_id: Option<Snowflake>) -> Option<String> {
-    // Concatenated rather than formatted: every activity with assets builds one or two.
-    let url = match asset.split_once(':') {
-        Some(("mp", rest)) => concat(&["https://media.discordapp.net/", rest]),
-        Some(("spotify", rest)) => concat(&["https://i.scdn.co/image/", rest]),
-        Some(("youtube", rest)) => concat(&["https://i.ytimg.com/vi/", rest, "/hqdefault_live.jpg"]),
-        Some(("twitch", rest)) => concat(&["https://static-cdn.jtvnw.net/previews-ttv/live_user_", rest, ".png"]),
-        Some(_) => return None,
-        None => {
-            let mut id = itoa::Buffer::new();
-            concat(&[CDN, "/app-assets/", id.format(application_id?.0), "/", asset, ".png"])
-        }
-    };
-    Some(url)
+    let mut id = itoa::Buffer::new();
+    asset_url_pieces(asset, application_id, &mut id).map(|pieces| pieces.concat())
 }
 
-fn concat(pieces: &[&str]) -> String {
-    let mut s = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
-    for p in pieces {
-        s.push_str(p);
-    }
-    s
+/// The pieces of [`asset_url`]'s URL, unjoined: the user object writes them straight into
+/// its JSON (every activity with assets has one or two), the card joins them.
+fn asset_url_pieces<'a>(asset: &'a str, application_id: Option<Snowflake>, id: &'a mut itoa::Buffer) -> Option<[&'a str; 6]> {
+    Some(match asset.split_once(':') {
+        Some(("mp", rest)) => ["https://media.discordapp.net/", rest, "", "", "", ""],
+        Some(("spotify", rest)) => ["https://i.scdn.co/image/", rest, "", "", "", ""],
+        Some(("youtube", rest)) => ["https://i.ytimg.com/vi/", rest, "/hqdefault_live.jpg", "", "", ""],
+        Some(("twitch", rest)) => ["https://static-cdn.jtvnw.net/previews-ttv/live_user_", rest, ".png", "", "", ""],
+        Some(_) => return None,
+        None => [CDN, "/app-assets/", id.format(application_id?.0), "/", asset, ".png"],
+    })
 }
 
 /// The emoji's image, for custom emoji.
 pub fn emoji_url(id: Snowflake, animated: bool) -> String {
-    format!("{CDN}/emojis/{id}.{}", if animated { "gif" } else { "png" })
+    emoji_url_pieces(&mut itoa::Buffer::new(), id, animated).concat()
+}
+
+/// [`emoji_url`]'s URL, unjoined (as for [`asset_url_pieces`]).
+fn emoji_url_pieces(digits: &mut itoa::Buffer, id: Snowflake, animated: bool) -> [&str; 4] {
+    [CDN, "/emojis/", digits.format(id.0), if animated { ".gif" } else { ".png" }]
 }
 
 /// Whether an activity is Spotify's (listening, named "Spotify").
@@ -289,12 +289,21 @@ fn write_opt_time_pair(out: &mut Vec<u8>, ms: Option<i64>) {
     }
 }
 
+/// The image URL of the asset `hash`, or `null` (none, or an unknown prefix).
+fn write_asset_url(out: &mut Vec<u8>, hash: Option<&str>, application_id: Option<Snowflake>) {
+    let mut id = itoa::Buffer::new();
+    match hash.and_then(|h| asset_url_pieces(h, application_id, &mut id)) {
+        Some(url) => json_out::pieces(out, &url),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// One of an activity's images: `{"hash":…,"image_url":…,"text":…}`.
 fn write_asset(out: &mut Vec<u8>, hash: Option<&str>, text: Option<&str>, application_id: Option<Snowflake>) {
     out.extend_from_slice(b"{\"hash\":");
     json_out::opt_str(out, hash);
     out.extend_from_slice(b",\"image_url\":");
-    json_out::opt_str(out, hash.and_then(|h| asset_url(h, application_id)).as_deref());
+    write_asset_url(out, hash, application_id);
     out.extend_from_slice(b",\"text\":");
     json_out::opt_str(out, text);
     out.push(b'}');
@@ -331,7 +340,10 @@ fn write_activity(out: &mut Vec<u8>, a: &Activity) {
                 out.extend_from_slice(b",\"animated\":");
                 json_out::bool(out, animated);
                 out.extend_from_slice(b",\"image_url\":");
-                json_out::opt_str(out, e.id.map(|id| emoji_url(id, animated)).as_deref());
+                match e.id {
+                    Some(id) => json_out::pieces(out, &emoji_url_pieces(&mut itoa::Buffer::new(), id, animated)),
+                    None => out.extend_from_slice(b"null"),
+                }
                 out.push(b'}');
             }
         }
@@ -444,8 +456,9 @@ pub fn build_with(input: &UserInputs<'_>, member_json: &MemberJson) -> UserJson 
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     /// Byte range of each activity written, in the order of the activities it was built from
-    /// (none when the user showed as offline, whose activities are not written).
-    activities: Vec<(usize, usize)>,
+    /// (none when the user showed as offline, whose activities are not written). Inline for up
+    /// to four activities: a rebuild then allocates for its bytes only.
+    activities: SmallVec<[(u32, u32); 4]>,
     /// The Spotify block: its byte range, which of the activities it was written from, and
     /// where inside it the elapsed time is inserted (offset from its start, start unix ms).
     spotify: Option<Spotify>,
@@ -479,7 +492,7 @@ impl Previous<'_> {
             (0..ranges.len().min(self.activities.len())).find(|&j| self.activities[j] == *a)?
         };
         let (from, to) = ranges[j];
-        Some(&self.json.bytes[from..to])
+        Some(&self.json.bytes[from as usize..to as usize])
     }
 
     /// The Spotify block written for an activity equal to `a`, with its splice.
@@ -562,8 +575,7 @@ pub fn build_reusing(input: &UserInputs<'_>, member_json: &MemberJson, capacity:
             out.extend_from_slice(b",\"album\":");
             json_out::opt_str(&mut out, a.assets.as_ref().and_then(|x| x.large_text.as_deref()));
             out.extend_from_slice(b",\"album_cover\":");
-            let cover = a.assets.as_ref().and_then(|x| x.large_image.as_deref()).and_then(|h| asset_url(h, a.application_id));
-            json_out::opt_str(&mut out, cover.as_deref());
+            write_asset_url(&mut out, a.assets.as_ref().and_then(|x| x.large_image.as_deref()), a.application_id);
             out.extend_from_slice(b",\"start_time\":");
             write_time_pair(&mut out, start);
             out.extend_from_slice(b",\"end_time\":");
@@ -589,7 +601,6 @@ pub fn build_reusing(input: &UserInputs<'_>, member_json: &MemberJson, capacity:
     out.extend_from_slice(b"}");
     out.extend_from_slice(b",\"activities\":[");
     if !offline {
-        layout.activities.reserve_exact(activities.len());
         for (i, a) in activities.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -599,7 +610,8 @@ pub fn build_reusing(input: &UserInputs<'_>, member_json: &MemberJson, capacity:
                 Some(bytes) => out.extend_from_slice(bytes),
                 None => write_activity(&mut out, a),
             }
-            layout.activities.push((from, out.len()));
+            // Offsets as u32: an object is far below 4 GiB (the gateway's frames are).
+            layout.activities.push((from as u32, out.len() as u32));
         }
     }
     out.extend_from_slice(b"],\"storage\":");

@@ -188,8 +188,8 @@ impl ArbPartialUser {
             avatar: self.avatar.as_ref().map(text),
             bot: self.bot,
             public_flags: self.public_flags,
-            primary_guild: self.primary_guild.as_ref().map(|g| g.as_ref().map(ArbTag::tag)),
-            clan: self.primary_guild.as_ref().map(|g| g.as_ref().map(ArbTag::tag)),
+            primary_guild: self.primary_guild.as_ref().map(|g| g.as_ref().map(|t| Box::new(t.tag()))),
+            clan: self.primary_guild.as_ref().map(|g| g.as_ref().map(|t| Box::new(t.tag()))),
             ..PartialUser::default()
         }
     }
