@@ -146,9 +146,10 @@ impl UserState {
         debug_assert!(json == user_object::build_with(&input, &self.member_json), "copied activity pieces differ from a fresh build");
         self.layout = layout;
         if json == self.json {
+            user_object::recycle(json);
             return false;
         }
-        self.json = json;
+        user_object::recycle(std::mem::replace(&mut self.json, json));
         self.version += 1;
         true
     }

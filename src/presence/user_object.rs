@@ -502,6 +502,38 @@ impl Previous<'_> {
     }
 }
 
+thread_local! {
+    /// The buffer of the last object this thread replaced that nothing else held, kept for
+    /// the next build: an object is a few kilobytes, past the allocator's per-thread cache,
+    /// so allocating and freeing one per change cost more than any other single step of it.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest buffer kept as [`SPARE`] (an object with a large inline storage map is rare).
+const SPARE_MAX: usize = 64 * 1024;
+
+/// An empty buffer of at least `capacity` bytes: the spare one when it is large enough.
+fn buffer(capacity: usize) -> Vec<u8> {
+    let spare = SPARE.take();
+    if spare.capacity() >= capacity {
+        spare
+    } else {
+        Vec::with_capacity(capacity)
+    }
+}
+
+/// Gives an object that is no longer current its bytes back for the next build on this
+/// thread, unless something else still holds them (a response being written, a frame).
+pub(crate) fn recycle(json: UserJson) {
+    if let Ok(bytes) = json.bytes.try_into_mut() {
+        let mut buf = Vec::from(bytes);
+        if buf.capacity() <= SPARE_MAX {
+            buf.clear();
+            SPARE.set(buf);
+        }
+    }
+}
+
 /// [`build_with`], into a buffer of at least `capacity` bytes, copying from `previous` the
 /// pieces of activities that are unchanged. The owner passes the length of the object it
 /// replaces (with some room) as `capacity`, since a presence change rarely moves it much, so
@@ -513,7 +545,7 @@ pub fn build_reusing(input: &UserInputs<'_>, member_json: &MemberJson, capacity:
     let status: Status = presence.map(|p| p.status).unwrap_or(Status::Offline);
     let offline = status.is_offline();
 
-    let mut out = Vec::with_capacity(capacity.max(member_json.metadata.len() + 1024));
+    let mut out = buffer(capacity.max(member_json.metadata.len() + 1024));
     out.extend_from_slice(&member_json.metadata);
 
     out.extend_from_slice(b",\"active_platforms\":{");
@@ -806,6 +838,28 @@ mod tests {
         assert_eq!(v["server_tag"], Value::Null);
         assert_eq!(v["status"], "offline");
         assert_eq!(v["last_seen_at"], json!({ "unix": 1620000000, "raw": "2021-05-03T00:00:00.123Z" }));
+    }
+
+    #[test]
+    fn a_recycled_buffer_is_reused_only_when_nothing_else_holds_it() {
+        let m = member();
+        let storage = |s: &'static [u8]| Bytes::from_static(s);
+        let (a, b) = (storage(b"{\"k\":\"a\"}"), storage(b"{\"k\":\"b\"}"));
+        let object = |storage: &Bytes| build(&UserInputs { member: &m, presence: None, last_seen_ms: None, storage_json: storage });
+        // Held by a response: its bytes stay as they were while the next object is built.
+        let first = object(&a);
+        let held = first.render(0);
+        let before = held.to_vec();
+        recycle(first);
+        let second = object(&b);
+        assert_eq!(held.to_vec(), before);
+        assert_ne!(second.render(0).as_ptr(), held.as_ptr());
+        // Held by nothing: the next build writes into the same buffer.
+        let at = second.bytes.as_ptr();
+        recycle(second);
+        let third = object(&a);
+        assert_eq!(third.bytes.as_ptr(), at);
+        assert_eq!(third.render(0), held, "the same inputs make the same bytes");
     }
 
     #[test]
