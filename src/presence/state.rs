@@ -45,8 +45,8 @@ pub struct UserState {
     /// What the member hides (the default hides nothing).
     pub privacy: PrivacySettings,
     /// The presence readers see, when the settings change it (`None`: `presence` as is).
-    /// Filtered once per change, before anything is encoded.
-    shown: Option<Option<Presence>>,
+    /// Filtered once per change, before anything is encoded. Boxed: few members set any.
+    shown: Option<Option<Box<Presence>>>,
     /// Bumped on every visible change.
     pub version: u64,
     pub json: UserJson,
@@ -75,7 +75,7 @@ impl UserState {
     /// The presence readers see.
     pub fn shown_presence(&self) -> Option<&Presence> {
         match &self.shown {
-            Some(shown) => shown.as_ref(),
+            Some(shown) => shown.as_deref(),
             None => self.presence.as_deref(),
         }
     }
@@ -123,12 +123,12 @@ impl UserState {
         }
         // Every path that changes the member says so; tests (debug builds) check each rebuild.
         debug_assert_eq!(self.member_json, user_object::member_json(&self.member), "member changed without member_changed()");
-        let shown_before = std::mem::replace(&mut self.shown, self.privacy.filter(self.presence.as_deref()));
+        let shown_before = std::mem::replace(&mut self.shown, self.privacy.filter(self.presence.as_deref()).map(|p| p.map(Box::new)));
         let replaced = self.replaced.take();
         // The presence the current object was built from: the filtered one when the settings
         // filtered it, else the presence as it was then.
         let built_from = match (&shown_before, &replaced) {
-            (Some(shown), _) => shown.as_ref(),
+            (Some(shown), _) => shown.as_deref(),
             (None, Some(old)) => old.as_deref(),
             (None, None) => self.presence.as_deref(),
         };
