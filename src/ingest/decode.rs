@@ -222,7 +222,7 @@ impl Dispatcher {
                 (op, event, None)
             }
         };
-        let text = Frame { text, payload };
+        let frame = Frame { text, payload };
         if op != 0 {
             return Ok(());
         }
@@ -238,47 +238,47 @@ impl Dispatcher {
             }
             "RESUMED" => self.set_state(GatewayState::Connected, out),
             "GUILD_CREATE" => {
-                let guild: GuildCreate = self.decode(event, text)?;
+                let guild: GuildCreate = self.decode(event, frame)?;
                 if guild.id == self.base_guild && guild.unavailable != Some(true) {
                     self.guild_create(guild, out);
                 }
             }
             "GUILD_MEMBERS_CHUNK" => {
-                let chunk: GuildMembersChunk = self.decode(event, text)?;
+                let chunk: GuildMembersChunk = self.decode(event, frame)?;
                 if chunk.guild_id == self.base_guild {
                     self.members_chunk(chunk, out);
                 }
             }
             "PRESENCE_UPDATE" => {
-                let p: Box<Presence> = self.decode(event, text)?;
+                let p: Box<Presence> = self.decode(event, frame)?;
                 if p.guild_id == Some(self.base_guild) {
                     out.push(Outbound::ToShard(self.owner(p.user.id), IngestEvent::Presence(p)));
                 }
             }
             "GUILD_MEMBER_ADD" => {
-                let add: GuildMemberAdd = self.decode(event, text)?;
+                let add: GuildMemberAdd = self.decode(event, frame)?;
                 if add.guild_id == self.base_guild {
                     let generation = self.generation;
                     out.push(Outbound::ToShard(self.owner(add.member.user.id), IngestEvent::MemberAdd { generation, member: Box::new(add.member) }));
                 }
             }
             "GUILD_MEMBER_UPDATE" => {
-                let update: Box<GuildMemberUpdate> = self.decode(event, text)?;
+                let update: Box<GuildMemberUpdate> = self.decode(event, frame)?;
                 if update.guild_id == self.base_guild {
                     out.push(Outbound::ToShard(self.owner(update.user.id), IngestEvent::MemberUpdate(update)));
                 }
             }
             "GUILD_MEMBER_REMOVE" => {
-                let remove: GuildMemberRemove = self.decode(event, text)?;
+                let remove: GuildMemberRemove = self.decode(event, frame)?;
                 if remove.guild_id == self.base_guild {
                     out.push(Outbound::ToShard(self.owner(remove.user.id), IngestEvent::MemberRemove(remove.user.id)));
                 }
             }
             "USER_UPDATE" => {
-                let user: Box<PartialUser> = self.decode(event, text)?;
+                let user: Box<PartialUser> = self.decode(event, frame)?;
                 out.push(Outbound::ToShard(self.owner(user.id), IngestEvent::UserUpdate(user)));
             }
-            "INTERACTION_CREATE" => out.push(Outbound::Interaction(text.text.to_owned())),
+            "INTERACTION_CREATE" => out.push(Outbound::Interaction(frame.text.to_owned())),
             // Channel, role, thread and other guild events carry nothing the server serves.
             _ => {}
         }
