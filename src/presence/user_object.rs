@@ -642,7 +642,8 @@ pub fn build_reusing(input: &UserInputs<'_>, member_json: &MemberJson, capacity:
                 Some(bytes) => out.extend_from_slice(bytes),
                 None => write_activity(&mut out, a),
             }
-            // Offsets as u32: an object is far below 4 GiB (the gateway's frames are).
+            // Offsets as u32: an object is bounded by the gateway's frame size and the inline
+            // storage limit, far below 4 GiB.
             layout.activities.push((from as u32, out.len() as u32));
         }
     }
