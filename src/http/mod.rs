@@ -90,7 +90,7 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
                 // A WebSocket runs as a task of its own, so that the HTTP connection's state
                 // is freed rather than held for the socket's life.
                 Some(ws) => {
-                    let keep = (ws.slot, Gone { active, key });
+                    let keep = (ws.slot, active.upgraded(key));
                     glommio::spawn_local(crate::socket::conn::run(ws.ctx, ws.stream, ws.read_buf, ws.peer_ip, ws.encoding, keep)).detach();
                 }
                 None => active.remove(key),
@@ -103,7 +103,7 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         loop {
             // Created before the check, so a notification in between is not missed.
             let idle = active.idle.notified();
-            if active.conns.borrow().is_empty() {
+            if active.is_empty() {
                 return;
             }
             idle.await;
@@ -129,7 +129,11 @@ async fn expire_silent(active: Rc<Active>, idle: Duration) {
 #[derive(Default)]
 struct Active {
     next: Cell<u64>,
+    /// HTTP connections (their state is shared for the idle sweep and shedding).
     conns: RefCell<HashMap<u64, Rc<ConnState>>>,
+    /// WebSocket sessions, counted only: they have their own deadlines and are never shed
+    /// as idle, so an idle socket holds no HTTP state.
+    sockets: Cell<usize>,
     idle: tokio::sync::Notify,
 }
 
@@ -142,9 +146,24 @@ impl Active {
     }
 
     fn remove(&self, key: u64) {
-        let mut conns = self.conns.borrow_mut();
-        conns.remove(&key);
-        if conns.is_empty() {
+        self.conns.borrow_mut().remove(&key);
+        self.notify_if_empty();
+    }
+
+    /// The connection `key` has become a WebSocket: it is counted until its session drops
+    /// the returned guard.
+    fn upgraded(self: &Rc<Self>, key: u64) -> Gone {
+        self.conns.borrow_mut().remove(&key);
+        self.sockets.set(self.sockets.get() + 1);
+        Gone { active: self.clone() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sockets.get() == 0 && self.conns.borrow().is_empty()
+    }
+
+    fn notify_if_empty(&self) {
+        if self.is_empty() {
             self.idle.notify_waiters();
         }
     }
@@ -246,12 +265,12 @@ struct Upgraded {
 /// Takes a WebSocket off the shard's connections when its session ends.
 struct Gone {
     active: Rc<Active>,
-    key: u64,
 }
 
 impl Drop for Gone {
     fn drop(&mut self) {
-        self.active.remove(self.key);
+        self.active.sockets.set(self.active.sockets.get() - 1);
+        self.active.notify_if_empty();
     }
 }
 
