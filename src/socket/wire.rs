@@ -46,9 +46,39 @@ pub fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
-/// Inbound state of one connection.
+/// Inbound state of one connection: nothing at all (one pointer) while it is idle.
 #[derive(Default)]
-pub struct Reader {
+pub struct Reader(Option<Box<Frames>>);
+
+impl Reader {
+    /// Appends received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.0.get_or_insert_with(Box::default).feed(bytes);
+        }
+    }
+
+    /// Bytes held (parsed or not) for this connection.
+    pub fn held(&self) -> usize {
+        self.0.as_ref().map_or(0, |f| f.held())
+    }
+
+    /// Parses the next message or control frame. `Ok(None)` when more bytes are needed (and
+    /// then whatever was used is freed). `max` bounds each message, inflated; `inflater` is
+    /// the connection's when it negotiated permessage-deflate.
+    pub fn next(&mut self, max: usize, inflater: Option<&mut Decompress>) -> Result<Option<Inbound>, WireError> {
+        let Some(frames) = self.0.as_mut() else { return Ok(None) };
+        let next = frames.next(max, inflater);
+        if frames.held() == 0 && frames.open.is_none() {
+            self.0 = None;
+        }
+        next
+    }
+}
+
+/// The parser's state while bytes or a fragmented message are pending.
+#[derive(Default)]
+struct Frames {
     /// Received bytes not yet parsed (empty, with no allocation, while idle).
     buf: Vec<u8>,
     /// Where parsing resumes in `buf`.
@@ -59,9 +89,8 @@ pub struct Reader {
     open: Option<(u8, bool)>,
 }
 
-impl Reader {
-    /// Appends received bytes.
-    pub fn feed(&mut self, bytes: &[u8]) {
+impl Frames {
+    fn feed(&mut self, bytes: &[u8]) {
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -69,15 +98,11 @@ impl Reader {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Bytes held (parsed or not) for this connection.
-    pub fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.buf.capacity() + self.message.capacity()
     }
 
-    /// Parses the next message or control frame. `Ok(None)` when more bytes are needed (and
-    /// then whatever was used is freed). `max` bounds each message, inflated; `inflater` is
-    /// the connection's when it negotiated permessage-deflate.
-    pub fn next(&mut self, max: usize, mut inflater: Option<&mut Decompress>) -> Result<Option<Inbound>, WireError> {
+    fn next(&mut self, max: usize, mut inflater: Option<&mut Decompress>) -> Result<Option<Inbound>, WireError> {
         loop {
             let rest = &self.buf[self.pos..];
             if rest.len() < 2 {
@@ -287,6 +312,24 @@ mod tests {
             assert_eq!(r.next(100, None), Ok(None));
             assert_eq!(r.held(), 0);
         }
+    }
+
+    #[test]
+    fn a_message_stays_open_across_reads_even_with_an_empty_first_fragment() {
+        // Each fragment arrives in a read of its own, so the parser is idle in between.
+        let mut r = Reader::default();
+        r.feed(&masked(0x01, b""));
+        assert_eq!(r.next(100, None), Ok(None));
+        r.feed(&masked(0x00, b"he"));
+        assert_eq!(r.next(100, None), Ok(None));
+        assert!(r.held() > 0, "the first part is kept");
+        r.feed(&masked(0x80, b"llo"));
+        assert_eq!(r.next(100, None), Ok(Some(Inbound::Text("hello".into()))));
+        assert_eq!(r.next(100, None), Ok(None));
+        assert_eq!(r.held(), 0);
+        // A continuation once the message is done has nothing to continue.
+        r.feed(&masked(0x80, b"x"));
+        assert_eq!(r.next(100, None), Err(WireError::Protocol));
     }
 
     #[test]
