@@ -11,6 +11,7 @@ use flate2::{Compress, Compression};
 use crate::runtime::shard_of;
 // foldhash: keyed like std's SipHash, far cheaper per lookup on the fan-out path.
 use foldhash::{HashMap, HashMapExt};
+use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
@@ -90,9 +91,10 @@ struct Conn {
 }
 
 /// A connection's users: a sorted vector (at most `max_subscriptions`, usually one), smaller
-/// than a hash set for the sizes connections have.
+/// than a hash set for the sizes connections have; one user is held inline, so the usual
+/// connection's set costs no allocation.
 #[derive(Default)]
-struct IdSet(Vec<Snowflake>);
+struct IdSet(SmallVec<[Snowflake; 1]>);
 
 impl IdSet {
     fn contains(&self, id: &Snowflake) -> bool {
@@ -368,10 +370,10 @@ impl Subscribers {
         let mut w = Withdrawal::default();
         let c = self.conns.get_mut(&conn)?;
         let pending = c.pending.take()?;
-        let mut dropped_lists = Vec::new();
+        let mut dropped_lists = IdSet::default();
         if pending.all {
             c.all = true;
-            dropped_lists = std::mem::take(&mut c.subs).0;
+            dropped_lists = std::mem::take(&mut c.subs);
         } else {
             for id in &pending.ids {
                 c.subs.insert(*id);
@@ -379,7 +381,7 @@ impl Subscribers {
         }
         let single = !c.all && c.subs.len() == 1;
         c.out.push(&c.encoding.direct(&make_ack(single)), None);
-        for id in dropped_lists {
+        for id in dropped_lists.0 {
             self.unlink_user(conn, id, &mut w);
         }
         for ev in &pending.held {
