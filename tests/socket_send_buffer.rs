@@ -1,7 +1,8 @@
-//! The kernel send buffer of a WebSocket's server side follows `[server.socket]
-//! send_buffer_bytes`, so that a consumer that stops reading costs the server a bounded number
-//! of writes. The server runs in this process, so the test reads the option off the server's
-//! own end of the connection (Linux reports twice the value set, for its bookkeeping).
+//! A consumer that stops reading costs the server a bounded number of writes: the kernel send
+//! buffer of a WebSocket's server side follows `[server.socket] send_buffer_bytes`, and a
+//! client whose receive window falls below half is parked (its frames queued, not written)
+//! until it reads again. The server runs in this process, so the tests look at the server's
+//! own end of the connection (Linux reports twice the send buffer set, for its bookkeeping).
 
 mod support;
 
@@ -25,21 +26,36 @@ fn addresses(fd: RawFd) -> Option<(SocketAddr, SocketAddr)> {
     Some((get(false)?, get(true)?))
 }
 
-/// SO_SNDBUF of the socket whose local address is `local` and peer `peer`, found among this
-/// process's descriptors.
-fn send_buffer_of(local: SocketAddr, peer: SocketAddr) -> Option<i32> {
+/// The descriptor of the socket whose local address is `local` and peer `peer`, found among
+/// this process's descriptors.
+fn socket_of(local: SocketAddr, peer: SocketAddr) -> Option<RawFd> {
     for entry in std::fs::read_dir("/proc/self/fd").ok()? {
         let Ok(fd) = entry.ok()?.file_name().to_string_lossy().parse::<RawFd>() else { continue };
-        if addresses(fd) != Some((local, peer)) {
-            continue;
+        if addresses(fd) == Some((local, peer)) {
+            return Some(fd);
         }
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `fd` is open in this process; the value is a c_int that lives for the call.
-        let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&mut value as *mut libc::c_int).cast(), &mut len) };
-        return (rc == 0).then_some(value);
     }
     None
+}
+
+/// SO_SNDBUF of the socket whose local address is `local` and peer `peer`.
+fn send_buffer_of(local: SocketAddr, peer: SocketAddr) -> Option<i32> {
+    let fd = socket_of(local, peer)?;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is open in this process; the value is a c_int that lives for the call.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&mut value as *mut libc::c_int).cast(), &mut len) };
+    (rc == 0).then_some(value)
+}
+
+/// An ioctl that reports a byte count on socket `fd`: unread bytes (`FIONREAD`) or bytes in
+/// the send queue not yet acknowledged (`TIOCOUTQ`).
+fn bytes_of(fd: RawFd, request: libc::Ioctl) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `fd` is an open socket; the kernel writes one c_int.
+    let rc = unsafe { libc::ioctl(fd, request, &mut n) };
+    assert_eq!(rc, 0, "ioctl: {}", std::io::Error::last_os_error());
+    n as usize
 }
 
 /// The server side's send buffer of a WebSocket to a server whose config sets `bytes`.
@@ -66,4 +82,68 @@ fn server_send_buffer(bytes: Option<usize>) -> Option<i32> {
 fn a_websockets_send_buffer_is_capped_at_64_kib_by_default_and_follows_the_setting() {
     assert_eq!(server_send_buffer(None), Some(2 * 65_536));
     assert_eq!(server_send_buffer(Some(32_768)), Some(2 * 32_768));
+}
+
+#[test]
+fn a_client_that_stops_reading_is_parked_before_its_window_closes_and_then_gets_every_frame() {
+    use lantern::discord::{Member, Snowflake, User};
+    use std::os::fd::AsRawFd;
+    use support::kv::{create_token, value_body};
+    use support::raw_ws::RawWs;
+
+    let a = Snowflake(1_300_000_000_000_000_001);
+    let env = Env::start_tweaked(
+        SimConfig { members: 5, ..SimConfig::default() },
+        1,
+        |sim| {
+            let user = User { id: a, username: "alice".into(), discriminator: "0".into(), ..Default::default() };
+            sim.add_member(Member { user, ..Default::default() }, None);
+        },
+        |_| {},
+    );
+    let init = format!(r#"{{"op":2,"d":{{"user_id":"{a}"}}}}"#);
+    let subscribe = |ws: &mut RawWs| {
+        assert_eq!(ws.recv()["t"], "HELLO");
+        ws.send(&init);
+        assert_eq!(ws.recv()["t"], "INIT_ACK");
+    };
+    let mut stalled = RawWs::connect(env.port);
+    subscribe(&mut stalled);
+    let mut healthy = RawWs::connect(env.port);
+    subscribe(&mut healthy);
+    let (client, server) = (stalled.s.local_addr().unwrap(), stalled.s.peer_addr().unwrap());
+    let server_fd = socket_of(server, client).expect("the server's end of the stalled connection");
+
+    // 300 storage updates of about 1.1 KB (330 KB): several times the stalled client's
+    // receive window and the server's send buffer together. The healthy client reads each
+    // before the next is written, so each has been delivered to both when it arrives.
+    let token = create_token(&env.sim, a);
+    let put = |key: &str, value: &str| {
+        let r = env.request("PUT", &format!("/api/v1/users/{a}/storage/{key}"), &[("Authorization", &token)], &value_body(value));
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    put("pad", &"x".repeat(1000));
+    assert_eq!(healthy.recv()["t"], "STORAGE_UPDATE");
+    let rounds = 300;
+    for i in 0..rounds {
+        put("n", &i.to_string());
+        assert_eq!(healthy.recv()["d"]["n"], i.to_string());
+    }
+    let unread = bytes_of(stalled.s.as_raw_fd(), libc::FIONREAD);
+    let unsent = bytes_of(server_fd, libc::TIOCOUTQ);
+    // Parked while the client's window was still open: nothing waits in the server's send
+    // buffer, where a closed window would leave it full (128 KiB, with the client holding
+    // as much again, where parked it holds about 60 KiB).
+    assert_eq!(unsent, 0, "the server kept writing into a closed window ({unread} bytes unread by the client)");
+
+    // Reading again, it gets every frame, in order (its window reopens, and the shard's sweep
+    // or the next frame unparks it).
+    assert_eq!(stalled.recv()["t"], "STORAGE_UPDATE", "the pad");
+    for i in 0..rounds {
+        let u = stalled.recv();
+        assert_eq!((u["t"].as_str(), u["d"]["n"].as_str()), (Some("STORAGE_UPDATE"), Some(i.to_string().as_str())));
+    }
+    put("n", "last");
+    assert_eq!(stalled.recv()["d"]["n"], "last");
+    assert_eq!(healthy.recv()["d"]["n"], "last");
 }

@@ -151,6 +151,7 @@ impl Fanout {
     pub fn sweep(&self, now: Instant) {
         for (_, (_, out)) in self.sessions.borrow().iter() {
             out.check_deadline(now);
+            out.check_window();
         }
     }
 
