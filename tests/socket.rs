@@ -415,6 +415,28 @@ fn connections_per_ip_are_limited() {
 }
 
 #[test]
+fn the_server_stops_though_a_client_never_answers_its_close() {
+    let mut env = env_with(|c| {
+        c.server.shutdown_grace = std::time::Duration::from_millis(300);
+        c.server.socket.close_timeout = std::time::Duration::from_secs(120);
+    });
+    let (a, _) = pair();
+    let mut c = Client::hello(&env);
+    c.init(json!({"user_id": a.to_string()}));
+    // The client reads nothing while the server stops: its close is never answered, and the
+    // session outlives the grace period.
+    let (done, stopped) = std::sync::mpsc::channel();
+    let server = env.server.take().expect("the server runs");
+    let stopper = std::thread::spawn(move || {
+        server.shutdown();
+        let _ = done.send(());
+    });
+    assert!(stopped.recv_timeout(std::time::Duration::from_secs(60)).is_ok(), "the server's stop never returned");
+    stopper.join().unwrap();
+    c.disconnected("The server is shutting down.", 4011);
+}
+
+#[test]
 fn slow_consumer_is_cut_off_while_others_keep_receiving() {
     let env = env_with(|c| {
         c.server.socket.max_queued_bytes = 256 * 1024;

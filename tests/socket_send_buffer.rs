@@ -10,6 +10,10 @@ use lantern::sim::SimConfig;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use support::kv::next_frame;
+use lantern::discord::{Member, Snowflake, User};
+use std::os::fd::AsRawFd;
+use support::kv::{create_token, value_body};
+use support::raw_ws::RawWs;
 use support::{wait_for, Env, DEADLINE};
 
 /// The local and peer addresses of socket `fd`, if it is an IPv4 TCP socket.
@@ -84,53 +88,73 @@ fn a_websockets_send_buffer_is_capped_at_64_kib_by_default_and_follows_the_setti
     assert_eq!(server_send_buffer(Some(32_768)), Some(2 * 32_768));
 }
 
+const ALICE: Snowflake = Snowflake(1_300_000_000_000_000_001);
+
+/// A server with one member, and a client subscribed to her that has stopped reading after a
+/// healthy client received 300 storage updates of about 1.1 KB (330 KB: several times the
+/// stalled client's receive window and the server's send buffer together). The healthy client
+/// reads each update before the next is written, so each has been delivered to both.
+struct Stalled {
+    env: Env,
+    token: String,
+    stalled: RawWs,
+    healthy: RawWs,
+    /// The server's end of the stalled connection.
+    server_fd: RawFd,
+}
+
+const ROUNDS: usize = 300;
+
+impl Stalled {
+    fn start() -> Stalled {
+        let env = Env::start_tweaked(
+            SimConfig { members: 5, ..SimConfig::default() },
+            1,
+            |sim| {
+                let user = User { id: ALICE, username: "alice".into(), discriminator: "0".into(), ..Default::default() };
+                sim.add_member(Member { user, ..Default::default() }, None);
+            },
+            |_| {},
+        );
+        let subscribe = |ws: &mut RawWs| {
+            assert_eq!(ws.recv()["t"], "HELLO");
+            ws.send(&format!(r#"{{"op":2,"d":{{"user_id":"{ALICE}"}}}}"#));
+            assert_eq!(ws.recv()["t"], "INIT_ACK");
+        };
+        let mut stalled = RawWs::connect(env.port);
+        subscribe(&mut stalled);
+        let mut healthy = RawWs::connect(env.port);
+        subscribe(&mut healthy);
+        let (client, server) = (stalled.s.local_addr().unwrap(), stalled.s.peer_addr().unwrap());
+        let server_fd = socket_of(server, client).expect("the server's end of the stalled connection");
+        let token = create_token(&env.sim, ALICE);
+        let mut s = Stalled { env, token, stalled, healthy, server_fd };
+        s.put("pad", &"x".repeat(1000));
+        assert_eq!(s.healthy.recv()["t"], "STORAGE_UPDATE");
+        for i in 0..ROUNDS {
+            s.put("n", &i.to_string());
+            assert_eq!(s.healthy.recv()["d"]["n"], i.to_string());
+        }
+        s
+    }
+
+    fn put(&self, key: &str, value: &str) {
+        let r = self.env.request("PUT", &format!("/api/v1/users/{ALICE}/storage/{key}"), &[("Authorization", &self.token)], &value_body(value));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    /// The server's gauge of open WebSockets.
+    fn open_sockets(&self) -> String {
+        let text = self.env.get("/metrics").text();
+        text.lines().find_map(|l| l.strip_prefix("lantern_websocket_connections ")).unwrap_or("").to_owned()
+    }
+}
+
 #[test]
 fn a_client_that_stops_reading_is_parked_before_its_window_closes_and_then_gets_every_frame() {
-    use lantern::discord::{Member, Snowflake, User};
-    use std::os::fd::AsRawFd;
-    use support::kv::{create_token, value_body};
-    use support::raw_ws::RawWs;
-
-    let a = Snowflake(1_300_000_000_000_000_001);
-    let env = Env::start_tweaked(
-        SimConfig { members: 5, ..SimConfig::default() },
-        1,
-        |sim| {
-            let user = User { id: a, username: "alice".into(), discriminator: "0".into(), ..Default::default() };
-            sim.add_member(Member { user, ..Default::default() }, None);
-        },
-        |_| {},
-    );
-    let init = format!(r#"{{"op":2,"d":{{"user_id":"{a}"}}}}"#);
-    let subscribe = |ws: &mut RawWs| {
-        assert_eq!(ws.recv()["t"], "HELLO");
-        ws.send(&init);
-        assert_eq!(ws.recv()["t"], "INIT_ACK");
-    };
-    let mut stalled = RawWs::connect(env.port);
-    subscribe(&mut stalled);
-    let mut healthy = RawWs::connect(env.port);
-    subscribe(&mut healthy);
-    let (client, server) = (stalled.s.local_addr().unwrap(), stalled.s.peer_addr().unwrap());
-    let server_fd = socket_of(server, client).expect("the server's end of the stalled connection");
-
-    // 300 storage updates of about 1.1 KB (330 KB): several times the stalled client's
-    // receive window and the server's send buffer together. The healthy client reads each
-    // before the next is written, so each has been delivered to both when it arrives.
-    let token = create_token(&env.sim, a);
-    let put = |key: &str, value: &str| {
-        let r = env.request("PUT", &format!("/api/v1/users/{a}/storage/{key}"), &[("Authorization", &token)], &value_body(value));
-        assert_eq!(r.status, 200, "{}", r.text());
-    };
-    put("pad", &"x".repeat(1000));
-    assert_eq!(healthy.recv()["t"], "STORAGE_UPDATE");
-    let rounds = 300;
-    for i in 0..rounds {
-        put("n", &i.to_string());
-        assert_eq!(healthy.recv()["d"]["n"], i.to_string());
-    }
-    let unread = bytes_of(stalled.s.as_raw_fd(), libc::FIONREAD);
-    let unsent = bytes_of(server_fd, libc::TIOCOUTQ);
+    let mut s = Stalled::start();
+    let unread = bytes_of(s.stalled.s.as_raw_fd(), libc::FIONREAD);
+    let unsent = bytes_of(s.server_fd, libc::TIOCOUTQ);
     // Parked while the client's window was still open: nothing waits in the server's send
     // buffer, where a closed window would leave it full (128 KiB, with the client holding
     // as much again, where parked it holds about 60 KiB).
@@ -138,12 +162,28 @@ fn a_client_that_stops_reading_is_parked_before_its_window_closes_and_then_gets_
 
     // Reading again, it gets every frame, in order (its window reopens, and the shard's sweep
     // or the next frame unparks it).
-    assert_eq!(stalled.recv()["t"], "STORAGE_UPDATE", "the pad");
-    for i in 0..rounds {
-        let u = stalled.recv();
+    assert_eq!(s.stalled.recv()["t"], "STORAGE_UPDATE", "the pad");
+    for i in 0..ROUNDS {
+        let u = s.stalled.recv();
         assert_eq!((u["t"].as_str(), u["d"]["n"].as_str()), (Some("STORAGE_UPDATE"), Some(i.to_string().as_str())));
     }
-    put("n", "last");
-    assert_eq!(stalled.recv()["d"]["n"], "last");
-    assert_eq!(healthy.recv()["d"]["n"], "last");
+    s.put("n", "last");
+    assert_eq!(s.stalled.recv()["d"]["n"], "last");
+    assert_eq!(s.healthy.recv()["d"]["n"], "last");
+}
+
+#[test]
+fn a_parked_client_that_goes_away_is_let_go() {
+    let s = Stalled::start();
+    eprintln!("started");
+    assert_eq!(s.open_sockets(), "2");
+    eprintln!("metrics ok");
+    // Closed with bytes unread: the client's kernel resets the connection. The server's side
+    // is not reading (its queue is over the reply high-water mark) nor writing (parked): it
+    // learns of the reset when its window is next read.
+    let Stalled { stalled, .. } = &s;
+    drop(stalled.s.try_clone().unwrap());
+    // SAFETY: closes the client's descriptor; `stalled` is not used again.
+    unsafe { libc::shutdown(stalled.s.as_raw_fd(), libc::SHUT_RDWR) };
+    assert!(wait_for(DEADLINE, || s.open_sockets() == "1"), "the server still holds {} sockets", s.open_sockets());
 }

@@ -155,6 +155,14 @@ impl Fanout {
         }
     }
 
+    /// Ends every connection's session at once (the shutdown's grace period is over): each
+    /// task sees its socket as gone.
+    pub fn end_sessions(&self) {
+        for (_, (_, out)) in self.sessions.borrow().iter() {
+            out.end();
+        }
+    }
+
     /// The ids of every connection on this shard.
     pub fn sessions(&self) -> Vec<ConnId> {
         self.sessions.borrow().iter().map(|(_, (id, _))| *id).collect()

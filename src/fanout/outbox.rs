@@ -56,8 +56,21 @@ struct Inner {
     window: u32,
 }
 
-/// The receive window the peer of `fd` advertises, when the kernel reports it.
-fn peer_window(fd: RawFd) -> Option<u32> {
+/// `tcp_info.tcpi_state` of an established connection (the kernel's `TCP_ESTABLISHED`).
+const TCP_ESTABLISHED: u8 = 1;
+
+/// What the kernel says of the connection on `fd`, for parking.
+struct Peer {
+    /// The receive window the peer advertises.
+    window: u32,
+    /// The connection is still established: a peer that closed or reset is never parked, so
+    /// that the next write finds it gone.
+    established: bool,
+}
+
+/// The peer of `fd`'s receive window and whether the connection is established, when the
+/// kernel reports them.
+fn peer(fd: RawFd) -> Option<Peer> {
     // SAFETY: `info` is a plain C struct the kernel fills up to `len` bytes; both live for
     // the call.
     let (rc, len, info) = unsafe {
@@ -68,7 +81,7 @@ fn peer_window(fd: RawFd) -> Option<u32> {
     };
     // Kernels before 5.4 do not report the field.
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_snd_wnd) + std::mem::size_of::<u32>();
-    (rc == 0 && len >= needed).then_some(info.tcpi_snd_wnd)
+    (rc == 0 && len >= needed).then_some(Peer { window: info.tcpi_snd_wnd, established: info.tcpi_state == TCP_ESTABLISHED })
 }
 
 /// One non-blocking write of `bufs` (no SIGPIPE).
@@ -122,7 +135,7 @@ impl Outbox {
                 waker: None,
                 since_check: 0,
                 parked: false,
-                window: peer_window(fd).unwrap_or(0),
+                window: peer(fd).map_or(0, |p| p.window),
             }),
         }
     }
@@ -262,6 +275,13 @@ impl Outbox {
         inner.wake();
     }
 
+    /// The connection is given up (the server stops): its task sees the socket as gone.
+    pub fn end(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.broken = true;
+        inner.wake();
+    }
+
     /// Bytes queued and not yet taken by the kernel.
     pub fn queued_bytes(&self) -> usize {
         self.inner.borrow().bytes
@@ -375,21 +395,21 @@ impl Inner {
             return;
         }
         self.since_check = 0;
-        if peer_window(self.fd).is_some_and(|w| w < self.window / 2) {
+        if peer(self.fd).is_some_and(|p| p.established && p.window < self.window / 2) {
             self.parked = true;
         }
     }
 
     /// A frame was queued on a parked connection: every [`WINDOW_CHECK_EVERY`] of them the
-    /// window is read again, and once it is back to half its first value the connection's
-    /// task is woken to write the queue.
+    /// window is read again, and once it is back to half its first value (or the peer has
+    /// closed) the connection's task is woken to write the queue.
     fn recheck_parked(&mut self) {
         self.since_check += 1;
         if self.since_check < WINDOW_CHECK_EVERY {
             return;
         }
         self.since_check = 0;
-        if peer_window(self.fd).is_none_or(|w| w >= self.window / 2) {
+        if peer(self.fd).is_none_or(|p| !p.established || p.window >= self.window / 2) {
             self.parked = false;
             self.wake();
         }

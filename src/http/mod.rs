@@ -99,7 +99,7 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         .detach();
     }
     drop(listener);
-    let drained = async {
+    let drained = || async {
         loop {
             // Created before the check, so a notification in between is not missed.
             let idle = active.idle.notified();
@@ -109,8 +109,19 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
             idle.await;
         }
     };
-    futures_lite::future::or(drained, glommio::timer::sleep(ctx.config().server.shutdown_grace)).await;
+    futures_lite::future::or(drained(), glommio::timer::sleep(ctx.config().server.shutdown_grace)).await;
+    if active.sockets.get() > 0 {
+        // WebSockets whose clients did not finish the close in the grace period end now, while
+        // the shard still runs their tasks: a task left when the shard stops would keep the
+        // shard's state alive (its outbox holds the task's waker), and with it the storage
+        // writer's handle that the server's stop waits on.
+        crate::fanout::FanoutHost::fanout(&*ctx).end_sessions();
+        futures_lite::future::or(drained(), glommio::timer::sleep(SESSIONS_END)).await;
+    }
 }
+
+/// How long the sessions ended at the close of the grace period get to finish their tasks.
+const SESSIONS_END: Duration = Duration::from_secs(1);
 
 /// Ends connections whose client has sent nothing for `idle` (see
 /// [`ConnState::expire_if_silent`]), checking every connection a few times per timeout.
