@@ -313,11 +313,6 @@ impl Outbox {
         }
     }
 
-    /// Whether frames wait for the client to read again (see the module's doc).
-    pub fn is_parked(&self) -> bool {
-        self.inner.borrow().parked
-    }
-
     /// Whether the deadline passed (seen once: it then counts as handled).
     pub fn take_expired(&self) -> bool {
         let mut inner = self.inner.borrow_mut();
