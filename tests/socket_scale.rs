@@ -15,7 +15,7 @@ use support::Env;
 const A: Snowflake = Snowflake(1_300_000_000_000_000_001);
 
 /// Most process RSS growth per idle subscribed connection (server and this test's raw clients
-/// together; about 2.4 KB measured). The server's own figure is `tests/socket_memory.rs`'s.
+/// together; about 1.5 KB measured). The server's own figure is `tests/socket_memory.rs`'s.
 const MAX_BYTES_PER_IDLE_CONNECTION: usize = 4 * 1024;
 
 /// Counts the heap this process holds, so that the test can report the bytes and allocations
