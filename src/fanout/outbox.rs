@@ -4,8 +4,9 @@
 //! drains. Also the connection's deadline, which one sweep per shard checks.
 //!
 //! A client that stops reading is noticed from the receive window it advertises, before its
-//! buffers fill: once the window is below half of what it was when the connection opened,
-//! frames are queued instead of written (the connection is parked) until it reads again.
+//! buffers fill: once the window is below half of what it was when the connection opened, or
+//! the kernel holds bytes back for want of window, frames are queued instead of written (the
+//! connection is parked) until it reads again.
 //! Without that, a stalled client takes a write per frame until its receive buffer and this
 //! side's send buffer are both full, hundreds of frames, each as dear as a healthy delivery.
 
@@ -25,6 +26,9 @@ pub const MAX_IOVECS: usize = 64;
 /// every this many frames queued while the connection is parked: one `getsockopt` per eight
 /// writes costs well under 1% of a delivery.
 pub const WINDOW_CHECK_EVERY: u8 = 8;
+/// Bytes the kernel holds back for a closed window at which a connection is parked whatever
+/// its window reads: the window a receiver reports need not shrink before its buffer is full.
+pub const PARK_UNSENT_BYTES: u32 = 16 * 1024;
 
 /// Shared (on one shard) between fan-out, which sends frames, and the connection's task.
 pub struct Outbox {
@@ -63,6 +67,8 @@ const TCP_ESTABLISHED: u8 = 1;
 struct Peer {
     /// The receive window the peer advertises.
     window: u32,
+    /// Bytes in the send queue not yet sent, for want of window.
+    unsent: u32,
     /// The connection is still established: a peer that closed or reset is never parked, so
     /// that the next write finds it gone.
     established: bool,
@@ -81,7 +87,11 @@ fn peer(fd: RawFd) -> Option<Peer> {
     };
     // Kernels before 5.4 do not report the field.
     let needed = std::mem::offset_of!(libc::tcp_info, tcpi_snd_wnd) + std::mem::size_of::<u32>();
-    (rc == 0 && len >= needed).then_some(Peer { window: info.tcpi_snd_wnd, established: info.tcpi_state == TCP_ESTABLISHED })
+    (rc == 0 && len >= needed).then_some(Peer {
+        window: info.tcpi_snd_wnd,
+        unsent: info.tcpi_notsent_bytes,
+        established: info.tcpi_state == TCP_ESTABLISHED,
+    })
 }
 
 /// One non-blocking write of `bufs` (no SIGPIPE).
@@ -383,28 +393,29 @@ impl Inner {
     }
 
     /// A write went out: every [`WINDOW_CHECK_EVERY`] writes, the client's window is read,
-    /// and the connection parked when it has fallen below half of its first value.
+    /// and the connection parked when it has fallen below half of its first value or the
+    /// kernel holds [`PARK_UNSENT_BYTES`] back for want of it.
     fn wrote(&mut self) {
         self.since_check += 1;
         if self.since_check < WINDOW_CHECK_EVERY || self.window == 0 {
             return;
         }
         self.since_check = 0;
-        if peer(self.fd).is_some_and(|p| p.established && p.window < self.window / 2) {
+        if peer(self.fd).is_some_and(|p| p.established && (p.window < self.window / 2 || p.unsent >= PARK_UNSENT_BYTES)) {
             self.parked = true;
         }
     }
 
     /// A frame was queued on a parked connection: every [`WINDOW_CHECK_EVERY`] of them the
-    /// window is read again, and once it is back to half its first value (or the peer has
-    /// closed) the connection's task is woken to write the queue.
+    /// window is read again, and once it is back to half its first value with nothing held
+    /// back (or the peer has closed) the connection's task is woken to write the queue.
     fn recheck_parked(&mut self) {
         self.since_check += 1;
         if self.since_check < WINDOW_CHECK_EVERY {
             return;
         }
         self.since_check = 0;
-        if peer(self.fd).is_none_or(|p| !p.established || p.window >= self.window / 2) {
+        if peer(self.fd).is_none_or(|p| !p.established || (p.window >= self.window / 2 && p.unsent == 0)) {
             self.parked = false;
             self.wake();
         }
