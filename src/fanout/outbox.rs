@@ -186,7 +186,7 @@ impl Outbox {
         inner.queue.push_back(frame.wire().clone());
         crate::metrics::local::frames_out(1);
         if inner.parked {
-            inner.recheck_parked();
+            inner.queued_while_parked();
             return Ok(false);
         }
         Ok(was_empty && !inner.broken)
@@ -318,7 +318,6 @@ impl Outbox {
     pub fn check_window(&self) {
         let mut inner = self.inner.borrow_mut();
         if inner.parked {
-            inner.since_check = WINDOW_CHECK_EVERY - 1;
             inner.recheck_parked();
         }
     }
@@ -407,13 +406,17 @@ impl Inner {
     }
 
     /// A frame was queued on a parked connection: every [`WINDOW_CHECK_EVERY`] of them the
-    /// window is read again, and once it is back to half its first value with nothing held
-    /// back (or the peer has closed) the connection's task is woken to write the queue.
-    fn recheck_parked(&mut self) {
+    /// window is read again.
+    fn queued_while_parked(&mut self) {
         self.since_check += 1;
-        if self.since_check < WINDOW_CHECK_EVERY {
-            return;
+        if self.since_check >= WINDOW_CHECK_EVERY {
+            self.recheck_parked();
         }
+    }
+
+    /// Once the window is back to half its first value with nothing held back (or the peer
+    /// has closed), the connection is unparked and its task woken to write the queue.
+    fn recheck_parked(&mut self) {
         self.since_check = 0;
         if peer(self.fd).is_none_or(|p| !p.established || (p.window >= self.window / 2 && p.unsent == 0)) {
             self.parked = false;
@@ -447,7 +450,7 @@ impl Inner {
         self.bytes += bytes.len();
         self.queue.push_back(bytes.clone());
         if self.parked {
-            self.recheck_parked();
+            self.queued_while_parked();
         }
     }
 
