@@ -115,7 +115,7 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         // the shard still runs their tasks: a task left when the shard stops would keep the
         // shard's state alive (its outbox holds the task's waker), and with it the storage
         // writer's handle that the server's stop waits on.
-        crate::fanout::FanoutHost::fanout(&*ctx).end_sessions();
+        crate::socket::conn::end_all(&ctx);
         futures_lite::future::or(drained(), glommio::timer::sleep(SESSIONS_END)).await;
     }
 }

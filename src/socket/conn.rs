@@ -165,6 +165,12 @@ async fn flush(ctx: Weak<Shard>) {
     }
 }
 
+/// Ends every session on this shard at once (the shutdown's grace period is over): each task
+/// sees its socket as gone and finishes.
+pub fn end_all(ctx: &Rc<Shard>) {
+    ctx.fanout().end_sessions();
+}
+
 /// Caps the kernel's send buffer of a connection (`SO_SNDBUF`): a consumer that stops reading
 /// then costs as many writes as fit in it, and its later frames wait in its queue, shared and
 /// unwritten, until it reads again or passes the queue's cap. Without the cap the kernel grows
