@@ -178,12 +178,10 @@ fn a_parked_client_that_goes_away_is_let_go() {
     eprintln!("started");
     assert_eq!(s.open_sockets(), "2");
     eprintln!("metrics ok");
-    // Closed with bytes unread: the client's kernel resets the connection. The server's side
-    // is not reading (its queue is over the reply high-water mark) nor writing (parked): it
-    // learns of the reset when its window is next read.
-    let Stalled { stalled, .. } = &s;
-    drop(stalled.s.try_clone().unwrap());
-    // SAFETY: closes the client's descriptor; `stalled` is not used again.
-    unsafe { libc::shutdown(stalled.s.as_raw_fd(), libc::SHUT_RDWR) };
+    // The client shuts its socket down (a FIN to the server). The server's side is neither
+    // reading (its queue is over the reply high-water mark) nor writing (parked): it learns
+    // that the peer closed when its window is next read.
+    // SAFETY: shuts down the client's own open socket; nothing reads or writes it afterwards.
+    unsafe { libc::shutdown(s.stalled.s.as_raw_fd(), libc::SHUT_RDWR) };
     assert!(wait_for(DEADLINE, || s.open_sockets() == "1"), "the server still holds {} sockets", s.open_sockets());
 }
