@@ -89,15 +89,17 @@ impl ConnState {
         self.phase.get()
     }
 
-    /// The service was called: the head is complete.
+    /// The service was called: the head is complete. (When the answer began is not kept: no
+    /// deadline or shedding looks at a busy connection's age.)
     pub fn busy(&self) {
-        self.set(Phase::Busy);
+        self.phase.set(Phase::Busy);
     }
 
-    /// The service has answered; the connection waits for the next request.
-    pub fn answered(&self) {
+    /// The service has answered, at `at`; the connection waits for the next request.
+    pub fn answered(&self, at: Instant) {
         if self.phase.get() == Phase::Busy {
-            self.set(Phase::Idle);
+            self.phase.set(Phase::Idle);
+            self.since.set(at);
         }
     }
 
@@ -206,7 +208,10 @@ impl Read for GlommioIo {
                 if n > 0 {
                     state.waiting.set(false);
                     if state.phase.get() == Phase::Idle {
-                        state.set(Phase::Head);
+                        // The head's deadline is dated when a read of it first has to wait
+                        // (below), microseconds later: a head that arrives whole, as nearly
+                        // every one does, reads no clock for it.
+                        state.phase.set(Phase::Head);
                         this.deadline = None;
                     }
                 }
@@ -214,8 +219,9 @@ impl Read for GlommioIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if !state.waiting.get() {
-                    state.waiting_since.set(Instant::now());
+                let now = (!state.waiting.get() || (state.phase.get() == Phase::Head && this.deadline.is_none())).then(Instant::now);
+                if let (false, Some(now)) = (state.waiting.get(), now) {
+                    state.waiting_since.set(now);
                 }
                 state.waiting.set(true);
                 let waker = match state.reader.take() {
@@ -226,7 +232,10 @@ impl Read for GlommioIo {
                 if state.phase.get() == Phase::Head {
                     let timeout = this.header_timeout;
                     let timer = this.deadline.get_or_insert_with(|| {
-                        glommio::timer::Timer::new((state.since.get() + timeout).saturating_duration_since(Instant::now()))
+                        // The first wait of this head: its deadline runs from now.
+                        let now = now.unwrap_or_else(Instant::now);
+                        state.since.set(now);
+                        glommio::timer::Timer::new(timeout)
                     });
                     if Pin::new(timer).poll(cx).is_ready() {
                         state.timed_out.set(true);
@@ -302,10 +311,10 @@ mod tests {
         s.shed();
         assert_eq!(s.idle_since(), None, "shed once");
         let s = ConnState::test_state(Phase::Busy, t, true);
-        s.answered();
-        assert!(s.idle_since().is_some_and(|since| since >= t), "idle again once answered");
+        s.answered(t + Duration::from_secs(1));
+        assert_eq!(s.idle_since(), Some(t + Duration::from_secs(1)), "idle again once answered, since the answer");
         s.upgraded();
-        s.answered();
+        s.answered(t);
         assert_eq!(s.phase(), Phase::Upgraded, "an upgraded connection stays upgraded");
     }
 

@@ -301,16 +301,10 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     let encoding = Rc::new(std::cell::Cell::new(crate::fanout::Encoding::Plain));
     let svc_encoding = encoding.clone();
     let service = hyper::service::service_fn(move |req| {
-        let ctx = svc_ctx.clone();
-        let state = svc_state.clone();
-        let encoding = svc_encoding.clone();
         // The head is complete: the header deadline no longer applies.
-        state.busy();
+        svc_state.busy();
         // Boxed: hyper's `poll_without_shutdown` needs an `Unpin` future.
-        Box::pin(async move {
-            let resp = handle_on(&ctx, req, &state, &encoding).await;
-            Ok::<_, Infallible>(resp)
-        }) as ServiceFuture
+        Box::pin(handle_on(svc_ctx.clone(), req, svc_state.clone(), svc_encoding.clone())) as ServiceFuture
     });
     let io = io::GlommioIo::new(stream, state.clone(), ctx.config().server.header_timeout, ctx.config().server.idle_timeout);
     let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
@@ -375,42 +369,47 @@ async fn linger_close(mut stream: glommio::net::TcpStream, last: &[u8]) {
 
 /// Answers one request of a connection: a WebSocket upgrade of `/socket` is answered 101 and
 /// the connection marked upgraded (it then leaves hyper without shutting the socket).
-async fn handle_on(ctx: &Rc<Shard>, req: Request<Incoming>, state: &ConnState, encoding: &std::cell::Cell<crate::fanout::Encoding>) -> Response<Body> {
-    // The path is routed once: the upgrade check, the dispatch and the gateway header all
-    // use this route.
-    let uri = req.uri().clone();
-    let route = router::route(uri.path());
-    if route == Some(Route::Socket) {
-        if let Some((mut resp, negotiated)) = crate::http::upgrade::accept(&req, ctx.config().server.socket.permessage_deflate) {
-            encoding.set(negotiated);
-            // The connection then leaves hyper (without shutting the socket) and becomes a
-            // WebSocket.
-            state.upgraded();
-            resp.headers_mut().insert(response::SHARD_HEADER, response::shard_value(ctx.index()));
-            return resp;
+///
+/// This and [`answer`] are plain functions returning an `async move` block rather than
+/// `async fn`s: an `async fn`'s future keeps its arguments and, beside them, the locals they
+/// are moved into, so every request's future (boxed and copied when created) held the
+/// request twice per level.
+fn handle_on(ctx: Rc<Shard>, mut req: Request<Incoming>, state: Rc<ConnState>, encoding: Rc<Cell<crate::fanout::Encoding>>) -> impl std::future::Future<Output = Result<Response<Body>, Infallible>> {
+    async move {
+        // The path is routed once: the upgrade check, the dispatch and the gateway header all
+        // use this route.
+        let uri = req.uri().clone();
+        let route = router::route(uri.path());
+        if route == Some(Route::Socket) {
+            if let Some((mut resp, negotiated)) = crate::http::upgrade::accept(&req, ctx.config().server.socket.permessage_deflate) {
+                encoding.set(negotiated);
+                // The connection then leaves hyper (without shutting the socket) and becomes a
+                // WebSocket.
+                state.upgraded();
+                resp.headers_mut().insert(response::SHARD_HEADER, response::shard_value(ctx.index()));
+                return Ok(resp);
+            }
         }
+        Ok(answer(&ctx, route, &mut req, &state).await)
     }
-    let resp = answer(ctx, route, req).await;
-    state.answered();
-    resp
 }
 
-/// Answers one request.
-pub async fn handle(ctx: &Rc<Shard>, req: Request<Incoming>) -> Response<Body> {
-    let uri = req.uri().clone();
-    answer(ctx, router::route(uri.path()), req).await
-}
-
-async fn answer(ctx: &Rc<Shard>, route: Option<Route<'_>>, mut req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
-    let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
-    let mut reply = match dispatch(ctx, route.as_ref(), &mut req, gzip).await {
-        Ok(r) => r,
-        Err(e) => e.into_reply(),
-    };
-    users::mark_gateway_state(ctx, req.method(), route.as_ref(), &mut reply);
-    ctx.metrics().http(metrics::route_label(route.as_ref(), req.uri().path()), reply.status.as_u16(), started.elapsed());
-    reply.finish(gzip, ctx.index())
+/// Answers one request, routed to `route`, and tells the connection's `state` when it was
+/// answered.
+fn answer<'a>(ctx: &'a Rc<Shard>, route: Option<Route<'a>>, req: &'a mut Request<Incoming>, state: &'a ConnState) -> impl std::future::Future<Output = Response<Body>> + 'a {
+    async move {
+        let started = Instant::now();
+        let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
+        let mut reply = match dispatch(ctx, route.as_ref(), req, gzip).await {
+            Ok(r) => r,
+            Err(e) => e.into_reply(),
+        };
+        users::mark_gateway_state(ctx, req.method(), route.as_ref(), &mut reply);
+        let finished = Instant::now();
+        ctx.metrics().http(metrics::route_label(route.as_ref(), req.uri().path()), reply.status.as_u16(), finished.saturating_duration_since(started));
+        state.answered(finished);
+        reply.finish(gzip, ctx.index())
+    }
 }
 
 /// A path the Lantern routes do not know: Lanyard's dialect and its quicklinks, or a 404.
@@ -426,7 +425,10 @@ async fn other_dialect(ctx: &Rc<Shard>, req: &mut Request<Incoming>) -> Result<R
 }
 
 async fn dispatch(ctx: &Rc<Shard>, route: Option<&Route<'_>>, req: &mut Request<Incoming>, gzip: bool) -> Result<Reply, ApiError> {
-    let Some(route) = route else { return other_dialect(ctx, req).await };
+    // The routes off the lookup path are boxed: a future is as large as its largest branch,
+    // and every lookup's future would carry (and copy when created) the space of the
+    // storage, privacy and Lanyard handlers.
+    let Some(route) = route else { return Box::pin(other_dialect(ctx, req)).await };
     // WebSocket upgrades are served on `/socket` only; anywhere else the resource does not exist.
     if *route != Route::Socket && crate::http::upgrade::is_upgrade(req) {
         return Err(ApiError::not_found());
@@ -453,9 +455,9 @@ async fn dispatch(ctx: &Rc<Shard>, route: Option<&Route<'_>>, req: &mut Request<
         Route::Health => Ok(status::health(ctx).await),
         Route::Users => users::users(ctx, req.uri().query()).await,
         Route::User(id) => users::user(ctx, id, req.uri().query(), req.headers(), gzip).await,
-        Route::Storage(id) => storage::storage(ctx, id, req).await,
-        Route::StorageKey(id, key) => storage::storage_key(ctx, id, key, req).await,
-        Route::Privacy(id) => privacy::privacy(ctx, id, req).await,
+        Route::Storage(id) => Box::pin(storage::storage(ctx, id, req)).await,
+        Route::StorageKey(id, key) => Box::pin(storage::storage_key(ctx, id, key, req)).await,
+        Route::Privacy(id) => Box::pin(privacy::privacy(ctx, id, req)).await,
         Route::OpenApi => Ok(openapi::document()),
         Route::Docs => Ok(openapi::page()),
         Route::Deploy => Ok(deploy::webhook(ctx, req).await),

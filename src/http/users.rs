@@ -56,7 +56,9 @@ pub async fn user(ctx: &Rc<Shard>, raw_id: &str, query: Option<&str>, headers: &
     if query.is_some_and(|q| !q.is_empty()) {
         let query = card_params::parse(query).map_err(|e| ApiError::bad_request("invalid_query", e.0))?;
         if let UserQuery::Card(format, params) = query {
-            return Ok(crate::http::card::respond(ctx, raw_id, id, format, params, headers).await);
+            // Boxed: the card's future is several times the size of the JSON path's, and every
+            // lookup's future would carry that space (and copy it when it is created).
+            return Ok(Box::pin(crate::http::card::respond(ctx, raw_id, id, format, params, headers)).await);
         }
     }
     if gzip {
