@@ -8,14 +8,21 @@ Prints user-space instructions (Ir) per operation:
 - lookup: `GET /api/v1/users/:id` (plain, and with `Accept-Encoding: gzip`) and a 10-id bulk
   GET, served by the release `lantern` binary running under callgrind against the simulator
   (`lantern sim`), one shard. The server's counters are dumped (`callgrind_control --dump`)
-  before and after each batch of N keep-alive requests from one client connection, so start-up
-  and the member list are not counted; everything the server process does per request is
-  (hyper, routing, the handler, glommio's reactor), the kernel is not.
+  before and after each batch, so start-up and the member list are not counted; everything
+  the server process does per request is (hyper, routing, the handler, glommio's reactor), the
+  kernel is not. Each kind is counted twice: N keep-alive requests from one connection (one
+  request per pass of the executor's loop, so the loop's own work per pass is all in it), and
+  rounds of one request on each of 64 connections (sent together, then read), where a pass
+  serves many requests as under load.
+- the comparator: `lantern-loadtest hyper-hello` (hyper 1 on a tokio current-thread runtime
+  serving fixed bodies) under callgrind, serving the same bodies lantern answered, counted the
+  same way; the ratio is lantern's count over hyper-hello's.
 - ingest: one PRESENCE_UPDATE decoded, applied and its user object rebuilt, averaged over the
   corpus of `bench/ingest.rs` (LANTERN_INGEST_PASSES=1 and =1+N, difference / (N x corpus)).
 
 Needs valgrind (callgrind_control comes with it). Release builds: `cargo build --release
---bin lantern` and `cargo bench --bench ingest --no-run` (skipped with --skip-build).
+--bin lantern --bin lantern-loadtest` and `cargo bench --bench ingest --no-run` (skipped with
+--skip-build).
 """
 
 import argparse
@@ -74,6 +81,9 @@ class Client:
 
     def get(self, path, headers=""):
         self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: lantern\r\n{headers}\r\n".encode())
+        return self.read_answer(path)
+
+    def read_answer(self, path):
         while b"\r\n\r\n" not in self.buf:
             self.buf += self.sock.recv(65536)
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
@@ -88,10 +98,59 @@ class Client:
         return body
 
 
+def rounds_on(port, conns, path, headers=""):
+    """`conns` keep-alive connections and a function sending one request on each, all
+    written before any answer is read (so the server finds them ready together)."""
+    clients = [Client(port) for _ in range(conns)]
+    request = f"GET {path} HTTP/1.1\r\nHost: lantern\r\n{headers}\r\n".encode()
+
+    def one_round():
+        for c in clients:
+            c.sock.sendall(request)
+        for c in clients:
+            c.read_answer(path)
+
+    return clients, one_round
+
+
+class Counter:
+    """Dumps the counters of a process running under callgrind, one numbered file a dump."""
+
+    def __init__(self, pid, out):
+        self.pid, self.out, self.dumps = pid, out, 0
+
+    def dump(self):
+        subprocess.run(["callgrind_control", "--dump", str(self.pid)], check=True, capture_output=True)
+        self.dumps += 1
+        # callgrind names the n-th dump <out>.<n>.
+        path = f"{self.out}.{self.dumps}"
+        end = time.time() + 30
+        while not os.path.exists(path):
+            if time.time() > end:
+                raise RuntimeError(f"callgrind wrote no {path}")
+            time.sleep(0.1)
+        time.sleep(0.2)
+        return totals(path)
+
+    def per_request(self, port, path, headers, conns, requests):
+        """Instructions per request over `requests` requests on `conns` connections."""
+        clients, one_round = rounds_on(port, conns, path, headers)
+        for _ in range(max(1, 200 // conns)):
+            one_round()
+        n = max(1, requests // conns)
+        self.dump()
+        for _ in range(n):
+            one_round()
+        per = self.dump() / (n * conns)
+        for c in clients:
+            c.sock.close()
+        return per
+
+
 def build(skip):
     if skip:
         return
-    subprocess.run(["cargo", "build", "--release", "--bin", "lantern"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--bin", "lantern", "--bin", "lantern-loadtest"], cwd=ROOT, check=True)
 
 
 def ingest_binary(skip):
@@ -172,36 +231,18 @@ def count_lookups(requests, tmp, lantern):
         ids = [chosen] + [i for i in others if i != chosen][:10]
         one = f"/api/v1/users/{ids[0]}"
         bulk = "/api/v1/users?" + "&".join(f"user_ids={i}" for i in ids[1:11])
-        phases = [("GET /api/v1/users/:id", one, ""), ("  with Accept-Encoding: gzip", one, "Accept-Encoding: gzip\r\n"),
-                  ("GET /api/v1/users?user_ids= (10 ids)", bulk, "")]
-        for _, path, headers in phases:
-            for _ in range(200):
-                client.get(path, headers)
+        phases = [("GET /api/v1/users/:id", one, "", 1), ("  with Accept-Encoding: gzip", one, "Accept-Encoding: gzip\r\n", 1),
+                  ("GET /api/v1/users?user_ids= (10 ids)", bulk, "", 1),
+                  ("GET /api/v1/users/:id", one, "", 64), ("GET /api/v1/users?user_ids= (10 ids)", bulk, "", 64)]
+        counter = Counter(server.pid, out)
         results = []
-        dumps = 0
-
-        def dump():
-            nonlocal dumps
-            subprocess.run(["callgrind_control", "--dump", str(server.pid)], check=True, capture_output=True)
-            dumps += 1
-            # callgrind names the n-th dump <out>.<n>.
-            path = f"{out}.{dumps}"
-            end = time.time() + 30
-            while not os.path.exists(path):
-                if time.time() > end:
-                    raise RuntimeError(f"callgrind wrote no {path}")
-                time.sleep(0.1)
-            time.sleep(0.2)
-            return path
-
-        dump()
-        for label, path, headers in phases:
-            for _ in range(requests):
-                client.get(path, headers)
-            per = totals(dump()) / requests
-            results.append((label, per))
-            print(f"lookup: {per:,.0f} instructions per request, {label} ({requests} requests, one keep-alive connection)")
-        return results
+        for label, path, headers, conns in phases:
+            per = counter.per_request(port, path, headers, conns, requests)
+            results.append((label, path, conns, per))
+            how = "one keep-alive connection" if conns == 1 else f"{conns} connections, one request on each per round"
+            print(f"lookup: {per:,.0f} instructions per request, {label} ({how})")
+        bodies = {one: client.get(one).decode(), bulk: client.get(bulk).decode()}
+        return results, bodies
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -216,6 +257,27 @@ def count_lookups(requests, tmp, lantern):
             sim.kill()
 
 
+def count_hyper(binary, bodies, requests, tmp, phases):
+    """The comparator: hyper-hello under callgrind serving `bodies`, counted like lantern."""
+    out = os.path.join(tmp, "hyper.out")
+    spec = json.dumps({"bodies": bodies})
+    server = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "hyper-hello"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        server.stdin.write(spec + "\n")
+        server.stdin.flush()
+        port = json.loads(server.stdout.readline())["port"]
+        counter = Counter(server.pid, out)
+        results = {}
+        for label, path, conns in phases:
+            per = counter.per_request(port, path, "", conns, requests)
+            results[(path, conns)] = per
+        return results
+    finally:
+        server.kill()
+        server.wait(30)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=2000, help="requests per lookup batch")
@@ -224,6 +286,7 @@ def main():
     ap.add_argument("--only", choices=["lookup", "ingest"])
     ap.add_argument("--lantern", default=os.path.join(ROOT, "target/release/lantern"), help="the server binary to count")
     ap.add_argument("--ingest-bin", help="the ingest bench binary to count (default: the newest built)")
+    ap.add_argument("--loadtest-bin", default=os.path.join(ROOT, "target/release/lantern-loadtest"), help="the binary whose hyper-hello is the comparator")
     ap.add_argument("--keep", help="keep callgrind's output files in this directory (for callgrind_annotate)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lantern-callgrind-") as tmp:
@@ -232,7 +295,13 @@ def main():
             tmp = args.keep
         if args.only != "ingest":
             build(args.skip_build)
-            count_lookups(args.requests, tmp, args.lantern)
+            results, bodies = count_lookups(args.requests, tmp, args.lantern)
+            plain = [(label, path, conns) for label, path, conns, _ in results if "gzip" not in label]
+            hyper = count_hyper(args.loadtest_bin, bodies, args.requests, tmp, plain)
+            for label, path, conns, per in results:
+                if "gzip" not in label and (path, conns) in hyper:
+                    h = hyper[(path, conns)]
+                    print(f"comparator: {label.strip()}, {conns} connection(s): lantern {per:,.0f}, hyper-hello {h:,.0f} instructions per request ({per / h:.2f}x)")
         if args.only != "lookup":
             count_ingest(args.ingest_bin or ingest_binary(args.skip_build), args.passes, tmp)
 
