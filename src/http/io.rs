@@ -219,8 +219,12 @@ impl Read for GlommioIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let now = (!state.waiting.get() || (state.phase.get() == Phase::Head && this.deadline.is_none())).then(Instant::now);
-                if let (false, Some(now)) = (state.waiting.get(), now) {
+                // One clock read dates both: the start of this wait, and the deadline of a head
+                // that waits for the first time.
+                let wait_starts = !state.waiting.get();
+                let head_starts = state.phase.get() == Phase::Head && this.deadline.is_none();
+                let now = if wait_starts || head_starts { Instant::now() } else { state.since.get() };
+                if wait_starts {
                     state.waiting_since.set(now);
                 }
                 state.waiting.set(true);
@@ -233,7 +237,6 @@ impl Read for GlommioIo {
                     let timeout = this.header_timeout;
                     let timer = this.deadline.get_or_insert_with(|| {
                         // The first wait of this head: its deadline runs from now.
-                        let now = now.unwrap_or_else(Instant::now);
                         state.since.set(now);
                         glommio::timer::Timer::new(timeout)
                     });
