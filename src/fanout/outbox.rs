@@ -53,7 +53,8 @@ struct Inner {
     waker: Option<Waker>,
     /// Writes (or frames queued while parked) since the window was last read.
     since_check: u8,
-    /// Frames wait in the queue, unwritten: the client's window is below half of `window`.
+    /// Frames wait in the queue, unwritten: the client's window fell below half of `window`,
+    /// or the kernel held [`PARK_UNSENT_BYTES`] back for want of it.
     parked: bool,
     /// The receive window the client advertised when the connection opened (0: unknown,
     /// and the window is never read).
@@ -74,8 +75,8 @@ struct Peer {
     established: bool,
 }
 
-/// The peer of `fd`'s receive window and whether the connection is established, when the
-/// kernel reports them.
+/// The receive window `fd`'s peer advertises, the bytes held back for want of it and whether
+/// the connection is established, when the kernel reports them.
 fn peer(fd: RawFd) -> Option<Peer> {
     // SAFETY: `info` is a plain C struct the kernel fills up to `len` bytes; both live for
     // the call.
