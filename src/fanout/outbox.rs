@@ -4,9 +4,9 @@
 //! drains. Also the connection's deadline, which one sweep per shard checks.
 //!
 //! A client that stops reading is noticed from the receive window it advertises, before its
-//! buffers fill: once the window is below half of what it was when the connection opened, or
-//! the kernel holds bytes back for want of window, frames are queued instead of written (the
-//! connection is parked) until it reads again.
+//! buffers fill: once the window has shrunk by [`PARK_WINDOW_SHRINK`] from what it was when
+//! the connection opened, or the kernel holds bytes back for want of it, frames are queued
+//! instead of written (the connection is parked) until it reads again.
 //! Without that, a stalled client takes a write per frame until its receive buffer and this
 //! side's send buffer are both full, hundreds of frames, each as dear as a healthy delivery.
 
@@ -26,6 +26,12 @@ pub const MAX_IOVECS: usize = 64;
 /// every this many frames queued while the connection is parked: one `getsockopt` per eight
 /// writes costs well under 1% of a delivery.
 pub const WINDOW_CHECK_EVERY: u8 = 8;
+/// How far below its first value a client's receive window may fall before the connection is
+/// parked. A receiver advertises its free buffer space up to a ceiling, so the window of a
+/// client that reads as it receives (even one lagging by several frames) stays at that
+/// ceiling, and shrinks only once some 25 KiB lie unread; a stalled client's shrinks by about
+/// each frame from then on. A client held back by congestion alone keeps its window wide.
+pub const PARK_WINDOW_SHRINK: u32 = 8 * 1024;
 /// Bytes the kernel holds back for a closed window at which a connection is parked whatever
 /// its window reads: the window a receiver reports need not shrink before its buffer is full.
 pub const PARK_UNSENT_BYTES: u32 = 16 * 1024;
@@ -53,8 +59,7 @@ struct Inner {
     waker: Option<Waker>,
     /// Writes (or frames queued while parked) since the window was last read.
     since_check: u8,
-    /// Frames wait in the queue, unwritten: the client's window fell below half of `window`,
-    /// or the kernel held [`PARK_UNSENT_BYTES`] back for want of it.
+    /// Frames wait in the queue, unwritten: the client stopped reading ([`Peer::stalled`]).
     parked: bool,
     /// The receive window the client advertised when the connection opened (0: unknown,
     /// and the window is never read).
@@ -73,6 +78,16 @@ struct Peer {
     /// The connection is still established: a peer that closed or reset is never parked, so
     /// that the next write finds it gone.
     established: bool,
+}
+
+impl Peer {
+    /// Whether a client whose window read `opened` when the connection opened has stopped
+    /// reading: its window is [`PARK_WINDOW_SHRINK`] below that, or the kernel holds
+    /// [`PARK_UNSENT_BYTES`] back whatever the window reads. A peer that closed or reset is
+    /// never stalled, so that the next write finds it gone.
+    fn stalled(&self, opened: u32) -> bool {
+        self.established && (self.window.saturating_add(PARK_WINDOW_SHRINK) < opened || self.unsent >= PARK_UNSENT_BYTES)
+    }
 }
 
 /// The receive window `fd`'s peer advertises, the bytes held back for want of it and whether
@@ -200,17 +215,10 @@ impl Outbox {
         if inner.finished || inner.broken || inner.queue.is_empty() || inner.held_back() {
             return;
         }
-        let result = {
-            let bufs: Vec<io::IoSlice<'_>> = inner.queue.iter().take(MAX_IOVECS).map(|b| io::IoSlice::new(b)).collect();
-            send(inner.fd, &bufs)
-        };
-        match result {
-            Ok(n) => {
-                inner.advance(n);
-                inner.wrote();
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => inner.broken = true,
+        let before = inner.bytes;
+        inner.write_queue(MAX_IOVECS);
+        if inner.bytes < before {
+            inner.wrote();
         }
         if !inner.queue.is_empty() || inner.broken {
             inner.wake();
@@ -315,11 +323,11 @@ impl Outbox {
     }
 
     /// The sweep: a parked connection whose client reads again is unparked, and its task
-    /// woken to write what waited.
+    /// woken to write what waited (one parked early is written to, to learn its window).
     pub fn check_window(&self) {
         let mut inner = self.inner.borrow_mut();
         if inner.parked {
-            inner.recheck_parked();
+            inner.recheck_parked(true);
         }
     }
 
@@ -393,15 +401,14 @@ impl Inner {
     }
 
     /// A write went out: every [`WINDOW_CHECK_EVERY`] writes, the client's window is read,
-    /// and the connection parked when it has fallen below half of its first value or the
-    /// kernel holds [`PARK_UNSENT_BYTES`] back for want of it.
+    /// and the connection parked when the client has stopped reading ([`Peer::stalled`]).
     fn wrote(&mut self) {
         self.since_check += 1;
         if self.since_check < WINDOW_CHECK_EVERY || self.window == 0 {
             return;
         }
         self.since_check = 0;
-        if peer(self.fd).is_some_and(|p| p.established && (p.window < self.window / 2 || p.unsent >= PARK_UNSENT_BYTES)) {
+        if peer(self.fd).is_some_and(|p| p.stalled(self.window)) {
             self.parked = true;
         }
     }
@@ -411,17 +418,50 @@ impl Inner {
     fn queued_while_parked(&mut self) {
         self.since_check += 1;
         if self.since_check >= WINDOW_CHECK_EVERY {
-            self.recheck_parked();
+            self.recheck_parked(false);
         }
     }
 
-    /// Once the window is back to half its first value with nothing held back (or the peer
-    /// has closed), the connection is unparked and its task woken to write the queue.
-    fn recheck_parked(&mut self) {
+    /// Once the client is no longer stalled and nothing is held back (or the peer has closed),
+    /// the connection is unparked and its task woken to write the queue.
+    ///
+    /// A receiver announces a reopened window only once it can at least double it, so the
+    /// window of a client parked early (still above half of its first value) may be stale
+    /// after the client has read. On the sweep's check (`probe`), the first frame that waited
+    /// then goes out, and its acknowledgement carries the window as it is (at once over
+    /// loopback, by the next check over a network): the client is judged again. A stalled
+    /// client parked early takes one frame per sweep until its window is below half, from
+    /// where it would announce any reopening, and nothing more is written until it does.
+    fn recheck_parked(&mut self, probe: bool) {
         self.since_check = 0;
-        if peer(self.fd).is_none_or(|p| !p.established || (p.window >= self.window / 2 && p.unsent == 0)) {
-            self.parked = false;
-            self.wake();
+        let reads = |p: &Peer, opened: u32| !p.established || (!p.stalled(opened) && p.unsent == 0);
+        let Some(p) = peer(self.fd) else { return self.unpark() };
+        if reads(&p, self.window) {
+            return self.unpark();
+        }
+        if probe && p.window >= self.window / 2 && p.unsent == 0 && !self.queue.is_empty() && !self.finished && !self.broken {
+            self.write_queue(1);
+            if self.broken || peer(self.fd).is_none_or(|p| reads(&p, self.window)) {
+                self.unpark();
+            }
+        }
+    }
+
+    fn unpark(&mut self) {
+        self.parked = false;
+        self.wake();
+    }
+
+    /// One vectored write of the first `frames` queued.
+    fn write_queue(&mut self, frames: usize) {
+        let result = {
+            let bufs: Vec<io::IoSlice<'_>> = self.queue.iter().take(frames).map(|b| io::IoSlice::new(b)).collect();
+            send(self.fd, &bufs)
+        };
+        match result {
+            Ok(n) => self.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.broken = true,
         }
     }
 
