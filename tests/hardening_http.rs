@@ -145,6 +145,22 @@ fn idle_keep_alive_between_requests_is_not_cut_by_the_header_deadline() {
     assert_eq!(read_response(&mut s).status, 200);
 }
 
+/// The server's stop closes an idle keep-alive connection at once instead of waiting out the
+/// grace period for it (here far longer than the test may run).
+#[test]
+fn stopping_closes_an_idle_keep_alive_connection_without_waiting_out_the_grace_period() {
+    let mut env = env_with(|c| c.server.shutdown_grace = Duration::from_secs(3600));
+    let mut s = connect(&env);
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    let server = env.server.take().unwrap();
+    let stopping = std::thread::spawn(move || server.shutdown());
+    // The end of the stream, before the read timeout (DEADLINE) runs out.
+    let mut byte = [0u8; 1];
+    assert_eq!(s.read(&mut byte).expect("the connection closed while the server stopped"), 0);
+    stopping.join().unwrap();
+}
+
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let env = env_with(|c| c.server.header_timeout = Duration::from_millis(200));

@@ -62,6 +62,8 @@ pub struct ConnState {
     waiting_since: Cell<Instant>,
     /// The client sent nothing for the idle timeout: the next read fails with `TimedOut`.
     expired: Cell<bool>,
+    /// The server stops: the connection finishes the request in flight and closes.
+    stopping: Cell<bool>,
 }
 
 impl Default for ConnState {
@@ -75,6 +77,7 @@ impl Default for ConnState {
             reader: Cell::new(None),
             waiting_since: Cell::new(Instant::now()),
             expired: Cell::new(false),
+            stopping: Cell::new(false),
         }
     }
 }
@@ -112,6 +115,20 @@ impl ConnState {
     /// not already shed.
     pub fn idle_since(&self) -> Option<Instant> {
         (self.phase.get() == Phase::Idle && self.waiting.get() && !self.shed.get()).then(|| self.since.get())
+    }
+
+    /// The server stops: the connection's task is woken if it waits for its client (a task
+    /// at work sees the flag when it is next polled) and closes once the request in flight is
+    /// answered.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.get()
     }
 
     /// Asks an idle connection to close: its next idle read ends the stream.

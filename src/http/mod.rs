@@ -99,6 +99,9 @@ pub async fn serve(ctx: Rc<Shard>, listener: glommio::net::TcpListener) {
         .detach();
     }
     drop(listener);
+    for c in active.conns.borrow().values() {
+        c.stop();
+    }
     let drained = || async {
         loop {
             // Created before the check, so a notification in between is not missed.
@@ -308,10 +311,13 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     });
     let io = io::GlommioIo::new(stream, state.clone(), ctx.config().server.header_timeout, ctx.config().server.idle_timeout);
     let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-    let mut shutdown = ctx.shutdown_signal();
-    let finished = futures_lite::future::or(async { Some(std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await) }, async {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-        None
+    // The server's stop reaches the connection through its state (`serve` wakes every
+    // connection that waits for its client), rather than a watch polled on every wake.
+    let finished = std::future::poll_fn(|cx| {
+        if state.stopping() {
+            return std::task::Poll::Ready(None);
+        }
+        conn.poll_without_shutdown(cx).map(Some)
     })
     .await;
     let result = match finished {
