@@ -312,12 +312,11 @@ async fn connection(ctx: Rc<Shard>, stream: glommio::net::TcpStream, state: Rc<C
     let io = io::GlommioIo::new(stream, state.clone(), ctx.config().server.header_timeout, ctx.config().server.idle_timeout);
     let mut conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     // The server's stop reaches the connection through its state (`serve` wakes every
-    // connection that waits for its client), rather than a watch polled on every wake.
-    let finished = std::future::poll_fn(|cx| {
-        if state.stopping() {
-            return std::task::Poll::Ready(None);
-        }
-        conn.poll_without_shutdown(cx).map(Some)
+    // connection that waits for its client), rather than a watch polled on every wake. The
+    // connection is polled first, so that a request already arrived is read and answered.
+    let finished = std::future::poll_fn(|cx| match conn.poll_without_shutdown(cx) {
+        std::task::Poll::Pending if state.stopping() => std::task::Poll::Ready(None),
+        polled => polled.map(Some),
     })
     .await;
     let result = match finished {
