@@ -122,21 +122,25 @@ impl ConnState {
     /// answered.
     pub fn stop(&self) {
         self.stopping.set(true);
+        self.wake_reader();
+    }
+
+    /// Whether the server has asked the connection to close (see [`ConnState::stop`]).
+    pub fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Wakes the connection's task if it waits for its client, to see a flag just set.
+    fn wake_reader(&self) {
         if let Some(w) = self.reader.take() {
             w.wake();
         }
-    }
-
-    pub fn stopping(&self) -> bool {
-        self.stopping.get()
     }
 
     /// Asks an idle connection to close: its next idle read ends the stream.
     pub fn shed(&self) {
         self.shed.set(true);
-        if let Some(w) = self.reader.take() {
-            w.wake();
-        }
+        self.wake_reader();
     }
 
     /// Ends a connection whose client has sent nothing for `idle` while it waited (between
@@ -146,9 +150,7 @@ impl ConnState {
     pub fn expire_if_silent(&self, now: Instant, idle: Duration) {
         if self.waiting.get() && self.phase.get() != Phase::Upgraded && now.saturating_duration_since(self.waiting_since.get()) >= idle {
             self.expired.set(true);
-            if let Some(w) = self.reader.take() {
-                w.wake();
-            }
+            self.wake_reader();
         }
     }
 
